@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:  `make run`  and  `make test`.
+# Both create .venv if missing and install the pinned stack first (once).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WHEELS := .wheels
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install run test clean
+
+$(STAMP): setup.py requirements/constraints.txt tools/glibc_compat/glibc_compat.py tools/glibc_compat/shim.cc
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# TFX's ml-metadata and TFDV wheels need glibc 2.39; fetch them (only if needed) ...
+	$(PY) tools/glibc_compat/glibc_compat.py fetch-wheels $(WHEELS)
+	$(PY) -m pip install --disable-pip-version-check -q --find-links $(WHEELS) \
+		-c requirements/constraints.txt -e ".[tfx,dev]"
+	# ... and make their native extensions load on older glibc (no-op on glibc >= 2.39).
+	$(PY) tools/glibc_compat/glibc_compat.py patch
+	$(PY) tools/glibc_compat/glibc_compat.py check
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the embedded default data (MovieLens-100K).
+run: install
+	$(PY) -m tfrec_dyn train --model sasrec --data ml-100k --out runs/sasrec
+
+test: install
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) $(WHEELS) runs

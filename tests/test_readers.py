@@ -1,0 +1,385 @@
+"""Tests for tfrec_dyn.data.readers: every format, bad input, and the real files."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfrec_dyn.data.readers import (
+    DataFormatError,
+    read_jd_sessions,
+    read_log,
+    read_movielens_100k,
+    read_movielens_1m,
+    read_user_item,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ML_100K = REPO / "tfrec_dyn" / "data" / "resources" / "ml-100k"
+JD_MICRO = REPO.parent / "shared" / "data" / "jd-micro"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def as_dict(data, field=None):
+    """user id -> list of items (or of one side field's values)."""
+    seqs = data.items if field is None else data.side[field]
+    return {user: seq.tolist() for user, seq in zip(data.user_ids, seqs)}
+
+
+def assert_balanced(report):
+    assert report.lines_read == report.kept + report.dropped_total
+
+
+# ------------------------------------------------------------- MovieLens
+def test_movielens_100k_orders_by_time_with_ties_in_file_order(tmp_path):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    write(folder / "u.data", "1\t10\t5\t300\n2\t20\t3\t100\n1\t11\t4\t100\n1\t12\t2\t300\n1\t13\t1\t200\n")
+    for path in (folder, folder / "u.data"):
+        data = read_movielens_100k(path)
+        assert data.user_ids == ["1", "2"]
+        # time 100, 200, then the two at 300 in file order (10 before 12).
+        assert as_dict(data) == {"1": ["11", "13", "10", "12"], "2": ["20"]}
+        assert as_dict(data, "timestamp") == {"1": [100, 200, 300, 300], "2": [100]}
+        assert as_dict(data, "rating") == {"1": [4, 1, 5, 2], "2": [3]}
+        assert data.side["rating"][0].dtype == np.float64
+        assert data.report.lines_read == data.report.kept == 5
+        assert data.report.dropped == {}
+
+
+def test_movielens_1m_reads_double_colon_lines(tmp_path):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    write(
+        folder / "ratings.dat",
+        "1::1193::5::978300760\n1::661::3::978302109\n2::1357::5::978298709\n1::914::3::978300760\n",
+    )
+    data = read_movielens_1m(folder)
+    assert as_dict(data) == {"1": ["1193", "914", "661"], "2": ["1357"]}
+    assert as_dict(data, "rating") == {"1": [5, 3, 3], "2": [5]}
+    assert data.side_fields == ("rating", "timestamp")
+    assert read_movielens_1m(folder / "ratings.dat").num_interactions == 4
+
+
+def test_movielens_bad_lines_are_counted_with_line_numbers_and_skipped(tmp_path):
+    path = write(
+        tmp_path / "u.data",
+        "1\t10\t5\t100\n"  # 1 ok
+        "1\t11\t4\n"  # 2 three fields
+        "\n"  # 3 blank
+        "2\t20\tfive\t100\n"  # 4 bad rating
+        "2\t21\t3\tyesterday\n"  # 5 bad timestamp
+        "\t22\t3\t100\n"  # 6 empty user
+        "2\t23\t3\t200\r\n",  # 7 ok (CRLF)
+    )
+    data = read_movielens_100k(path)
+    assert as_dict(data) == {"1": ["10"], "2": ["23"]}
+    report = data.report
+    assert (report.lines_read, report.kept) == (7, 2)
+    assert report.dropped == {
+        "wrong number of fields": 1,
+        "blank line": 1,
+        "bad rating": 1,
+        "bad timestamp": 1,
+        "bad user": 1,
+    }
+    assert [(number, reason) for number, reason, _ in report.examples] == [
+        (2, "wrong number of fields"),
+        (3, "blank line"),
+        (4, "bad rating"),
+        (5, "bad timestamp"),
+        (6, "bad user"),
+    ]
+    assert report.examples[0][2] == "1\t11\t4"
+    assert_balanced(report)
+    assert "first at line(s) 2, 3, 4, 5, 6" in report.summary()
+
+
+def test_strict_raises_naming_file_and_line(tmp_path):
+    path = write(tmp_path / "u.data", "1\t10\t5\t100\n\n2\t20\tfive\t100\n")
+    # The blank line 2 never raises; the bad rating on line 3 does.
+    with pytest.raises(DataFormatError, match=r"u\.data, line 3: bad rating 'five'"):
+        read_movielens_100k(path, strict=True)
+    path = write(tmp_path / "ratings.dat", "1::10::5::100\n1::11::4\n")
+    with pytest.raises(DataFormatError, match=r"ratings\.dat, line 2: 3 field\(s\), expected 4"):
+        read_movielens_1m(path, strict=True)
+
+
+def test_undecodable_line_is_dropped(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_bytes(b"1\t10\t5\t100\n1\t\xff\xfe\t5\t200\n1\t12\t5\t300\n")
+    data = read_movielens_100k(path)
+    assert as_dict(data) == {"1": ["10", "12"]}
+    assert data.report.dropped == {"not UTF-8": 1}
+    assert data.report.examples[0][0] == 2
+
+
+# ------------------------------------------------------------- user item
+def test_user_item_keeps_file_order(tmp_path):
+    path = write(tmp_path / "Beauty.txt", "1 30\n2 5\n1 10\n1 20\n\n2 7\n")
+    data = read_user_item(path)
+    assert as_dict(data) == {"1": ["30", "10", "20"], "2": ["5", "7"]}
+    assert data.side == {}
+    assert (data.report.lines_read, data.report.kept, data.report.dropped) == (6, 5, {"blank line": 1})
+
+
+def test_user_item_bad_line(tmp_path):
+    path = write(tmp_path / "seq.txt", "1 30\n1 31 extra\n1 32\n")
+    data = read_user_item(path)
+    assert as_dict(data) == {"1": ["30", "32"]}
+    assert data.report.examples == [(2, "wrong number of fields", "1 31 extra")]
+    with pytest.raises(DataFormatError, match=r"seq\.txt, line 2"):
+        read_user_item(path, strict=True)
+
+
+# ------------------------------------------------------------------- JD
+JD_TEXT = (
+    "2024535+5+672+2+74 2024535+7+672+294+74 2692787+5+672+4+79\n"
+    "642681+5+7371+17+17 oops 10055823354+5+7371+x+35 1145153+5+4837+7+7\n"
+    "\n"
+    "bad+token nothing+good\n"
+    "817006+9+4840+11.5+13\n"
+)
+
+
+def test_jd_sessions_keep_all_five_fields(tmp_path):
+    data = read_jd_sessions(write(tmp_path / "JD_sample", JD_TEXT))
+    # One sequence per kept line, named by its line number.
+    assert data.user_ids == ["1", "2", "5"]
+    assert data.side_fields == ("behavior", "category", "time_interval", "dwell_time")
+    assert as_dict(data) == {
+        "1": ["2024535", "2024535", "2692787"],
+        "2": ["642681", "1145153"],
+        "5": ["817006"],
+    }
+    assert as_dict(data, "behavior") == {"1": ["5", "7", "5"], "2": ["5", "5"], "5": ["9"]}
+    assert as_dict(data, "category") == {"1": ["672", "672", "672"], "2": ["7371", "4837"], "5": ["4840"]}
+    assert as_dict(data, "time_interval") == {"1": [2, 294, 4], "2": [17, 7], "5": [11.5]}
+    assert as_dict(data, "dwell_time") == {"1": [74, 74, 79], "2": [17, 7], "5": [13]}
+    assert data.side["dwell_time"][0].dtype == np.float64
+
+
+def test_jd_malformed_tokens_are_skipped_and_empty_sessions_dropped(tmp_path):
+    report = read_jd_sessions(write(tmp_path / "JD_sample", JD_TEXT)).report
+    # Lines: 1, 2 and 5 kept; 3 blank; 4 has no valid micro-behaviour.
+    assert (report.lines_read, report.kept) == (5, 3)
+    assert report.dropped == {"blank line": 1, "no valid micro-behaviour": 1}
+    assert_balanced(report)
+    # The two bad tokens of line 2 are counted apart from the line balance.
+    assert report.skipped == {"malformed micro-behaviour": 2}
+    assert [(number, reason) for number, reason, _ in report.examples] == [
+        (2, "malformed micro-behaviour"),
+        (2, "malformed micro-behaviour"),
+        (3, "blank line"),
+        (4, "no valid micro-behaviour"),
+    ]
+    assert "micro-behaviour 2 'oops'" in report.examples[0][2]
+    assert "micro-behaviour 3" in report.examples[1][2] and "bad time_interval 'x'" in report.examples[1][2]
+    assert "skipped inside kept lines: malformed micro-behaviour: 2" in report.summary()
+
+
+def test_jd_strict_raises_on_first_malformed_token(tmp_path):
+    path = write(tmp_path / "JD_sample", JD_TEXT)
+    with pytest.raises(DataFormatError, match=r"JD_sample, line 2: micro-behaviour 2 'oops'"):
+        read_jd_sessions(path, strict=True)
+
+
+# ------------------------------------------------------------------- logs
+def test_csv_log_maps_columns_keeps_extras_and_orders_by_time(tmp_path):
+    path = write(
+        tmp_path / "events.csv",
+        "uid,sku,ts,action,price,note\n"
+        "u1,a,2024-01-02T00:00:00,click,9.5,plain\n"
+        "u2,b,2024-01-01T00:00:00,view,1,\"with, comma\"\n"
+        "u1,c,2024-01-01T00:00:00,buy,3,x\n"
+        "u1,d,2024-01-02T00:00:00Z,view,4,y\n",
+    )
+    data = read_log(path, {"user": "uid", "item": "sku", "timestamp": "ts", "behavior": "action"})
+    assert as_dict(data) == {"u1": ["c", "a", "d"], "u2": ["b"]}
+    assert data.side_fields == ("timestamp", "behavior", "price", "note")
+    assert as_dict(data, "timestamp")["u1"] == [1704067200.0, 1704153600.0, 1704153600.0]
+    assert as_dict(data, "behavior")["u1"] == ["buy", "click", "view"]
+    # Unmapped columns are kept as raw strings; quoted commas stay in the field.
+    assert as_dict(data, "price")["u1"] == ["3", "9.5", "4"]
+    assert as_dict(data, "note")["u2"] == ["with, comma"]
+    assert data.report.kept == 4
+
+
+def test_tsv_log_and_unmapped_canonical_names_get_raw_suffix(tmp_path):
+    path = write(tmp_path / "log.tsv", "user\titem\trating\tcategory\n1\tx\t4.5\tshoes\n1\ty\t2\tbags\n")
+    data = read_log(path, {"user": "user", "item": "item", "category": "category"})
+    assert as_dict(data) == {"1": ["x", "y"]}
+    # "rating" was not mapped: kept, but as raw text under "rating_raw".
+    assert data.side_fields == ("category", "rating_raw")
+    assert as_dict(data, "rating_raw") == {"1": ["4.5", "2"]}
+
+
+def test_headerless_log_uses_positions(tmp_path):
+    path = write(tmp_path / "log.csv", "7,a,30,extra\n7,b,10,more\n8,c,20,z\n")
+    data = read_log(path, {"user": 0, "item": 1, "timestamp": 2}, header=False)
+    assert as_dict(data) == {"7": ["b", "a"], "8": ["c"]}
+    assert as_dict(data, "column_3") == {"7": ["more", "extra"], "8": ["z"]}
+    with pytest.raises(ValueError, match="positions"):
+        read_log(path, {"user": "uid", "item": 1}, header=False)
+
+
+def test_jsonl_log_keeps_every_key(tmp_path):
+    path = write(
+        tmp_path / "log.jsonl",
+        '{"u": 1, "i": "a", "t": 20, "dwell": 3.5, "tags": ["x", "y"]}\n'
+        '{"u": 1, "i": "b", "t": 10, "dwell": "2", "page": "home"}\n'
+        '{"u": 2, "i": "a", "t": 5}\n'
+        "not json\n"
+        "[1, 2]\n",
+    )
+    data = read_log(path, {"user": "u", "item": "i", "timestamp": "t"})
+    assert as_dict(data) == {"1": ["b", "a"], "2": ["a"]}
+    assert data.side_fields == ("timestamp", "dwell", "tags", "page")
+    assert as_dict(data, "tags") == {"1": [None, ["x", "y"]], "2": [None]}
+    assert as_dict(data, "page") == {"1": ["home", None], "2": [None]}
+    assert data.report.dropped == {"invalid JSON": 1, "not a JSON object": 1}
+    assert [number for number, _, _ in data.report.examples] == [4, 5]
+    assert_balanced(data.report)
+
+    typed = read_log(path, {"user": "u", "item": "i", "dwell_time": "dwell"})
+    # Records lacking a mapped key are dropped, and the rest typed as floats.
+    assert as_dict(typed, "dwell_time") == {"1": [3.5, 2.0]}
+    assert typed.report.dropped["missing 'dwell'"] == 1
+
+
+def test_log_errors_name_the_file(tmp_path):
+    csv_path = write(tmp_path / "events.csv", "uid,sku\n1,a\n")
+    with pytest.raises(DataFormatError, match=r"events\.csv: column\(s\) \['ts'\] not found"):
+        read_log(csv_path, {"user": "uid", "item": "sku", "timestamp": "ts"})
+    # A CSV given as TSV: the header does not split.
+    with pytest.raises(DataFormatError, match=r"events\.csv: .*single field.*delimiter"):
+        read_log(csv_path, {"user": "uid", "item": "sku"}, format="tsv")
+    jsonl = write(tmp_path / "log.jsonl", '{"u": 1, "i": 2}\n')
+    with pytest.raises(DataFormatError, match=r"log\.jsonl: none of its 1 line.*no key 'rating'"):
+        read_log(jsonl, {"user": "u", "item": "i", "rating": "rating"})
+    array = write(tmp_path / "log.json", '[{"u": 1, "i": 2}]\n')
+    with pytest.raises(DataFormatError, match=r"log\.json: looks like a JSON array"):
+        read_log(array, {"user": "u", "item": "i"})
+    with pytest.raises(DataFormatError, match=r"log\.txt: cannot infer the log format"):
+        read_log(write(tmp_path / "log.txt", "u,i\n1,2\n"), {"user": "u", "item": "i"})
+    with pytest.raises(ValueError, match=r"unknown canonical field\(s\) \['time'\]"):
+        read_log(csv_path, {"user": "uid", "item": "sku", "time": "ts"})
+    with pytest.raises(ValueError, match=r"must map \['item'\]"):
+        read_log(csv_path, {"user": "uid"})
+
+
+def test_log_row_with_wrong_field_count_is_dropped(tmp_path):
+    path = write(tmp_path / "events.csv", "uid,sku\n1,a\n1,b,extra\n1,c\n")
+    data = read_log(path, {"user": "uid", "item": "sku"})
+    assert as_dict(data) == {"1": ["a", "c"]}
+    # The header is not a data line; line numbers are the file's.
+    assert (data.report.lines_read, data.report.kept) == (3, 2)
+    assert data.report.examples == [(3, "wrong number of fields", "1,b,extra")]
+    with pytest.raises(DataFormatError, match=r"events\.csv, line 3: 3 field\(s\), expected 2"):
+        read_log(path, {"user": "uid", "item": "sku"}, strict=True)
+
+
+# -------------------------------------------------------- file-level errors
+LINE_READERS = {
+    "u.data": read_movielens_100k,
+    "ratings.dat": read_movielens_1m,
+    "seq.txt": read_user_item,
+    "JD_sample": read_jd_sessions,
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINE_READERS))
+@pytest.mark.parametrize("text", ["", "\n  \n\n"], ids=["empty", "blank"])
+def test_empty_file_names_it(tmp_path, name, text):
+    path = write(tmp_path / name, text)
+    for strict in (False, True):
+        with pytest.raises(DataFormatError, match=re.escape(name) + r": the file is empty"):
+            LINE_READERS[name](path, strict=strict)
+
+
+def test_empty_log_names_it(tmp_path):
+    with pytest.raises(DataFormatError, match=r"events\.csv: the file is empty"):
+        read_log(write(tmp_path / "events.csv", ""), {"user": "u", "item": "i"})
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("u.data", "1,10,5,100\n2,20,3,200\n"),  # CSV given to the TSV reader
+        ("ratings.dat", "1\t10\t5\t100\n"),  # TSV given to the '::' reader
+        ("seq.txt", "1,10\n2,20\n"),  # CSV given to the whitespace reader
+    ],
+)
+def test_wrong_delimiter_names_the_file(tmp_path, name, text):
+    path = write(tmp_path / name, text)
+    no_line = re.escape(name) + r": none of its \d line.*Is the delimiter right"
+    with pytest.raises(DataFormatError, match=no_line):
+        LINE_READERS[name](path)
+    with pytest.raises(DataFormatError, match=re.escape(name) + r", line 1: 1 field\(s\)"):
+        LINE_READERS[name](path, strict=True)
+
+
+def test_jd_file_with_no_valid_token(tmp_path):
+    path = write(tmp_path / "JD_sample", "1,5,672,2,74 1,7,672,3,74\n")
+    with pytest.raises(DataFormatError, match=r"JD_sample: none of its 1 line.*'\+'-separated"):
+        read_jd_sessions(path)
+
+
+def test_missing_file_names_it(tmp_path):
+    for reader in LINE_READERS.values():
+        with pytest.raises(FileNotFoundError, match=r"no_such_file"):
+            reader(tmp_path / "no_such_file")
+    with pytest.raises(FileNotFoundError, match=r"no_such_file\.csv"):
+        read_log(tmp_path / "no_such_file.csv", {"user": "u", "item": "i"})
+    # A folder without the expected file names the file it looked for.
+    with pytest.raises(FileNotFoundError, match=r"u\.data"):
+        read_movielens_100k(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"ratings\.dat"):
+        read_movielens_1m(tmp_path)
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_bytes("\ufeffuid,sku\n1,a\n".encode("utf-8"))
+    assert as_dict(read_log(path, {"user": "uid", "item": "sku"})) == {"1": ["a"]}
+
+
+# ------------------------------------------------------------ real files
+def test_real_movielens_100k():
+    data = read_movielens_100k(ML_100K)
+    assert data.num_users == 943
+    assert data.num_interactions == 100000
+    assert len(data.item_set()) == 1682
+    assert data.report.kept == data.report.lines_read == 100000
+    # Same order as a stable sort of the raw file by (time), per user.
+    frame = pd.read_csv(ML_100K / "u.data", sep="\t", names=["user", "item", "rating", "time"], dtype=str)
+    frame = frame.sort_values("time", key=lambda t: t.astype(int), kind="stable")
+    for user in ("1", "196", "943"):
+        expected = frame.loc[frame.user == user, "item"].tolist()
+        assert as_dict(data)[user] == expected
+    for times in data.side["timestamp"]:
+        assert np.all(np.diff(times) >= 0)
+
+
+@pytest.mark.skipif(not JD_MICRO.is_dir(), reason=f"JD micro-behaviour samples not found at {JD_MICRO}")
+def test_real_jd_sample():
+    path = JD_MICRO / "JD_Computers_sample"
+    data = read_jd_sessions(path, strict=True)
+    lines = path.read_text().splitlines()
+    assert data.num_users == len(lines) == 1000
+    assert data.user_ids[:3] == ["1", "2", "3"]
+    assert data.num_interactions == sum(len(line.split()) for line in lines)
+    assert data.side_fields == ("behavior", "category", "time_interval", "dwell_time")
+    # The first micro-behaviour of the file, field by field.
+    sku, behavior, category, interval, dwell = lines[0].split()[0].split("+")
+    first = (data.items[0][0], data.side["behavior"][0][0], data.side["category"][0][0])
+    assert first == (sku, behavior, category)
+    assert data.side["time_interval"][0][0] == float(interval)
+    assert data.side["dwell_time"][0][0] == float(dwell)
+    assert set(np.concatenate(data.side["behavior"])) <= {str(b) for b in range(1, 11)}

@@ -1,0 +1,5 @@
+import sys
+
+from tfrec_dyn.cli import main
+
+sys.exit(main())

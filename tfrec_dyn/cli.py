@@ -1,0 +1,188 @@
+"""`tfrec-dyn` command line (also `python -m tfrec_dyn`).
+
+    tfrec-dyn train --model sasrec --data ml-100k --epochs 50 --out runs/sasrec
+    tfrec-dyn evaluate runs/sasrec --protocol sampled
+    tfrec-dyn recommend runs/sasrec --history 50,172,133 -k 10
+    tfrec-dyn datasets
+
+With `--json` the last line of stdout is one JSON object (model, data,
+protocol, metric values, training time) for scripts.  Wrong arguments and bad
+input give a one-line error and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROTOCOL_CHOICES = ("full", "sampled")
+
+
+class CliError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _hyperparameter(text: str):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfrec_dyn.models.registry import MODELS
+
+    parser = _Parser(prog="tfrec-dyn", description="Dynamic, behaviour-aware sequential recommendation.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a model and evaluate it on the test split")
+    train.add_argument("--model", default="sasrec", choices=sorted(MODELS))
+    train.add_argument("--data", default="ml-100k", help="built-in data set name or a path (default: ml-100k)")
+    train.add_argument("--format", dest="data_format", help="data format when it cannot be guessed from the path")
+    train.add_argument("--columns", type=json.loads, help='column mapping for CSV/JSON logs, e.g. \'{"user": "uid", "item": "sku"}\'')
+    train.add_argument("--k-core", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=50)
+    train.add_argument("--max-len", type=int, default=50)
+    train.add_argument("--batch-size", type=int, default=128, help="per replica")
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--loss", choices=("bce", "ce"), help="default: the model's own")
+    train.add_argument("--negative-sampler", choices=("uniform", "popularity"), default="uniform")
+    train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="KEY=VALUE",
+                       help="model hyperparameter, e.g. --hp embed_dim=64 (repeatable)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--strategy", default="auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
+    train.add_argument("--mixed-precision", action="store_true")
+    train.add_argument("--validate-every", type=int, default=0)
+    train.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="full",
+                       help="protocol whose figures go into the --json line")
+    train.add_argument("--out", help="run directory to save the model in")
+    train.add_argument("--json", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved run")
+    evaluate.add_argument("run")
+    evaluate.add_argument("--protocol", choices=PROTOCOL_CHOICES + ("all",), default="all")
+    evaluate.add_argument("--split", choices=("test", "validation"), default="test")
+    evaluate.add_argument("--json", action="store_true")
+
+    recommend = commands.add_parser("recommend", help="top-k items for a history of raw item ids")
+    recommend.add_argument("run")
+    recommend.add_argument("--history", required=True, help="comma-separated raw item ids, oldest first")
+    recommend.add_argument("-k", type=int, default=10)
+    recommend.add_argument("--include-seen", action="store_true")
+    recommend.add_argument("--json", action="store_true")
+
+    commands.add_parser("datasets", help="list built-in data sets and readable formats")
+    return parser
+
+
+def _print_metrics(title: str, metrics: dict) -> None:
+    print(title)
+    for name in sorted(metrics, key=lambda n: (n.split("@")[0], int(n.split("@")[1]) if "@" in n else 0)):
+        print(f"  {name:<10} {metrics[name]:.4f}")
+
+
+def _train(args) -> dict:
+    from tfrec_dyn.training import TrainConfig, train
+
+    config = TrainConfig(
+        model=args.model, data=args.data, data_format=args.data_format, columns=args.columns,
+        k_core=args.k_core, max_len=args.max_len, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, loss=args.loss, negative_sampler=args.negative_sampler,
+        hyperparameters=dict(args.hp), seed=args.seed, strategy=args.strategy,
+        mixed_precision=args.mixed_precision, validate_every=args.validate_every)
+    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    result = train(config, out_dir=args.out, verbose=verbose)
+    report = result.data.interactions.report
+    if report is not None:
+        print(report.summary())
+    for protocol, figures in result.metrics.items():
+        _print_metrics(f"{config.model} on {config.data}, test split, protocol={protocol}:", figures)
+    print(f"training time: {result.train_seconds:.1f} s" + (f"; saved to {args.out}" if args.out else ""))
+    return {"model": config.model, "data": config.data, "protocol": args.protocol,
+            **result.metrics[args.protocol], "train_seconds": result.train_seconds,
+            "protocols": result.metrics, "run": args.out}
+
+
+def _evaluate(args) -> dict:
+    from tfrec_dyn.training import PreparedData, Run, evaluate_model
+
+    run = Run.load(args.run)
+    data = PreparedData.from_config(run.config, vocab=run.vocab)
+    protocols = PROTOCOL_CHOICES if args.protocol == "all" else (args.protocol,)
+    results = evaluate_model(run.model, data, run.config, which=args.split, protocols=protocols)
+    for protocol, result in results.items():
+        _print_metrics(f"{run.config.model} on {run.config.data}, {args.split} split, protocol={protocol}:",
+                       result.metrics)
+    first = protocols[0]
+    return {"model": run.config.model, "data": run.config.data, "protocol": first, "split": args.split,
+            **results[first].metrics, "train_seconds": run.metrics().get("train_seconds"),
+            "protocols": {p: r.metrics for p, r in results.items()}}
+
+
+def _recommend(args) -> dict:
+    import numpy as np
+
+    from tfrec_dyn.data import item_titles, pad_left
+    from tfrec_dyn.training import Run
+
+    if args.k <= 0:
+        raise CliError(f"-k must be positive, got {args.k}")
+    run = Run.load(args.run)
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    unknown = [h for h in history if h not in run.vocab]
+    if unknown:
+        print(f"note: {len(unknown)} unknown item id(s) ignored: {', '.join(unknown[:10])}", file=sys.stderr)
+    known = [h for h in history if h in run.vocab]
+    if not known:
+        raise CliError("none of the --history ids is in the model's vocabulary")
+    inputs = {"item_ids": pad_left([run.vocab.encode(known)], run.config.max_len)}
+    k = min(args.k, run.vocab.size - 2)
+    ids, scores = run.model.recommend(inputs, k=k, exclude_seen=not args.include_seen)
+    titles = item_titles(run.config.data) if run.config.data else {}
+    items = [{"item": item, "score": float(score), **({"title": titles[item]} if item in titles else {})}
+             for item, score in zip(run.vocab.decode(np.asarray(ids[0])), np.asarray(scores[0]))
+             if np.isfinite(score)]
+    for rank, item in enumerate(items, 1):
+        print(f"{rank:>3}. {item['item']:<10} {item['score']:8.3f}  {item.get('title', '')}")
+    return {"model": run.config.model, "data": run.config.data, "history": known, "recommendations": items}
+
+
+def _datasets(args) -> dict:
+    from tfrec_dyn.data.datasets import BUILTIN, FORMATS
+
+    for name, spec in BUILTIN.items():
+        print(f"{name:<10} {spec['description']}")
+    print("formats for paths: " + ", ".join(sorted(FORMATS) + ["log (CSV/TSV/JSON lines + --columns)"]))
+    return {"datasets": sorted(BUILTIN), "formats": sorted(FORMATS) + ["log"]}
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "recommend": _recommend, "datasets": _datasets}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = COMMANDS[args.command](args)
+    except (CliError, ValueError, FileNotFoundError, OSError) as error:
+        print(f"tfrec-dyn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    if getattr(args, "json", False):
+        print(json.dumps(result, sort_keys=True, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,572 @@
+"""Readers that turn interaction logs on disk into `Interactions`.
+
+Formats:
+
+* `read_movielens_100k` - MovieLens 100K `u.data` (`user<TAB>item<TAB>rating<TAB>time`).
+* `read_movielens_1m` - MovieLens 1M `ratings.dat` (`user::item::rating::time`).
+* `read_user_item` - plain `user item` text, one interaction per line, in time order.
+* `read_jd_sessions` - JD micro-behaviour sessions, one session per line of
+  `sku+behavior_type+category+time_interval+dwell_time` tokens.
+* `read_log` - generic CSV / TSV / JSON-lines logs with a column mapping.
+
+Every reader keeps every field the source has as a side field.  Numeric side
+fields (`rating`, `timestamp`, `dwell_time`, `time_interval`) are float64
+(timestamps in seconds since the epoch); categorical and unknown ones hold
+strings (or raw JSON values).  When there is a `timestamp`, each user's events
+are ordered by it, ties keeping file order; otherwise file order is kept.
+
+Bad input (the same for every reader; see `Interactions.report`):
+
+* Each physical line is counted once, so
+  `report.lines_read == report.kept + report.dropped_total` (a CSV header is
+  not counted as a data line).
+* Blank (whitespace-only) lines carry no data: they are dropped under the
+  reason ``"blank line"`` and never raise, even with ``strict=True``.
+* A malformed line (wrong number of fields, an unparsable number, an empty id,
+  invalid UTF-8 or JSON, ...) is dropped and counted under its reason, with its
+  line number in `report.examples`; with ``strict=True`` it raises
+  `DataFormatError` naming the file and the line instead.
+* File-level problems always raise: a missing file raises `FileNotFoundError`
+  naming it; an empty file, a missing column, or a file of which no line
+  parses (typically a wrong delimiter) raises `DataFormatError` naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import gc
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from tfrec_dyn.data.interactions import KNOWN_SIDE_FIELDS, NUMERIC_SIDE_FIELDS, Interactions, ReadReport
+
+__all__ = [
+    "DataFormatError",
+    "read_jd_sessions",
+    "read_log",
+    "read_movielens_100k",
+    "read_movielens_1m",
+    "read_user_item",
+]
+
+PathLike = Union[str, os.PathLike]
+Row = Tuple[Any, ...]
+# A line parser turns one non-blank line into zero or more event rows, or
+# raises `_BadLine`.
+LineParser = Callable[[str, int], List[Row]]
+
+BLANK_LINE = "blank line"
+WRONG_FIELD_COUNT = "wrong number of fields"
+BAD_MICRO_BEHAVIOR = "malformed micro-behaviour"
+NO_MICRO_BEHAVIOR = "no valid micro-behaviour"
+
+_JD_FIELDS = ("user", "item", "behavior", "category", "time_interval", "dwell_time")
+_MOVIELENS_FIELDS = ("user", "item", "rating", "timestamp")
+_LOG_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+
+
+class DataFormatError(ValueError):
+    """An interaction file that cannot be read as the expected format.
+
+    The message always names the file, and the line when one line is at fault.
+    """
+
+
+class _BadLine(Exception):
+    """Raised by a line parser: `reason` is the key it is counted under in the
+    report, `detail` the longer explanation used in error messages."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail or reason
+
+
+# ------------------------------------------------------------------ values
+def _text(value: Any) -> str:
+    """A non-empty id or category, as a string."""
+    if value is None or isinstance(value, (dict, list)):
+        raise ValueError("not a scalar")
+    text = str(value).strip()
+    if not text:
+        raise ValueError("empty")
+    return text
+
+
+def _number(value: Any) -> float:
+    """A finite number (a JSON number or its text)."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    return number
+
+
+def _timestamp(value: Any) -> float:
+    """Seconds since the epoch, from a number or an ISO 8601 date-time
+    (naive ones are taken as UTC)."""
+    try:
+        return _number(value)
+    except (TypeError, ValueError):
+        if not isinstance(value, str):
+            raise
+    moment = datetime.fromisoformat(value.strip())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _converter(name: str) -> Callable[[Any], Any]:
+    if name == "timestamp":
+        return _timestamp
+    return _number if name in NUMERIC_SIDE_FIELDS else _text
+
+
+def _convert(name: str, convert: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return convert(value)
+    except (TypeError, ValueError):
+        raise _BadLine(f"bad {name}", f"bad {name} {value!r}") from None
+
+
+def _convert_all(
+    names: Sequence[str], converters: Sequence[Callable[[Any], Any]], values: Sequence[Any]
+) -> List[Any]:
+    """`values` converted field by field; `_BadLine` names the first bad one."""
+    try:
+        return [convert(value) for convert, value in zip(converters, values)]
+    except (TypeError, ValueError):  # rare: find the culprit for the message
+        return [_convert(name, convert, value) for name, convert, value in zip(names, converters, values)]
+
+
+# ------------------------------------------------------------------- files
+@contextlib.contextmanager
+def _gc_paused():
+    """Pauses the cyclic garbage collector.  Reading a big file makes millions
+    of small, cycle-free tuples, which would otherwise trigger repeated full
+    collections (about a third of the time for MovieLens-1M)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _existing_file(path: PathLike, default_name: Optional[str] = None) -> Path:
+    """`path` itself, or `path / default_name` when `path` is a folder."""
+    path = Path(path)
+    if default_name is not None and path.is_dir():
+        path = path / default_name
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "no such interaction file"
+        raise FileNotFoundError(errno.ENOENT, what, str(path))
+    return path
+
+
+def _decode(raw: bytes) -> Tuple[str, bool]:
+    """The line without its end-of-line, and whether it was valid UTF-8."""
+    try:
+        text, valid = raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        text, valid = raw.decode("utf-8", errors="replace"), False
+    return text.rstrip("\r\n"), valid
+
+
+def _first_line(path: Path) -> str:
+    """The first non-blank line of `path` (a header, or a line to size a table)."""
+    with path.open("rb") as lines:
+        for raw in lines:
+            text = _decode(raw)[0].lstrip("\ufeff")
+            if text.strip():
+                return text
+    raise DataFormatError(f"{path}: the file is empty (no non-blank line)")
+
+
+@_gc_paused()
+def _read_lines(
+    path: Path,
+    parse: LineParser,
+    report: ReadReport,
+    *,
+    strict: bool,
+    layout: str,
+    skip_header: bool = False,
+) -> List[Row]:
+    """Runs `parse` on every non-blank line of `path`; the one loop all readers share.
+
+    Counts every line in `report` (blank and malformed lines as dropped),
+    raises `DataFormatError` for a malformed line under `strict`, for an empty
+    file, and for a file of which no line parses.  `layout` describes the
+    expected line for messages.  With `skip_header`, the first non-blank line
+    is skipped and not counted.
+    """
+    rows: List[Row] = []
+    first_bad: Optional[Tuple[int, _BadLine, str]] = None
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            text, valid = _decode(raw)
+            if number == 1:
+                text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark
+            if not text.strip():
+                report.lines_read += 1
+                report.drop(number, BLANK_LINE, text)
+                continue
+            if skip_header:
+                skip_header = False
+                continue
+            report.lines_read += 1
+            try:
+                if not valid:
+                    raise _BadLine("not UTF-8", "invalid UTF-8 bytes")
+                parsed = parse(text, number)
+            except _BadLine as bad:
+                if strict:
+                    raise DataFormatError(
+                        f"{path}, line {number}: {bad.detail} (expected {layout}): {text[:200]!r}"
+                    ) from None
+                report.drop(number, bad.reason, text)
+                first_bad = first_bad or (number, bad, text)
+                continue
+            rows.extend(parsed)
+            report.kept += 1
+    if first_bad is not None and not rows:
+        number, bad, text = first_bad
+        hint = " Is the delimiter right?" if bad.reason == WRONG_FIELD_COUNT else ""
+        raise DataFormatError(
+            f"{path}: none of its {report.lines_read} line(s) could be read as {layout}.{hint} "
+            f"First bad line {number}: {bad.detail}: {text[:200]!r}"
+        )
+    if not rows:
+        raise DataFormatError(f"{path}: the file is empty (no data line)")
+    return rows
+
+
+def _side_array(name: str, values: Sequence[Any]) -> np.ndarray:
+    if name in NUMERIC_SIDE_FIELDS:
+        return np.asarray(values, dtype=np.float64)
+    array = np.empty(len(values), dtype=object)  # also keeps JSON lists 1-D
+    array[:] = values
+    return array
+
+
+@_gc_paused()
+def _build(rows: List[Row], names: Sequence[str], report: ReadReport) -> Interactions:
+    """Groups event rows (`user, item, *side` in the order of `names`) by user."""
+    columns = list(zip(*rows))
+    side = {name: _side_array(name, values) for name, values in zip(names[2:], columns[2:])}
+    return Interactions.from_events(columns[0], columns[1], side, order_by="timestamp", report=report)
+
+
+def _fixed_fields_parser(split: Callable[[str], List[str]], names: Sequence[str]) -> LineParser:
+    """A parser for lines of exactly `len(names)` fields named `names`."""
+    converters = [_converter(name) for name in names]
+
+    def parse(text: str, number: int) -> List[Row]:
+        fields = split(text)
+        if len(fields) != len(names):
+            raise _BadLine(WRONG_FIELD_COUNT, f"{len(fields)} field(s), expected {len(names)}")
+        return [tuple(_convert_all(names, converters, fields))]
+
+    return parse
+
+
+def _read_fixed_fields(
+    path: Path, split: Callable[[str], List[str]], names: Sequence[str], layout: str, strict: bool
+) -> Interactions:
+    report = ReadReport(source=str(path))
+    rows = _read_lines(path, _fixed_fields_parser(split, names), report, strict=strict, layout=layout)
+    return _build(rows, names, report)
+
+
+# ----------------------------------------------------------------- readers
+def read_movielens_100k(path: PathLike, strict: bool = False) -> Interactions:
+    """Reads MovieLens 100K ratings: the `ml-100k` folder or its `u.data`.
+
+    Lines are `user<TAB>item<TAB>rating<TAB>unix_time`.  `rating` and
+    `timestamp` are kept as side fields; each user's ratings are ordered by
+    time, ties in file order.
+
+    Example:
+    >>> data = read_movielens_100k("ml-100k")  # doctest: +SKIP
+    >>> data.num_users, data.num_interactions, data.side_fields  # doctest: +SKIP
+    (943, 100000, ('rating', 'timestamp'))
+    """
+    path = _existing_file(path, "u.data")
+    layout = "4 tab-separated fields 'user item rating timestamp'"
+    return _read_fixed_fields(path, lambda text: text.split("\t"), _MOVIELENS_FIELDS, layout, strict)
+
+
+def read_movielens_1m(path: PathLike, strict: bool = False) -> Interactions:
+    """Reads MovieLens 1M ratings: the `ml-1m` folder or its `ratings.dat`.
+
+    Lines are `user::item::rating::unix_time`.  `rating` and `timestamp` are
+    kept as side fields; each user's ratings are ordered by time, ties in file
+    order.
+
+    Example:
+    >>> data = read_movielens_1m("ml-1m")  # doctest: +SKIP
+    >>> data.num_users, data.num_interactions  # doctest: +SKIP
+    (6040, 1000209)
+    """
+    path = _existing_file(path, "ratings.dat")
+    layout = "4 '::'-separated fields 'user::item::rating::timestamp'"
+    return _read_fixed_fields(path, lambda text: text.split("::"), _MOVIELENS_FIELDS, layout, strict)
+
+
+def read_user_item(path: PathLike, strict: bool = False) -> Interactions:
+    """Reads `user item` lines (whitespace-separated), already in time order.
+
+    Each user's items keep file order; there are no side fields.
+
+    Example:
+    >>> data = read_user_item("Beauty.txt")  # doctest: +SKIP
+    >>> data.items[0][:3].tolist()  # doctest: +SKIP
+    ['17', '4', '98']
+    """
+    path = _existing_file(path)
+    layout = "2 whitespace-separated fields 'user item'"
+    return _read_fixed_fields(path, str.split, ("user", "item"), layout, strict)
+
+
+def read_jd_sessions(path: PathLike, strict: bool = False) -> Interactions:
+    """Reads JD micro-behaviour sessions: one session per line.
+
+    A line is space-separated micro-behaviours
+    `sku+behavior_type+category+time_interval+dwell_time`.  Each line becomes
+    one sequence whose user id is its line number (`"1"`, `"2"`, ...), so a
+    sequence can be traced back to the file.  Items are SKUs; side fields are
+    `behavior` and `category` (strings) and `time_interval` and `dwell_time`
+    (floats), in file order.
+
+    Malformed micro-behaviours (not five `+`-separated parts, an empty id, a
+    non-numeric time): the token is left out and the rest of the session kept;
+    each such token is counted in `report.skipped` (with its line number and
+    position in `report.examples`), outside the line balance.  A line with no
+    valid micro-behaviour at all is dropped as a line under
+    ``"no valid micro-behaviour"``.  With ``strict=True`` the first malformed
+    token raises `DataFormatError` naming file, line and token.
+
+    Example:
+    >>> data = read_jd_sessions("jd-micro/JD_Computers_sample")  # doctest: +SKIP
+    >>> data.num_users, data.side_fields  # doctest: +SKIP
+    (1000, ('behavior', 'category', 'time_interval', 'dwell_time'))
+    """
+    path = _existing_file(path)
+    report = ReadReport(source=str(path))
+    names = _JD_FIELDS[1:]
+    converters = [_converter(name) for name in names]
+
+    def parse(text: str, number: int) -> List[Row]:
+        session = str(number)
+        rows, bad_tokens = [], []
+        for position, token in enumerate(text.split(), start=1):
+            parts = token.split("+")
+            try:
+                if len(parts) != len(names):
+                    raise _BadLine(BAD_MICRO_BEHAVIOR, f"{len(parts)} '+'-separated part(s), expected 5")
+                fields = _convert_all(names, converters, parts)
+            except _BadLine as bad:
+                detail = f"micro-behaviour {position} {token!r}: {bad.detail}"
+                if strict:
+                    raise _BadLine(BAD_MICRO_BEHAVIOR, detail) from None
+                bad_tokens.append(detail)
+                continue
+            rows.append((session, *fields))
+        if not rows:
+            raise _BadLine(NO_MICRO_BEHAVIOR, bad_tokens[0])
+        for detail in bad_tokens:
+            report.skip(number, BAD_MICRO_BEHAVIOR, detail)
+        return rows
+
+    layout = "space-separated 'sku+behavior_type+category+time_interval+dwell_time' tokens"
+    rows = _read_lines(path, parse, report, strict=strict, layout=layout)
+    return _build(rows, _JD_FIELDS, report)
+
+
+def read_log(
+    path: PathLike,
+    columns: Mapping[str, Union[str, int]],
+    format: Optional[str] = None,  # pylint: disable=redefined-builtin
+    delimiter: Optional[str] = None,
+    header: bool = True,
+    strict: bool = False,
+) -> Interactions:
+    """Reads a CSV, TSV or JSON-lines interaction log.
+
+    Args:
+      path: the log file.
+      columns: canonical name -> source column.  `user` and `item` are
+        required; the known side fields (`behavior`, `category`, `dwell_time`,
+        `time_interval`, `timestamp`, `rating`) are optional and parsed to their
+        type (`timestamp` from seconds or an ISO 8601 date-time, naive = UTC).
+        Source columns are header names, JSON keys, or 0-based positions when
+        `header=False`.
+      format: "csv", "tsv" or "jsonl" ("json" is taken as JSON lines); by
+        default from the extension (.csv, .tsv, .jsonl, .json).
+      delimiter: the CSV/TSV field separator (default "," / tab).  CSV fields
+        may be quoted; TSV lines are split on the delimiter as they are.
+      header: whether the first non-blank CSV/TSV line names the columns.
+        Without one, the first line fixes the number of columns.
+      strict: raise on the first malformed line instead of dropping it.
+
+    Unmapped source columns are kept as side fields with their raw values
+    (strings, or JSON values with `None` where a record lacks the key) under
+    their own names, or, where that name is `user`, `item` or a known side
+    field, under that name plus ``"_raw"`` (raw values never pose as typed
+    fields: map the column to have it parsed).  Unmapped positions of a
+    headerless file are named ``"column_<i>"``.  A line whose field count
+    differs from the header's, or a JSON record missing a mapped key, is a
+    malformed line.  Events are ordered by `timestamp` when it is mapped.
+
+    Example:
+    >>> data = read_log("events.csv",  # doctest: +SKIP
+    ...                 {"user": "uid", "item": "sku", "timestamp": "ts"})
+    >>> data.side_fields  # the unmapped "price" column is kept  # doctest: +SKIP
+    ('timestamp', 'price')
+    """
+    path = _existing_file(path)
+    fmt = _log_format(path, format)
+    columns = _check_columns(columns, named=header or fmt == "jsonl")
+    if fmt == "jsonl":
+        if delimiter is not None:
+            raise ValueError("delimiter applies to CSV/TSV logs, not JSON lines")
+        return _read_jsonl(path, columns, strict)
+    return _read_delimited(path, columns, fmt, delimiter or ("," if fmt == "csv" else "\t"), header, strict)
+
+
+def _check_columns(columns: Mapping[str, Union[str, int]], named: bool) -> List[Tuple[str, Union[str, int]]]:
+    """Validates `columns`; returns its `(name, source)` pairs, user and item first."""
+    columns = dict(columns)
+    missing = [name for name in ("user", "item") if name not in columns]
+    if missing:
+        raise ValueError(f"columns must map {missing}; got {sorted(columns)}")
+    unknown = sorted(set(columns) - {"user", "item", *KNOWN_SIDE_FIELDS})
+    if unknown:
+        raise ValueError(
+            f"unknown canonical field(s) {unknown} in columns; known: user, item, "
+            f"{', '.join(KNOWN_SIDE_FIELDS)} (other columns are kept under their own names)"
+        )
+    if not named and not all(isinstance(source, int) for source in columns.values()):
+        raise ValueError(f"without a header, columns must map to 0-based positions; got {columns}")
+    return [(name, columns.pop(name)) for name in ("user", "item")] + list(columns.items())
+
+
+def _log_format(path: Path, format: Optional[str]) -> str:  # pylint: disable=redefined-builtin
+    if format is None:
+        suffix = path.suffix.lower()
+        if suffix not in _LOG_FORMATS:
+            raise DataFormatError(
+                f"{path}: cannot infer the log format from the extension {suffix!r}; "
+                "pass format='csv', 'tsv' or 'jsonl'"
+            )
+        return _LOG_FORMATS[suffix]
+    if format.lower() not in ("csv", "tsv", "jsonl", "json"):
+        raise ValueError(f"format must be 'csv', 'tsv' or 'jsonl', not {format!r}")
+    return "jsonl" if format.lower() == "json" else format.lower()
+
+
+def _extra_names(sources: Iterable[Any]) -> List[str]:
+    """Side-field names for unmapped source columns: their own, with "_raw"
+    appended while the name is canonical or already used."""
+    taken = {"user", "item", *KNOWN_SIDE_FIELDS}
+    names = []
+    for source in sources:
+        name = str(source)
+        while name in taken:
+            name += "_raw"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _read_delimited(
+    path: Path,
+    columns: List[Tuple[str, Union[str, int]]],
+    fmt: str,
+    delimiter: str,
+    header: bool,
+    strict: bool,
+) -> Interactions:
+    if fmt == "csv":
+        def split(text: str) -> List[str]:
+            return next(csv.reader([text], delimiter=delimiter))
+    else:
+        def split(text: str) -> List[str]:
+            return text.split(delimiter)
+
+    first = [field.strip() for field in split(_first_line(path))]
+    sources: List[Union[str, int]] = first if header else list(range(len(first)))
+    absent = [source for _, source in columns if source not in sources]
+    if absent:
+        hint = ""
+        if len(first) == 1:
+            hint = f"; it splits into a single field on {delimiter!r}: is the delimiter right?"
+        where = f"the header {first}" if header else f"the first line's {len(first)} field(s)"
+        raise DataFormatError(f"{path}: column(s) {absent} not found in {where}{hint}")
+    if header and len(set(first)) != len(first):
+        raise DataFormatError(f"{path}: the header {first} repeats a column name")
+
+    # Output names, source positions and converters: the mapped fields, then the rest raw.
+    positions = [sources.index(source) for _, source in columns]
+    unmapped = [position for position in range(len(sources)) if position not in positions]
+    names = [name for name, _ in columns]
+    names += _extra_names(sources[position] if header else f"column_{position}" for position in unmapped)
+    positions += unmapped
+    converters = [_converter(name) for name, _ in columns] + [str] * len(unmapped)
+    width = len(sources)
+
+    def parse(text: str, number: int) -> List[Row]:
+        values = split(text)
+        if len(values) != width:
+            raise _BadLine(WRONG_FIELD_COUNT, f"{len(values)} field(s), expected {width}")
+        return [tuple(_convert_all(names, converters, [values[position] for position in positions]))]
+
+    kind = "comma" if delimiter == "," else repr(delimiter)
+    layout = f"{width} {kind}-separated fields" + (f" {first}" if header else "")
+    report = ReadReport(source=str(path))
+    rows = _read_lines(path, parse, report, strict=strict, layout=layout, skip_header=header)
+    return _build(rows, names, report)
+
+
+def _read_jsonl(path: Path, columns: List[Tuple[str, Union[str, int]]], strict: bool) -> Interactions:
+    if _first_line(path).lstrip().startswith("["):
+        raise DataFormatError(
+            f"{path}: looks like a JSON array; read_log reads JSON lines (one object per line)"
+        )
+    names = [name for name, _ in columns]
+    converters = [_converter(name) for name in names]
+    sources = {source for _, source in columns}
+    extra_keys: Dict[str, None] = {}  # unmapped keys, in order of first appearance
+
+    def parse(text: str, number: int) -> List[Row]:
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise _BadLine("invalid JSON", f"invalid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise _BadLine("not a JSON object", f"a JSON {type(record).__name__}, not an object")
+        for name, source in columns:
+            if source not in record:
+                detail = f"no key {source!r} (mapped to {name!r}); keys: {sorted(record)}"
+                raise _BadLine(f"missing {source!r}", detail)
+        values = _convert_all(names, converters, [record[source] for _, source in columns])
+        for key in record:
+            if key not in sources:
+                extra_keys.setdefault(key, None)
+        return [(*values, record)]
+
+    report = ReadReport(source=str(path))
+    rows = _read_lines(path, parse, report, strict=strict, layout="JSON objects, one per line")
+    rows = [(*row[:-1], *(row[-1].get(key) for key in extra_keys)) for row in rows]
+    return _build(rows, names + _extra_names(extra_keys), report)

@@ -1,0 +1,504 @@
+"""Evaluation protocols for next-item recommendation, chosen by name.
+
+* ``"full"``: each user's target is ranked against **every** real item
+  (ids 2..V-1), batches of users at a time as TensorFlow matrix operations.
+  With ``exclude_seen=True`` (the default) the items of the user's input
+  history are not candidates, **except the target itself, which is never
+  removed**.  Filtering consumed items is the usual full-ranking practice (a
+  deployed recommender would not re-recommend them, and a model should not be
+  rewarded or punished for scoring them); keeping the target matters on data
+  with repeat consumption (re-purchases, JD sessions), where the next item can
+  already be in the history: removing it would leave the target unrankable
+  and silently drop exactly those users.  Here such a target competes against
+  the unseen items, and `EvaluationResult.num_candidates` tells how many
+  candidates each user had.
+* ``"sampled"``: each target is ranked against N negatives (100 by default)
+  that are not in the user's known sequence.  The negatives are drawn **once
+  per data split** with `SampledNegatives.draw` from a seed, saved next to the
+  split (`save` / `load`, npz) and passed in, so every model and every re-run
+  is scored against the same candidates.
+
+Ranks are pessimistic (ties count against the target; see
+`tfrec_dyn.metrics.ranking`).  Example, with a score function that always
+prefers larger item ids:
+
+>>> V = 6                                        # real items 2, 3, 4, 5
+>>> def score_fn(batch):                          # any callable {"item_ids": [B, L]} -> [B, V]
+...     return np.tile(np.arange(V, dtype=np.float32), (len(batch["item_ids"]), 1))
+>>> histories = np.array([[0, 5], [3, 4]], np.int32)
+>>> result = evaluate(score_fn, histories, targets=np.array([4, 5]), ks=(1, 2))
+>>> result.ranks.tolist()   # user 0: 5 is seen -> 4 is first; user 1: nothing above 5
+[0, 0]
+>>> result.metrics["HR@1"], result.metrics["MRR"]
+(1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Dict, Iterable, Optional, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
+from tfrec_dyn.metrics.ranking import DEFAULT_KS, _check_ks, metrics_from_ranks, rank_of_target_tf
+
+PROTOCOLS = ("full", "sampled")
+SAMPLERS = ("uniform", "popularity")
+DEFAULT_NUM_NEGATIVES = 100
+
+# Negatives are drawn for this many users at a time (bounds memory; being a
+# constant, it keeps the draws a pure function of the seed).
+_DRAW_CHUNK_USERS = 4096
+_MAX_DRAW_ROUNDS = 1000
+
+ScoreFn = Callable[[Dict[str, np.ndarray]], Union[tf.Tensor, np.ndarray]]
+
+
+# ================================================================ negatives
+def _history_keys(histories, vocab_size: int) -> Tuple[np.ndarray, int]:
+    """Sorted unique keys user * V + item of every (user, real item) in `histories`.
+
+    `histories` is an int array [U, L] (0 = padding) or a sequence of 1-D id
+    arrays (ragged).  Returns (keys, number of users).
+    """
+    if isinstance(histories, np.ndarray) and histories.ndim == 2:
+        num_users = histories.shape[0]
+        rows = np.repeat(np.arange(num_users, dtype=np.int64), histories.shape[1])
+        items = histories.ravel().astype(np.int64)
+    else:
+        sequences = [np.asarray(s, dtype=np.int64).ravel() for s in histories]
+        num_users = len(sequences)
+        rows = np.repeat(np.arange(num_users, dtype=np.int64), [len(s) for s in sequences])
+        items = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
+    if items.size and (items.min() < 0 or items.max() >= vocab_size):
+        raise ValueError(f"history item ids must lie in [0, {vocab_size})")
+    real = items >= NUM_RESERVED
+    keys = np.sort(rows[real] * vocab_size + items[real])
+    # Sort + adjacent difference: much faster than np.unique's hashing on ~10M keys.
+    distinct = np.ones(keys.size, bool)
+    distinct[1:] = keys[1:] != keys[:-1]
+    return keys[distinct], num_users
+
+
+def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Elementwise `keys in sorted_keys` by binary search."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.shape, bool)
+    position = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return sorted_keys[position] == keys
+
+
+class _ItemDrawer:
+    """Draws real item ids (2..V-1) uniformly or proportionally to `item_counts`."""
+
+    def __init__(self, vocab_size: int, sampler: str, item_counts=None):
+        self.vocab_size = vocab_size
+        self.sampler = sampler
+        num_real = vocab_size - NUM_RESERVED
+        if sampler == "uniform":
+            self.drawable = np.ones(num_real, bool)
+            self._cdf = None
+            return
+        if item_counts is None:
+            raise ValueError("the popularity sampler needs `item_counts` ([V] counts per item id)")
+        counts = np.asarray(item_counts, dtype=np.float64)
+        if counts.shape != (vocab_size,):
+            raise ValueError(f"`item_counts` must have shape ({vocab_size},), got {counts.shape}")
+        counts = counts[NUM_RESERVED:]
+        if not np.all(np.isfinite(counts)) or np.any(counts < 0) or counts.sum() <= 0:
+            raise ValueError("`item_counts` must be finite, non-negative and not all 0 on real items")
+        self.drawable = counts > 0
+        self._cdf = np.cumsum(counts)
+
+    def __call__(self, rng: np.random.Generator, shape) -> np.ndarray:
+        if self._cdf is None:
+            return rng.integers(NUM_RESERVED, self.vocab_size, size=shape, dtype=np.int64)
+        # Inverse-CDF sampling; zero-count items have an empty CDF step and are never drawn.
+        u = rng.random(shape) * self._cdf[-1]
+        index = np.minimum(np.searchsorted(self._cdf, u, side="right"), self._cdf.size - 1)
+        return index.astype(np.int64) + NUM_RESERVED
+
+
+def _draw_rows(rng, drawer: _ItemDrawer, history_keys, first_user: int, num_rows: int,
+               num_negatives: int) -> np.ndarray:
+    """Vectorised rejection sampling of distinct non-history items for users
+    first_user..first_user+num_rows-1: every round draws a block of candidates
+    for the rows still short, drops history items and repeats (keeping the
+    first occurrence), and keeps the first `num_negatives` survivors."""
+    vocab_size = drawer.vocab_size
+    accepted = np.full((num_rows, num_negatives), -1, np.int64)   # -1 = slot not filled yet
+    filled = np.zeros(num_rows, np.int64)
+    for round_ in range(_MAX_DRAW_ROUNDS):
+        pending = np.flatnonzero(filled < num_negatives)
+        if pending.size == 0:
+            return accepted
+        need = int((num_negatives - filled[pending]).max())
+        width = (2 * need + 16) * min(2 ** round_, 64)   # oversample more while rows stay short
+        candidates = drawer(rng, (pending.size, width))
+        users = (first_user + pending)[:, np.newaxis]
+        candidates[_contains(history_keys, users * vocab_size + candidates)] = -1
+        combined = np.concatenate([accepted[pending], candidates], axis=1)
+        # Keep the first occurrence of each item per row: already accepted ones come first.
+        valid_positions = np.flatnonzero(combined.ravel() >= 0)
+        row_keys = (np.arange(pending.size)[:, np.newaxis] * vocab_size + combined).ravel()
+        _, first = np.unique(row_keys[valid_positions], return_index=True)
+        keep = np.zeros(combined.size, bool)
+        keep[valid_positions[first]] = True
+        keep = keep.reshape(combined.shape)
+        slot = np.cumsum(keep, axis=1) - 1
+        keep &= slot < num_negatives
+        rows, columns = np.nonzero(keep)
+        refilled = np.full((pending.size, num_negatives), -1, np.int64)
+        refilled[rows, slot[rows, columns]] = combined[rows, columns]
+        accepted[pending] = refilled
+        filled[pending] = keep.sum(axis=1)
+    raise RuntimeError(f"could not draw {num_negatives} distinct negatives in {_MAX_DRAW_ROUNDS} rounds; "
+                       "is the popularity distribution extremely concentrated?")
+
+
+@dataclasses.dataclass(eq=False)
+class SampledNegatives:
+    """Fixed negatives of the sampled protocol: one row of distinct item ids per user.
+
+    Draw them once per data split (`draw`), keep them with the split
+    (`save` / `load`) and pass them to `evaluate(..., protocol="sampled")`.
+
+    Attributes:
+      negatives: int32 [U, N], row u = user u's negatives (real items, no
+        duplicates within a row, never an item of the user's sequence).
+      vocab_size: V the ids were drawn for.
+      sampler: "uniform" or "popularity".
+      seed: seed of the draw (same seed + same inputs -> same negatives).
+
+    Example:
+    >>> sequences = np.array([[0, 2, 3], [4, 5, 6]], np.int32)   # inputs AND targets
+    >>> negs = SampledNegatives.draw(sequences, vocab_size=10, num_negatives=3, seed=7)
+    >>> negs.negatives.shape
+    (2, 3)
+    >>> bool(np.isin(negs.negatives[0], [2, 3]).any() or np.isin(negs.negatives[1], [4, 5, 6]).any())
+    False
+    """
+
+    negatives: np.ndarray
+    vocab_size: int
+    sampler: str
+    seed: int
+
+    def __post_init__(self):
+        self.negatives = np.asarray(self.negatives, dtype=np.int32)
+        if self.negatives.ndim != 2 or self.negatives.shape[1] == 0:
+            raise ValueError(f"`negatives` must be [users, N] with N >= 1, got shape {self.negatives.shape}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {self.sampler!r}")
+        self.vocab_size = int(self.vocab_size)
+        self.seed = int(self.seed)
+        if self.negatives.size and (self.negatives.min() < NUM_RESERVED
+                                    or self.negatives.max() >= self.vocab_size):
+            raise ValueError(f"negatives must be real item ids in [{NUM_RESERVED}, {self.vocab_size})")
+
+    @property
+    def num_users(self) -> int:
+        return self.negatives.shape[0]
+
+    @property
+    def num_negatives(self) -> int:
+        return self.negatives.shape[1]
+
+    @classmethod
+    def draw(cls, histories, vocab_size: int, num_negatives: int = DEFAULT_NUM_NEGATIVES,
+             sampler: str = "uniform", item_counts=None, seed: int = 0) -> "SampledNegatives":
+        """Draws `num_negatives` distinct negatives per user, none in the user's sequence.
+
+        Args:
+          histories: each user's WHOLE known sequence, targets included (e.g.
+            ``np.concatenate([inputs, targets[:, None]], 1)``), as an int array
+            [U, L] padded with 0 or a sequence of 1-D id arrays.
+          vocab_size: V (ids 2..V-1 are the real items that may be drawn).
+          num_negatives: N per user.
+          sampler: "uniform" over real items, or "popularity": proportional to
+            `item_counts` ([V] counts per id, e.g. `count_items` of the
+            training data; items with count 0 are never drawn).
+          seed: integer seed; the result is a pure function of the arguments.
+
+        Raises:
+          ValueError: bad arguments, or a user with fewer than N drawable items
+            outside their sequence.
+        """
+        if sampler not in SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) \
+                or vocab_size <= NUM_RESERVED:
+            raise ValueError(f"`vocab_size` must be an integer > {NUM_RESERVED}, got {vocab_size!r}")
+        if isinstance(num_negatives, bool) or not isinstance(num_negatives, (int, np.integer)) \
+                or num_negatives <= 0:
+            raise ValueError(f"`num_negatives` must be a positive integer, got {num_negatives!r}")
+        vocab_size, num_negatives = int(vocab_size), int(num_negatives)
+        drawer = _ItemDrawer(vocab_size, sampler, item_counts)
+        history_keys, num_users = _history_keys(histories, vocab_size)
+
+        # Feasibility: every user needs N drawable items outside their sequence.
+        history_users = history_keys // vocab_size
+        drawable_seen = np.bincount(history_users[drawer.drawable[history_keys % vocab_size - NUM_RESERVED]],
+                                    minlength=num_users)
+        available = int(drawer.drawable.sum()) - drawable_seen
+        short = np.flatnonzero(available < num_negatives)
+        if short.size:
+            raise ValueError(f"{short.size} user(s) (first: row {short[0]}) have fewer than {num_negatives} "
+                             f"drawable items outside their sequence (row {short[0]}: {available[short[0]]})")
+
+        rng = np.random.default_rng(seed)
+        negatives = np.empty((num_users, num_negatives), np.int32)
+        for start in range(0, num_users, _DRAW_CHUNK_USERS):
+            rows = min(_DRAW_CHUNK_USERS, num_users - start)
+            negatives[start:start + rows] = _draw_rows(rng, drawer, history_keys, start, rows, num_negatives)
+        return cls(negatives=negatives, vocab_size=vocab_size, sampler=sampler, seed=seed)
+
+    def save(self, path: str) -> str:
+        """Writes an npz file (numpy appends ".npz" if missing); returns the path written."""
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        np.savez(path, negatives=self.negatives, vocab_size=np.int64(self.vocab_size),
+                 sampler=np.array(self.sampler), seed=np.int64(self.seed))
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> "SampledNegatives":
+        """Reads a file written by `save`."""
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            return cls(negatives=data["negatives"], vocab_size=int(data["vocab_size"]),
+                       sampler=str(data["sampler"]), seed=int(data["seed"]))
+
+
+# =============================================================== evaluation
+@dataclasses.dataclass(eq=False)
+class EvaluationResult:
+    """What `evaluate` returns.
+
+    Attributes:
+      metrics: {"HR@k", "NDCG@k", "MRR@k", "Recall@k" for every k, "MRR"}
+        averaged over all users (`Recall@k` = `HR@k`: one target per user).
+      ranks: int64 [U] pessimistic 0-based rank of each user's target.
+      num_candidates: int64 [U] number of candidates each target was ranked
+        among, itself included.
+      protocol: "full" or "sampled".
+      ks: the cut-offs.
+    """
+
+    metrics: Dict[str, float]
+    ranks: np.ndarray
+    num_candidates: np.ndarray
+    protocol: str
+    ks: Tuple[int, ...]
+
+    def metrics_for(self, users) -> Dict[str, float]:
+        """The same metrics over a subset of users (bool mask [U] or row indices),
+        e.g. head vs tail users; an empty subset gives NaN values.
+
+        >>> result = EvaluationResult({}, np.array([0, 5]), np.array([9, 9]), "full", (1,))
+        >>> result.metrics_for(np.array([True, False]))["HR@1"]
+        1.0
+        """
+        users = np.asarray(users)
+        if users.dtype == bool and users.shape != self.ranks.shape:
+            raise ValueError(f"user mask shape {users.shape} does not match {self.ranks.shape[0]} users")
+        return metrics_from_ranks(self.ranks[users], self.ks)
+
+
+def _as_histories(histories, name: str = "histories") -> np.ndarray:
+    histories = np.asarray(histories)
+    if histories.ndim != 2:
+        raise ValueError(f"`{name}` must be an int array [users, L] (left padded with 0), "
+                         f"got shape {histories.shape}")
+    if histories.size and not np.issubdtype(histories.dtype, np.integer):
+        raise ValueError(f"`{name}` must hold integer item ids, got dtype {histories.dtype}")
+    if histories.size and histories.min() < 0:
+        raise ValueError(f"`{name}` holds negative item ids")
+    return histories.astype(np.int32)
+
+
+def _check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _score_batches(score_fn: ScoreFn, histories: np.ndarray, batch_size: int):
+    """Yields (start, item_ids [B, L] int32, scores float32 tensor [B, V]) batch by batch,
+    checking that every batch has the same vocabulary size V."""
+    vocab_size = None
+    for start in range(0, histories.shape[0], batch_size):
+        item_ids = histories[start:start + batch_size]
+        scores = tf.cast(tf.convert_to_tensor(score_fn({"item_ids": item_ids})), tf.float32)
+        if scores.shape.rank != 2 or scores.shape[0] != item_ids.shape[0]:
+            raise ValueError(f"score_fn must return scores [batch, V] = [{item_ids.shape[0]}, V], "
+                             f"got shape {scores.shape}")
+        if vocab_size is None:
+            vocab_size = int(scores.shape[1])
+            if vocab_size <= NUM_RESERVED:
+                raise ValueError(f"score_fn returned {vocab_size} columns: no real items")
+            if histories.size and histories.max() >= vocab_size:
+                raise ValueError(f"history item ids must be < V = {vocab_size} (score columns)")
+        elif scores.shape[1] != vocab_size:
+            raise ValueError(f"score_fn returned {scores.shape[1]} columns after {vocab_size} before")
+        yield start, item_ids, scores
+
+
+def _seen_mask(item_ids: np.ndarray, vocab_size: int) -> tf.Tensor:
+    """bool [B, V]: True where the item is in the row's history (column 0 for padding too)."""
+    batch, length = item_ids.shape
+    rows = np.repeat(np.arange(batch, dtype=np.int32), length)
+    indices = np.stack([rows, item_ids.ravel()], axis=1)
+    counts = tf.scatter_nd(indices, tf.ones([batch * length], tf.int32), [batch, vocab_size])
+    return counts > 0
+
+
+def _full_candidates(item_ids: np.ndarray, targets: np.ndarray, vocab_size: int,
+                     exclude_seen: bool) -> tf.Tensor:
+    """bool [B, V] candidates of the full protocol: real items, minus seen ones
+    if asked, plus always the target."""
+    columns = tf.range(vocab_size)[tf.newaxis, :]
+    candidates = tf.broadcast_to(columns >= NUM_RESERVED, [item_ids.shape[0], vocab_size])
+    if exclude_seen:
+        candidates = tf.logical_and(candidates, tf.logical_not(_seen_mask(item_ids, vocab_size)))
+    is_target = tf.equal(columns, tf.constant(targets, tf.int32)[:, tf.newaxis])
+    return tf.logical_or(candidates, is_target)
+
+
+def _negatives_array(negatives, num_users: int) -> Tuple[np.ndarray, Optional[int]]:
+    if negatives is None:
+        raise ValueError('protocol="sampled" needs `negatives`: draw them once per split with '
+                         "SampledNegatives.draw(...) (save/load them with the split) and pass them")
+    vocab_size = None
+    if isinstance(negatives, SampledNegatives):
+        vocab_size = negatives.vocab_size
+        negatives = negatives.negatives
+    negatives = np.asarray(negatives)
+    if negatives.ndim != 2 or negatives.shape[0] != num_users or negatives.shape[1] == 0:
+        raise ValueError(f"`negatives` must be [users, N] = [{num_users}, N >= 1], got shape {negatives.shape}")
+    if not np.issubdtype(negatives.dtype, np.integer) or negatives.min() < NUM_RESERVED:
+        raise ValueError(f"`negatives` must be real item ids (>= {NUM_RESERVED})")
+    return negatives.astype(np.int32), vocab_size
+
+
+def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
+             ks: Iterable[int] = DEFAULT_KS, negatives=None, exclude_seen: bool = True,
+             batch_size: int = 256) -> EvaluationResult:
+    """Ranks every user's target with the named protocol and returns the metrics.
+
+    Args:
+      score_fn: callable taking {"item_ids": int32 [B, L]} and returning
+        scores [B, V] (tf or numpy), e.g. `model.score` of a
+        `SequentialRecommender`.  Columns 0 and 1 are never candidates.
+      histories: int [U, L] model inputs, left padded with 0.
+      targets: int [U] the held-out next item of each user (a real item id).
+      protocol: "full" (rank among all real items) or "sampled" (rank among
+        `negatives`).
+      ks: cut-offs for HR / NDCG / MRR / Recall.
+      negatives: "sampled" only: a `SampledNegatives` or an int array [U, N]
+        drawn once per split, none equal to the target or in the history.
+      exclude_seen: "full" only: drop the history items from the candidates
+        (never the target itself; see the module docstring).  The sampled
+        negatives already exclude them.
+      batch_size: users scored per call of `score_fn`.
+
+    Returns:
+      `EvaluationResult` with `.metrics` (e.g. "HR@10", "NDCG@10", "MRR",
+      "Recall@10"), per-user `.ranks` and `.num_candidates`, and
+      `.metrics_for(users)` for head/tail breakdowns.
+
+    Raises:
+      ValueError: unknown protocol, mismatched shapes, a padding/OOV or
+        out-of-vocabulary target, or negatives that hit the target or history.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: expected one of {PROTOCOLS}")
+    ks = _check_ks(ks)
+    batch_size = _check_batch_size(batch_size)
+    histories = _as_histories(histories)
+    targets = np.asarray(targets)
+    if targets.ndim != 1 or targets.shape[0] != histories.shape[0]:
+        raise ValueError(f"`targets` must be [users] = [{histories.shape[0]}] like `histories`, "
+                         f"got shape {targets.shape}")
+    if histories.shape[0] == 0:
+        raise ValueError("no users to evaluate")
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"`targets` must hold integer item ids, got dtype {targets.dtype}")
+    if targets.min() < NUM_RESERVED:
+        bad = int(np.flatnonzero(targets < NUM_RESERVED)[0])
+        raise ValueError(f"targets must be real items (ids >= {NUM_RESERVED}); row {bad} has "
+                         f"{int(targets[bad])} (0 = padding, 1 = OOV)")
+    targets = targets.astype(np.int32)
+    if protocol == "sampled":
+        negatives, negatives_vocab = _negatives_array(negatives, histories.shape[0])
+
+    ranks = np.empty(histories.shape[0], np.int64)
+    num_candidates = np.empty(histories.shape[0], np.int64)
+    for start, item_ids, scores in _score_batches(score_fn, histories, batch_size):
+        vocab_size = int(scores.shape[1])
+        if start == 0:
+            if targets.max() >= vocab_size:
+                raise ValueError(f"targets must be < V = {vocab_size} (score columns)")
+            if protocol == "sampled" and (negatives.max() >= vocab_size
+                                          or negatives_vocab not in (None, vocab_size)):
+                raise ValueError(f"negatives were drawn for another vocabulary than V = {vocab_size}")
+        batch_targets = targets[start:start + len(item_ids)]
+        if protocol == "full":
+            candidates = _full_candidates(item_ids, batch_targets, vocab_size, exclude_seen)
+            batch_ranks = rank_of_target_tf(scores, batch_targets, candidates)
+            batch_counts = tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1)
+        else:
+            batch_negatives = negatives[start:start + len(item_ids)]
+            in_history = tf.gather(_seen_mask(item_ids, vocab_size), batch_negatives, batch_dims=1)
+            if np.any(batch_negatives == batch_targets[:, np.newaxis]) or bool(tf.reduce_any(in_history)):
+                raise ValueError("some negatives equal the user's target or an input history item: were "
+                                 "they drawn from this split's whole sequences (inputs and targets)?")
+            candidate_ids = np.concatenate([batch_targets[:, np.newaxis], batch_negatives], axis=1)
+            candidate_scores = tf.gather(scores, candidate_ids, batch_dims=1)
+            batch_ranks = rank_of_target_tf(candidate_scores, tf.zeros([len(item_ids)], tf.int32))
+            batch_counts = np.full(len(item_ids), candidate_ids.shape[1])
+        ranks[start:start + len(item_ids)] = np.asarray(batch_ranks)
+        num_candidates[start:start + len(item_ids)] = np.asarray(batch_counts)
+    return EvaluationResult(metrics=metrics_from_ranks(ranks, ks), ranks=ranks,
+                            num_candidates=num_candidates, protocol=protocol, ks=ks)
+
+
+def top_k_items(score_fn: ScoreFn, histories, k: int = 10, exclude_seen: bool = True,
+                batch_size: int = 256) -> np.ndarray:
+    """Top-k recommended real items per user (full ranking), for the beyond-accuracy figures.
+
+    Args:
+      score_fn, histories, batch_size: as in `evaluate`.
+      k: list length.
+      exclude_seen: leave the user's history items out of the list.
+
+    Returns:
+      int32 [U, k] item ids, best first; ties go to the smaller id; a user
+      with fewer than k candidate items gets trailing 0 (empty) slots.
+
+    >>> score_fn = lambda batch: np.tile(np.arange(6.0), (len(batch["item_ids"]), 1))
+    >>> top_k_items(score_fn, np.array([[0, 5], [0, 0]]), k=2).tolist()
+    [[4, 3], [5, 4]]
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"`k` must be a positive integer, got {k!r}")
+    batch_size = _check_batch_size(batch_size)
+    histories = _as_histories(histories)
+    out = np.zeros((histories.shape[0], int(k)), np.int32)
+    lowest = tf.constant(np.finfo(np.float32).min, tf.float32)
+    for start, item_ids, scores in _score_batches(score_fn, histories, batch_size):
+        vocab_size = int(scores.shape[1])
+        columns = tf.range(vocab_size)[tf.newaxis, :]
+        candidates = tf.broadcast_to(columns >= NUM_RESERVED, tf.shape(scores))
+        if exclude_seen:
+            candidates = tf.logical_and(candidates, tf.logical_not(_seen_mask(item_ids, vocab_size)))
+        # Candidates (even NaN / -inf scored) always sort above non-candidates (-inf).
+        ranked = tf.where(tf.math.is_nan(scores), lowest, tf.maximum(scores, lowest))
+        ranked = tf.where(candidates, ranked, tf.constant(-np.inf, tf.float32))
+        top = tf.math.top_k(ranked, k=min(int(k), vocab_size))
+        items = tf.where(tf.equal(top.values, -np.inf), PAD_ID, top.indices)
+        out[start:start + len(item_ids), :items.shape[1]] = items.numpy()
+    return out

@@ -1,0 +1,162 @@
+"""`SequentialRecommender`: the one base every model in the library shares.
+
+A subclass implements only what is special to its method:
+
+* `call(inputs, training)` -> per-position user representations [B, L, d]
+  (position t summarises items up to t; inputs are left padded, so the last
+  position is the user's current state);
+* `output_embeddings()` -> the [V, d] item table scores are computed against
+  (weight-tied models return their input table);
+* optionally `sequence_loss(batch, training)` when the method's loss is not one
+  of the two standard next-item losses below.
+
+The base owns `train_step` / `test_step` (TFRS style: `loss`,
+`regularization_loss`, `total_loss`), next-item scoring and top-K
+recommendation.  Training batches are dicts with `item_ids` [B, L] and
+`targets` [B, L] (the next item at every position, 0 = no target) and, for the
+sampled loss, `negatives` [B, L, n] (see `tfrec_dyn.data.input_pipeline`).
+"""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
+
+LOSSES = ("bce", "ce")
+
+
+def mask_seen(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
+    """Sets scores [B, V] of the items in each row's history [B, L] to -inf."""
+    item_ids = tf.cast(item_ids, tf.int32)
+    rows = tf.repeat(tf.range(tf.shape(item_ids)[0]), tf.shape(item_ids)[1])
+    indices = tf.stack([rows, tf.reshape(item_ids, [-1])], axis=1)
+    return tf.tensor_scatter_nd_update(
+        scores, indices, tf.fill([tf.shape(indices)[0]], tf.constant(-float("inf"), scores.dtype)))
+
+
+class SequentialRecommender(keras.Model):
+    """Base class for next-item recommenders over left-padded item sequences.
+
+    Args:
+      vocab_size: item vocabulary size including padding (0) and OOV (1).
+      max_len: longest input sequence the model takes.
+      loss: "bce" (binary cross-entropy of each target against the sampled
+        negatives, SASRec's loss) or "ce" (full-softmax cross-entropy over all
+        items).
+    """
+
+    def __init__(self, vocab_size, max_len, loss="bce", **kwargs):
+        super().__init__(**kwargs)
+        if int(vocab_size) <= NUM_RESERVED:
+            raise ValueError(f"`vocab_size` must exceed {NUM_RESERVED} (padding and OOV), got {vocab_size}")
+        if int(max_len) <= 0:
+            raise ValueError(f"`max_len` must be positive, got max_len={max_len}")
+        if loss not in LOSSES:
+            raise ValueError(f"`loss` must be one of {LOSSES}, got loss={loss!r}")
+        self.vocab_size = int(vocab_size)
+        self.max_len = int(max_len)
+        self.loss_name = loss
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.regularization_loss_tracker = keras.metrics.Mean(name="regularization_loss")
+        self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
+
+    # --------------------------------------------------------- subclass API
+    def output_embeddings(self) -> tf.Tensor:
+        """[V, d] item table that representations are scored against."""
+        raise NotImplementedError(f"{type(self).__name__} must implement output_embeddings()")
+
+    def output_bias(self):
+        """Optional [V] per-item bias added to scores (None: no bias)."""
+        return None
+
+    # -------------------------------------------------------------- scoring
+    def logits(self, representations: tf.Tensor) -> tf.Tensor:
+        """Scores [..., V] of representations [..., d] against every item."""
+        table = tf.cast(self.output_embeddings(), tf.float32)
+        scores = tf.matmul(tf.cast(representations, tf.float32), table, transpose_b=True)
+        bias = self.output_bias()
+        return scores if bias is None else scores + tf.cast(bias, tf.float32)
+
+    def item_logits(self, representations: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
+        """Scores of given items only: representations [B, L, d], item_ids [B, L, n] -> [B, L, n]."""
+        vectors = tf.gather(tf.cast(self.output_embeddings(), tf.float32), item_ids)
+        scores = tf.einsum("bld,blnd->bln", tf.cast(representations, tf.float32), vectors)
+        bias = self.output_bias()
+        return scores if bias is None else scores + tf.gather(tf.cast(bias, tf.float32), item_ids)
+
+    def score(self, inputs, training=False) -> tf.Tensor:
+        """Next-item scores [B, V] for the user state at the last position.
+
+        Padding and OOV columns are -inf so they are never recommended.
+        """
+        if not isinstance(inputs, dict):
+            inputs = {"item_ids": inputs}
+        representations = self(inputs, training=training)[:, -1, :]
+        scores = self.logits(representations)
+        reserved = tf.concat([tf.fill([NUM_RESERVED], -float("inf")),
+                              tf.zeros([self.vocab_size - NUM_RESERVED])], 0)
+        return scores + reserved
+
+    def recommend(self, inputs, k=10, exclude_seen=True):
+        """Top-k (item ids [B, k], scores [B, k]); seen items excluded by default."""
+        if not isinstance(inputs, dict):
+            inputs = {"item_ids": inputs}
+        scores = self.score(inputs)
+        if exclude_seen:
+            scores = mask_seen(scores, inputs["item_ids"])
+        top = tf.math.top_k(scores, k=k)
+        return top.indices, top.values
+
+    # ---------------------------------------------------------------- losses
+    def sequence_loss(self, batch, training=False) -> tf.Tensor:
+        """Mean next-item loss over all positions that have a target."""
+        representations = self(batch, training=training)
+        targets = tf.cast(batch["targets"], tf.int32)
+        weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
+        if self.loss_name == "ce":
+            logits = self.logits(representations)
+            # Padding and OOV are never targets: keep them out of the softmax.
+            logits = tf.concat([tf.fill(tf.concat([tf.shape(logits)[:-1], [NUM_RESERVED]], 0), -1e9),
+                                logits[..., NUM_RESERVED:]], -1)
+            per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+        else:
+            negatives = tf.cast(batch["negatives"], tf.int32)
+            candidates = tf.concat([targets[..., tf.newaxis], negatives], -1)
+            scores = self.item_logits(representations, candidates)
+            labels = tf.concat([tf.ones_like(scores[..., :1]), tf.zeros_like(scores[..., 1:])], -1)
+            per_position = tf.reduce_sum(
+                tf.nn.sigmoid_cross_entropy_with_logits(labels, scores), -1)
+        return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+    # --------------------------------------------------------- keras hooks
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.regularization_loss_tracker, self.total_loss_tracker]
+
+    def _update_trackers(self, loss, regularization_loss, total_loss):
+        self.loss_tracker.update_state(loss)
+        self.regularization_loss_tracker.update_state(regularization_loss)
+        self.total_loss_tracker.update_state(total_loss)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss = self.sequence_loss(data, training=True)
+            regularization_loss = tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32) for l in self.losses])
+            total_loss = loss + regularization_loss
+        # `minimize` applies loss scaling when the optimizer is a LossScaleOptimizer.
+        self.optimizer.minimize(total_loss, self.trainable_variables, tape=tape)
+        return self._update_trackers(loss, regularization_loss, total_loss)
+
+    def test_step(self, data):
+        loss = self.sequence_loss(data, training=False)
+        regularization_loss = tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32) for l in self.losses])
+        return self._update_trackers(loss, regularization_loss, loss + regularization_loss)
+
+    def get_config(self):
+        return {"vocab_size": self.vocab_size, "max_len": self.max_len, "loss": self.loss_name,
+                "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

@@ -1,0 +1,55 @@
+"""PopRec: recommend the most popular items (the baseline every comparison needs)."""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_dyn.data.vocabulary import PAD_ID
+from tfrec_dyn.models.base import SequentialRecommender
+
+
+@keras.utils.register_keras_serializable(package="tfrec_dyn")
+class PopRec(SequentialRecommender):
+    """Scores every user's next item by how often it was a training target.
+
+    "Training" counts targets: one pass (`fit(..., epochs=1)`) over the
+    training batches fills the count table; later epochs keep adding, which
+    does not change the ranking.  It has no trainable weights and ignores the
+    history except to exclude already-seen items in `recommend`.
+
+    Example:
+    >>> model = PopRec(vocab_size=10, max_len=5)
+    >>> model.score({"item_ids": tf.constant([[0, 2]])}).shape
+    TensorShape([1, 10])
+    """
+
+    def __init__(self, vocab_size, max_len, loss="ce", **kwargs):
+        super().__init__(vocab_size, max_len, loss=loss, **kwargs)
+        self.counts = self.add_weight(name="counts", shape=(self.vocab_size,), initializer="zeros",
+                                      trainable=False)
+
+    def call(self, inputs, training=False):
+        # Every position holds the same "user state": the popularity vector.
+        item_ids = inputs["item_ids"]
+        return tf.zeros(tf.concat([tf.shape(item_ids), [1]], 0))
+
+    def logits(self, representations):
+        shape = tf.concat([tf.shape(representations)[:-1], [self.vocab_size]], 0)
+        return tf.broadcast_to(self.counts, shape)
+
+    def item_logits(self, representations, item_ids):
+        return tf.gather(self.counts, item_ids)
+
+    def sequence_loss(self, batch, training=False):
+        # Nothing to optimise; report the CE of the popularity distribution.
+        targets = tf.reshape(tf.cast(batch["targets"], tf.int32), [-1])
+        targets = tf.boolean_mask(targets, tf.not_equal(targets, PAD_ID))
+        probs = (tf.gather(self.counts, targets) + 1.0) / (tf.reduce_sum(self.counts) + self.vocab_size)
+        return -tf.reduce_mean(tf.math.log(probs))
+
+    def train_step(self, data):
+        targets = tf.reshape(tf.cast(data["targets"], tf.int32), [-1])
+        self.counts.assign_add(tf.math.bincount(targets, minlength=self.vocab_size,
+                                                maxlength=self.vocab_size, dtype=tf.float32)
+                               * tf.cast(tf.range(self.vocab_size) != PAD_ID, tf.float32))
+        loss = self.sequence_loss(data)
+        return self._update_trackers(loss, 0.0, loss)

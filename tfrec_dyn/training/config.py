@@ -1,0 +1,86 @@
+"""All settings of a training run, in one plain dataclass (saved with the run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Optional, Tuple
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """What to train on what, and how.
+
+    Attributes:
+      model: registered model name ("sasrec", "gru4rec", "caser", "poprec").
+      data: built-in data set name ("ml-100k") or a path.
+      data_format / columns: passed to `tfrec_dyn.data.load_dataset`.
+      k_core: drop users and items with fewer interactions (0 = keep all).
+      max_len: input window (most recent items) the model sees.
+      epochs: passes over the training users.
+      batch_size: examples per replica; the global batch is
+        `batch_size * strategy.num_replicas_in_sync`.
+      learning_rate: Adam learning rate.
+      loss: "bce" or "ce"; None keeps the model's own default.
+      num_negatives: sampled negatives per position for the "bce" loss.
+      negative_sampler: "uniform" or "popularity".
+      hyperparameters: extra model constructor arguments (embed_dim, ...).
+      seed: seeds weights, shuffling and negatives.
+      strategy: "auto" (all visible GPUs, else CPU), "one_device",
+        "mirrored" or "multi_worker" (see `tfrec_dyn.training.strategy`).
+      mixed_precision: train in mixed_float16 (useful on GPUs).
+      eval_protocols: protocols for the final test evaluation.
+      num_eval_negatives / eval_sampler: the sampled protocol's candidates.
+      exclude_seen: remove already-seen items from the full ranking.
+      validate_every: compute validation HR/NDCG every N epochs (0 = never);
+        with `restore_best` the weights of the best validation NDCG@10 are kept.
+    """
+
+    model: str = "sasrec"
+    data: str = "ml-100k"
+    data_format: Optional[str] = None
+    columns: Optional[Dict[str, str]] = None
+    k_core: int = 0
+    max_len: int = 50
+    epochs: int = 50
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    loss: Optional[str] = None
+    num_negatives: int = 1
+    negative_sampler: str = "uniform"
+    hyperparameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    eval_protocols: Tuple[str, ...] = ("full", "sampled")
+    num_eval_negatives: int = 100
+    eval_sampler: str = "uniform"
+    exclude_seen: bool = True
+    validate_every: int = 0
+    restore_best: bool = True
+
+    def __post_init__(self):
+        for name in ("max_len", "epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"`{name}` must be positive, got {name}={getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate}")
+        self.eval_protocols = tuple(self.eval_protocols)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        values = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s): {unknown}")
+        return cls(**values)
+
+    def model_kwargs(self) -> Dict[str, Any]:
+        kwargs = dict(self.hyperparameters)
+        if self.loss is not None:
+            kwargs["loss"] = self.loss
+        return kwargs

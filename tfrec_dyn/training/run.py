@@ -1,0 +1,73 @@
+"""A run directory: everything needed to evaluate or serve a trained model again.
+
+Layout::
+
+    RUN/config.json          the TrainConfig
+    RUN/items.txt            item vocabulary (one raw id per line; ids 2.. in order)
+    RUN/model/               Keras SavedModel of the trained model
+    RUN/history.json         per-epoch losses (and validation figures)
+    RUN/metrics.json         test figures per protocol, training time
+    RUN/negatives_test.npz   the sampled protocol's fixed test negatives
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict
+
+import tf_keras as keras
+
+from tfrec_dyn.data.vocabulary import Vocabulary
+from tfrec_dyn.training.config import TrainConfig
+
+CONFIG = "config.json"
+VOCAB = "items.txt"
+MODEL = "model"
+HISTORY = "history.json"
+METRICS = "metrics.json"
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained model with the config and vocabulary it was trained with."""
+
+    path: str
+    config: TrainConfig
+    vocab: Vocabulary
+    model: Any  # a SequentialRecommender
+
+    @classmethod
+    def load(cls, path: str) -> "Run":
+        if not os.path.exists(os.path.join(path, CONFIG)):
+            raise FileNotFoundError(f"{path}: not a run directory (no {CONFIG}); "
+                                    "create one with `tfrec-dyn train --out {path}`")
+        with open(os.path.join(path, CONFIG)) as f:
+            config = TrainConfig.from_json(f.read())
+        import tfrec_dyn.models  # noqa: F401  (registers the model classes for loading)
+
+        model = keras.models.load_model(os.path.join(path, MODEL), compile=False)
+        return cls(path, config, Vocabulary.load(os.path.join(path, VOCAB)), model)
+
+    def metrics(self) -> Dict[str, Any]:
+        metrics_path = os.path.join(self.path, METRICS)
+        if not os.path.exists(metrics_path):
+            return {}
+        with open(metrics_path) as f:
+            return json.load(f)
+
+
+def save_run(path: str, config: TrainConfig, vocab: Vocabulary, model, history: Dict, metrics: Dict) -> None:
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, CONFIG), "w") as f:
+        f.write(config.to_json())
+    vocab.save(os.path.join(path, VOCAB))
+    model.save(os.path.join(path, MODEL), include_optimizer=False)
+    write_json(os.path.join(path, HISTORY), history)
+    write_json(os.path.join(path, METRICS), metrics)
+
+
+def write_json(path: str, value) -> None:
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2, sort_keys=True)

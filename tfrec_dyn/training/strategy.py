@@ -1,0 +1,46 @@
+"""`tf.distribute` strategy and precision chosen from the config, never hard-coded."""
+
+from __future__ import annotations
+
+import contextlib
+
+import tensorflow as tf
+import tf_keras as keras
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """Returns the distribution strategy called `name`.
+
+    * "auto": `MirroredStrategy` over all visible GPUs when there are several,
+      one device (the GPU, else the CPU) otherwise.
+    * "one_device": the first GPU, else the CPU.
+    * "mirrored": `MirroredStrategy` over all local GPUs (or, with no GPU, all
+      logical CPU devices, which is how it is tested on CPU machines).
+    * "multi_worker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "one_device"
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+@contextlib.contextmanager
+def precision_scope(mixed_precision: bool):
+    """Layers built inside use mixed_float16 when asked; the previous global
+    policy is restored on exit so nothing leaks into other models."""
+    previous = keras.mixed_precision.global_policy()
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -1,0 +1,147 @@
+"""Train a registered model on a data set under a `tf.distribute` strategy and evaluate it.
+
+    result = train(TrainConfig(model="sasrec", data="ml-100k", epochs=50), out_dir="runs/sasrec")
+    result.metrics["full"]["NDCG@10"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_dyn.metrics import SampledNegatives, evaluate
+from tfrec_dyn.models import build_model
+from tfrec_dyn.training.config import TrainConfig
+from tfrec_dyn.training.experiment import EvalArrays, PreparedData
+from tfrec_dyn.training.run import save_run
+from tfrec_dyn.training.strategy import make_strategy, precision_scope
+
+# Sampled-protocol negatives are drawn from this seed, not the model seed, so
+# models trained with different seeds are scored against the same candidates.
+EVAL_NEGATIVES_SEED = 20240101
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: keras.Model
+    data: PreparedData
+    metrics: Dict[str, Dict[str, float]]  # protocol -> figures
+    history: Dict[str, list]
+    train_seconds: float
+    run_dir: Optional[str] = None
+
+
+def score_function(model):
+    """`model.score` compiled once: full-ranking evaluation of all users in seconds."""
+    return tf.function(lambda batch: model.score(batch), reduce_retracing=True)
+
+
+def sampled_negatives(data: PreparedData, arrays: EvalArrays, config: TrainConfig,
+                      cache_dir: Optional[str] = None) -> SampledNegatives:
+    """The split's fixed sampled-protocol negatives, drawn once and cached on disk.
+
+    The cache key hashes the vocabulary, every user's known items and the
+    sampling settings; the draw itself is deterministic from its seed, so a
+    missing cache only costs the draw.
+    """
+    key = hashlib.sha1()
+    key.update("\n".join(data.vocab.tokens).encode())
+    for items in arrays.known_items:
+        key.update(np.asarray(items, np.int32).tobytes() + b"|")
+    key.update(f"{config.num_eval_negatives}/{config.eval_sampler}/{EVAL_NEGATIVES_SEED}".encode())
+    cache_dir = cache_dir or os.environ.get("TFREC_DYN_CACHE", os.path.expanduser("~/.cache/tfrec_dyn"))
+    path = os.path.join(cache_dir, "negatives", key.hexdigest() + ".npz")
+    if os.path.exists(path):
+        return SampledNegatives.load(path)
+    negatives = SampledNegatives.draw(arrays.known_items, data.vocab.size, config.num_eval_negatives,
+                                      sampler=config.eval_sampler, item_counts=data.item_counts,
+                                      seed=EVAL_NEGATIVES_SEED)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    negatives.save(path)
+    return negatives
+
+
+def evaluate_model(model, data: PreparedData, config: TrainConfig, which: str = "test",
+                   protocols=None, ks=(5, 10, 20, 50)):
+    """{protocol: figures} of `model` on the validation or test split."""
+    arrays = data.eval_arrays(which, config.max_len)
+    score_fn = score_function(model)
+    results = {}
+    for protocol in protocols or config.eval_protocols:
+        negatives = sampled_negatives(data, arrays, config) if protocol == "sampled" else None
+        results[protocol] = evaluate(score_fn, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
+                                     negatives=negatives, exclude_seen=config.exclude_seen)
+    return results
+
+
+class ValidationCallback(keras.callbacks.Callback):
+    """Full-ranking HR@10 / NDCG@10 on the validation split every `every` epochs;
+    optionally restores the weights of the best NDCG@10 when training ends."""
+
+    def __init__(self, data: PreparedData, config: TrainConfig):
+        super().__init__()
+        self.arrays = data.eval_arrays("validation", config.max_len)
+        self.config = config
+        self.best = -1.0
+        self.best_weights = None
+        self.best_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.config.validate_every:
+            return
+        figures = evaluate(score_function(self.model), self.arrays.histories, self.arrays.targets,
+                           ks=(10,), exclude_seen=self.config.exclude_seen).metrics
+        logs = logs if logs is not None else {}
+        logs["val_HR@10"], logs["val_NDCG@10"] = figures["HR@10"], figures["NDCG@10"]
+        if figures["NDCG@10"] > self.best:
+            self.best, self.best_epoch = figures["NDCG@10"], epoch + 1
+            self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.config.restore_best and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
+          data: Optional[PreparedData] = None) -> TrainResult:
+    """Reads the data, trains `config.model`, evaluates it on the test split.
+
+    The model is built and trained inside the strategy's scope; the global
+    batch is `config.batch_size * num_replicas_in_sync`.  With `out_dir` the
+    run is saved there (see `tfrec_dyn.training.run`).
+    """
+    keras.utils.set_random_seed(config.seed)
+    data = data or PreparedData.from_config(config)
+    strategy = make_strategy(config.strategy)
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    with strategy.scope(), precision_scope(config.mixed_precision):
+        model = build_model(config.model, data.vocab.size, config.max_len, **config.model_kwargs())
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    needs_negatives = getattr(model, "loss_name", "ce") == "bce"
+    dataset = data.training_dataset(config, global_batch, config.num_negatives if needs_negatives else 0)
+
+    callbacks = [ValidationCallback(data, config)] if config.validate_every else []
+    start = time.perf_counter()
+    history = model.fit(dataset, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
+    train_seconds = time.perf_counter() - start
+
+    metrics = {protocol: result.metrics for protocol, result in evaluate_model(model, data, config).items()}
+    history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    if callbacks and callbacks[0].best_epoch:
+        history["best_epoch"] = [callbacks[0].best_epoch]
+    result = TrainResult(model, data, metrics, history, train_seconds, out_dir)
+    if out_dir:
+        summary = {"model": config.model, "data": config.data, "train_seconds": train_seconds,
+                   "num_replicas": strategy.num_replicas_in_sync, "metrics": metrics}
+        save_run(out_dir, config, data.vocab, model, history, summary)
+        arrays = data.eval_arrays("test", config.max_len)
+        if "sampled" in config.eval_protocols:
+            sampled_negatives(data, arrays, config).save(os.path.join(out_dir, "negatives_test.npz"))
+    return result
