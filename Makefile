@@ -26,7 +26,7 @@ install: $(STAMP)
 
 # The main job on the embedded default data (MovieLens-100K).
 run: install
-	$(PY) -m tfrec_dyn train --model sasrec --data ml-100k --out runs/sasrec
+	$(PY) -m tfrec_dyn train --model sasrec --data ml-100k --epochs 200 --out runs/sasrec
 
 test: install
 	$(PY) -m pytest -q tests

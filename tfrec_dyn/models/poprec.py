@@ -47,6 +47,7 @@ class PopRec(SequentialRecommender):
         return -tf.reduce_mean(tf.math.log(probs))
 
     def train_step(self, data):
+        self(data)  # a forward pass builds the model, which saving requires
         targets = tf.reshape(tf.cast(data["targets"], tf.int32), [-1])
         self.counts.assign_add(tf.math.bincount(targets, minlength=self.vocab_size,
                                                 maxlength=self.vocab_size, dtype=tf.float32)
