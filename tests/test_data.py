@@ -1,0 +1,147 @@
+"""Vocabularies, splits and the tf.data training pipeline."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrec_dyn.data import (
+    Interactions,
+    Vocabulary,
+    existing_new_users,
+    head_tail_users,
+    k_core,
+    leave_one_out,
+    pad_left,
+    training_dataset,
+)
+from tfrec_dyn.data.input_pipeline import NegativeSampler
+
+
+def _interactions(sequences, **side):
+    return Interactions(
+        user_ids=[f"u{i}" for i in range(len(sequences))],
+        items=[np.array(s, dtype=object) for s in sequences],
+        side={k: [np.array(x) for x in v] for k, v in side.items()},
+    )
+
+
+# ----------------------------------------------------------------- vocabulary
+def test_vocabulary_reserves_padding_and_oov_and_round_trips(tmp_path):
+    vocab = Vocabulary.build([["b", "a", "b"], ["c", "b"]])
+    assert vocab.tokens == ["b", "a", "c"]  # most frequent first, ties by first appearance
+    assert vocab.encode(["a", "b", "zzz"]).tolist() == [3, 2, 1]
+    assert vocab.decode([0, 1, 4]) == ["", "[OOV]", "c"]
+    assert vocab.size == 5
+    vocab.save(str(tmp_path / "items.txt"))
+    assert Vocabulary.load(str(tmp_path / "items.txt")) == vocab
+
+
+def test_vocabulary_matches_keras_string_lookup():
+    vocab = Vocabulary(["x", "y"])
+    lookup, inverse = vocab.lookup_layer(), vocab.inverse_lookup_layer()
+    ids = lookup(tf.constant(["y", "", "nope", "x"])).numpy()
+    assert ids.tolist() == [3, 0, 1, 2]  # "" is the padding (mask) token in the layer
+    assert vocab.encode(["y", "nope", "x"]).tolist() == [3, 1, 2]
+    assert [t.decode() for t in inverse(tf.constant([2, 3])).numpy()] == ["x", "y"]
+
+
+def test_vocabulary_rejects_duplicates_and_reserved_tokens():
+    with pytest.raises(ValueError, match="unique"):
+        Vocabulary(["a", "a"])
+    with pytest.raises(ValueError, match="reserved"):
+        Vocabulary(["[OOV]"])
+
+
+# --------------------------------------------------------------------- splits
+def test_leave_one_out_keeps_side_fields_aligned_and_short_users_in_train():
+    data = _interactions([["a", "b", "c", "d"], ["e", "f"]], category=[[1, 2, 3, 4], [5, 6]])
+    split = leave_one_out(data)
+    assert split.train.items[0].tolist() == ["a", "b"]
+    assert split.train.side["category"][0].tolist() == [1, 2]
+    assert split.train.items[1].tolist() == ["e", "f"]  # too short: training only
+    assert split.num_short_users == 1
+    assert split.validation.inputs.items[0].tolist() == ["a", "b"]
+    assert split.validation.target_items().tolist() == ["c"]
+    assert split.test.inputs.items[0].tolist() == ["a", "b", "c"]
+    assert split.test.targets.side["category"][0].tolist() == [4]
+    assert split.test.num_users == 1
+
+
+def test_k_core_iterates_until_stable():
+    # Item "z" appears once; removing it leaves user u2 with one item, which
+    # then has to go too, and with it the last "y".
+    data = _interactions([["x", "y", "x"], ["x", "y", "z"], ["x", "x"]])
+    core = k_core(data, 2)
+    for seq in core.items:
+        assert len(seq) >= 2
+    counts = {}
+    for seq in core.items:
+        for item in seq:
+            counts[item] = counts.get(item, 0) + 1
+    assert min(counts.values()) >= 2 and "z" not in counts
+
+
+def test_head_tail_and_existing_new_users():
+    data = _interactions([["a"] * n for n in [1, 9, 3, 7, 5, 2, 4, 8, 6, 10]])
+    head, tail = head_tail_users(data)
+    assert head == ["u9", "u1"] and len(tail) == 8
+    existing, new = existing_new_users(data, seed=3)
+    assert len(new) == 2 and not set(new) & set(existing)
+    assert existing_new_users(data, seed=3) == (existing, new)
+    assert existing_new_users(data, seed=4) != (existing, new)
+
+
+# ------------------------------------------------------------- input pipeline
+def test_pad_left_truncates_to_the_most_recent_items():
+    np.testing.assert_array_equal(pad_left([[1, 2, 3, 4], [5]], 3), [[2, 3, 4], [0, 0, 5]])
+
+
+def test_training_dataset_targets_are_the_next_items():
+    sequences = [np.array([2, 3, 4, 5, 6]), np.array([7, 8]), np.array([9])]
+    batch = next(iter(training_dataset(sequences, 12, 3, 8, num_negatives=0, shuffle=False)))
+    np.testing.assert_array_equal(batch["item_ids"], [[3, 4, 5], [0, 0, 7]])
+    np.testing.assert_array_equal(batch["targets"], [[4, 5, 6], [0, 0, 8]])  # user with 1 item left out
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "popularity"])
+def test_negatives_are_never_history_items(sampler):
+    rng = np.random.default_rng(0)
+    vocab = 40
+    sequences = [rng.choice(np.arange(2, vocab), size=30, replace=False) for _ in range(50)]
+    counts = np.bincount(np.concatenate(sequences), minlength=vocab)
+    dataset = training_dataset(sequences, vocab, 30, 16, num_negatives=5, sampler=sampler, item_counts=counts, seed=1)
+    seen_rows = 0
+    for batch in dataset:
+        for inputs, targets, negatives in zip(batch["item_ids"].numpy(), batch["targets"].numpy(),
+                                              batch["negatives"].numpy()):
+            history = set(inputs) | set(targets)
+            assert not history & set(negatives.ravel())
+            assert negatives.min() >= 2 and negatives.max() < vocab
+            seen_rows += 1
+    assert seen_rows == 50
+
+
+def test_popularity_sampler_prefers_popular_items():
+    counts = np.zeros(12)
+    counts[2], counts[3:] = 1000, 1
+    sampler = NegativeSampler(12, "popularity", counts)
+    draws = sampler.sample(tf.constant([[12]], tf.int32), [1, 2000], tf.constant([1, 2], tf.int64)).numpy()
+    assert (draws == 2).mean() > 0.9
+
+
+def test_training_dataset_is_reproducible_from_its_seed():
+    sequences = [np.arange(2, 12) + i for i in range(20)]
+
+    def first_batch(seed):
+        return next(iter(training_dataset(sequences, 40, 5, 4, num_negatives=2, seed=seed)))
+
+    a, b, c = first_batch(7), first_batch(7), first_batch(8)
+    np.testing.assert_array_equal(a["negatives"], b["negatives"])
+    np.testing.assert_array_equal(a["item_ids"], b["item_ids"])
+    assert not np.array_equal(a["negatives"], c["negatives"])
+
+
+def test_impossible_negatives_fail_clearly():
+    sampler = NegativeSampler(5, "uniform")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="could not draw negatives"):
+        sampler.sample(tf.constant([[2, 3, 4]], tf.int32), [1, 3], tf.constant([0, 0], tf.int64))
