@@ -32,6 +32,8 @@ def test_sasrec_end_to_end_loss_falls_and_beats_random(ml100k_slice, tmp_path):
     random_hr = 10 / (ml100k_slice.vocab.size - 2 - config.max_len)
     assert result.metrics["full"]["HR@10"] > 2 * random_hr
     assert result.metrics["sampled"]["HR@10"] > 2 * 10 / 101
+    beyond = result.metrics["full"]
+    assert 0 < beyond["Coverage@10"] <= 1 and 0 <= beyond["Gini@10"] <= 1 and 0 <= beyond["TailShare@10"] <= 1
 
     run = Run.load(str(tmp_path / "run"))
     assert run.config == config and run.vocab == ml100k_slice.vocab

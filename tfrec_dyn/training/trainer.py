@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_dyn.metrics import SampledNegatives, evaluate
+from tfrec_dyn.metrics import (SampledNegatives, evaluate, gini_index, head_tail_items, item_coverage,
+                               tail_share, top_k_items)
 from tfrec_dyn.models import build_model
 from tfrec_dyn.training.config import TrainConfig
 from tfrec_dyn.training.experiment import EvalArrays, PreparedData
@@ -78,7 +79,19 @@ def evaluate_model(model, data: PreparedData, config: TrainConfig, which: str = 
         negatives = sampled_negatives(data, arrays, config) if protocol == "sampled" else None
         results[protocol] = evaluate(score_fn, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
                                      negatives=negatives, exclude_seen=config.exclude_seen)
+        if protocol == "full":
+            results[protocol].metrics.update(beyond_accuracy(score_fn, arrays, data, config.exclude_seen))
     return results
+
+
+def beyond_accuracy(score_fn, arrays: EvalArrays, data: PreparedData, exclude_seen: bool, k: int = 10):
+    """Item coverage, Gini index and tail-item share of everyone's top-k list
+    (tail items: all but the 20 % most interacted-with training items)."""
+    top_k = top_k_items(score_fn, arrays.histories, k=k, exclude_seen=exclude_seen)
+    _, tail = head_tail_items(data.item_counts)
+    return {f"Coverage@{k}": item_coverage(top_k, data.vocab.size),
+            f"Gini@{k}": gini_index(top_k, data.vocab.size),
+            f"TailShare@{k}": tail_share(top_k, tail)}
 
 
 class ValidationCallback(keras.callbacks.Callback):
