@@ -1,0 +1,120 @@
+"""The exported SavedModel: raw ids in and out, defaults, robustness, both signatures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrec_dyn.data import Vocabulary, pad_left
+from tfrec_dyn.models import SASRec
+from tfrec_dyn.serving.export import WARMUP_FILE, export_saved_model
+
+MAX_LEN = 6
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    vocab = Vocabulary([f"item{i}" for i in range(20)])
+    model = SASRec(vocab.size, MAX_LEN, embed_dim=8)
+    counts = np.zeros(vocab.size, np.int64)
+    counts[vocab.encode(["item7", "item3", "item11"])] = [30, 20, 10]
+    path = str(tmp_path_factory.mktemp("export") / "1")
+    export_saved_model(model, vocab, counts, MAX_LEN, path)
+    return model, vocab, path
+
+
+def _expected(model, vocab, history, k):
+    ids, _ = model.recommend({"item_ids": pad_left([vocab.encode(history)], MAX_LEN)}, k=k)
+    return vocab.decode(ids[0].numpy())
+
+
+def _serve(path, item_ids, **kwargs):
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    kwargs = {"k": tf.constant(kwargs.get("k", 10)), "exclude_seen": tf.constant(kwargs.get("exclude_seen", True))}
+    out = signature(item_ids=tf.constant(item_ids), **kwargs)
+    return [[t.decode() for t in row] for row in out["item_ids"].numpy()], out["scores"].numpy()
+
+
+def test_loads_in_a_fresh_process_without_tfrec_dyn(exported):
+    model, vocab, path = exported
+    code = (
+        "import json, sys, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "out = m.signatures['serving_default'](item_ids=tf.constant([['item1', 'item2', 'item5']]),"
+        " k=tf.constant(5), exclude_seen=tf.constant(True))\n"
+        "print(json.dumps([t.decode() for t in out['item_ids'].numpy()[0]]))\n"
+        "print(json.dumps('tfrec_dyn' in sys.modules))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, env=env, timeout=300,
+                         cwd="/")
+    assert out.returncode == 0, out.stderr[-3000:]
+    served, imported = [json.loads(line) for line in out.stdout.strip().splitlines()[-2:]]
+    assert served == _expected(model, vocab, ["item1", "item2", "item5"], 5)
+    assert imported is False
+
+
+def test_k_and_exclude_seen_are_inputs_with_defaults(exported):
+    from tensorflow.python.tools import saved_model_utils
+
+    _, _, path = exported
+    signature = saved_model_utils.get_meta_graph_def(path, "serve").signature_def["serving_default"]
+    assert set(signature.inputs) == {"item_ids", "k", "exclude_seen"}
+    assert set(signature.defaults) == {"k", "exclude_seen"}
+    assert tf.make_ndarray(signature.defaults["k"]) == 10
+    # The restored tf.function keeps the Python defaults too.
+    loaded = tf.saved_model.load(path)
+    out = loaded.serve(tf.constant([["item1"]]))
+    assert out["item_ids"].shape == (1, 10)
+
+
+def test_seen_items_excluded_unless_asked(exported):
+    _, _, path = exported
+    history = ["item1", "item2", "item5"]
+    served, scores = _serve(path, [history], k=20)
+    assert not set(served[0]) & set(history)
+    # 20 items, 3 seen: the last 3 slots are empty.
+    assert served[0][-3:] == ["", "", ""] and np.all(np.isneginf(scores[0, -3:]))
+    served, _ = _serve(path, [history], k=20, exclude_seen=False)
+    assert set(history) <= set(served[0])
+
+
+def test_unknown_empty_and_over_long_histories(exported):
+    model, vocab, path = exported
+    # Unknown ids are dropped; "" is padding anywhere in the row.
+    served, _ = _serve(path, [["nope", "item1", "", "item2"], ["item1", "item2", "", ""]], k=5)
+    assert served[0] == served[1] == _expected(model, vocab, ["item1", "item2"], 5)
+    # Empty (or only unknown) histories get the most popular items.
+    served, _ = _serve(path, [["", ""], ["nope", "zzz"]], k=3)
+    assert served == [["item7", "item3", "item11"]] * 2
+    # Over-long histories keep the most recent max_len items.
+    long_history = [f"item{i}" for i in range(15)]
+    served, _ = _serve(path, [long_history], k=4)
+    assert served[0] == _expected(model, vocab, long_history[-MAX_LEN:], 4)
+    # k is clipped to the number of items instead of failing.
+    served, _ = _serve(path, [["item1"]], k=1000, exclude_seen=False)
+    assert len(served[0]) == 20
+
+
+def test_tf_example_signature_matches_serving_default(exported):
+    _, _, path = exported
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "item_ids": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"item4", b"item9"]))}))
+    signature = tf.saved_model.load(path).signatures["serving_tf_example"]
+    out = signature(examples=tf.constant([example.SerializeToString()]), k=tf.constant(5),
+                    exclude_seen=tf.constant(True))
+    assert [t.decode() for t in out["item_ids"].numpy()[0]] == _serve(path, [["item4", "item9"]], k=5)[0][0]
+
+
+def test_warmup_requests_are_prediction_logs(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, _, path = exported
+    records = list(tf.data.TFRecordDataset(os.path.join(path, WARMUP_FILE)))
+    assert records
+    log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
+    assert log.predict_log.request.model_spec.signature_name == "serving_default"
+    assert "item_ids" in log.predict_log.request.inputs

@@ -1,0 +1,133 @@
+"""Export a trained recommender as a SavedModel that TF Serving loads.
+
+The exported model maps raw string ids itself (the vocabulary travels inside
+the SavedModel), so clients send raw item ids and get raw item ids back.
+
+Signatures:
+
+* `serving_default(item_ids, k=10, exclude_seen=True)` — `item_ids`: string
+  [B, L], each row a user's recent history, oldest first, padded with "" on
+  either side; returns `item_ids` (string [B, k]) and `scores` (float [B, k]).
+  `k` and `exclude_seen` are inputs with defaults (recorded in the
+  SignatureDef's `defaults`, so TF Serving lets a request leave them out).
+* `serving_tf_example(examples, k=10, exclude_seen=True)` — serialized
+  `tf.train.Example`s with an `item_ids` bytes-list feature (the TFX
+  convention the Evaluator uses); same outputs.
+
+Robustness rules (none of these crash):
+
+* unknown ids map to the OOV id and are then dropped from the history: the
+  OOV embedding is never trained, so feeding it would only add noise;
+* an empty history (or one of only unknown ids) gets the most popular
+  training items;
+* an over-long history is truncated to the most recent `max_len` items;
+* `k` is clipped to [1, number of items]; when fewer than `k` items are left
+  to recommend, the remaining slots hold "" with score -inf.
+
+`assets.extra/tf_serving_warmup_requests` holds a few PredictRequests so a real
+TF Serving warms the model up before taking traffic.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID, PAD_TOKEN, Vocabulary
+from tfrec_dyn.models.base import mask_seen
+
+DEFAULT_K = 10
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def left_align(item_ids: tf.Tensor, max_len: int) -> tf.Tensor:
+    """Drops padding/OOV ids, keeps the last `max_len` real ids of each row and
+    left-pads them to [B, max_len] (the layout the models are trained on)."""
+    keep = item_ids >= NUM_RESERVED
+    ragged = tf.ragged.boolean_mask(item_ids, keep)
+    reversed_rows = tf.reverse(ragged, axis=[1])  # newest first, so truncation keeps the newest
+    dense = reversed_rows.to_tensor(default_value=PAD_ID, shape=[None, max_len])
+    return tf.reverse(dense, axis=[1])
+
+
+class RecommenderModule(tf.Module):
+    """A `SequentialRecommender` with its vocabulary and popularity fallback,
+    exposing string-in / string-out recommendation functions."""
+
+    def __init__(self, model, vocab: Vocabulary, item_counts: Sequence[int], max_len: int,
+                 default_k: int = DEFAULT_K):
+        super().__init__(name="recommender")
+        self.model = model
+        self.max_len = int(max_len)
+        self.num_items = vocab.size - NUM_RESERVED
+        self.lookup = vocab.lookup_layer(name="item_lookup")
+        self.inverse_lookup = vocab.inverse_lookup_layer(name="item_inverse_lookup")
+        # Popularity scores for the empty-history fallback; reserved ids never win.
+        popularity = np.asarray(item_counts, np.float32).copy()
+        popularity[:NUM_RESERVED] = -np.inf
+        self.popularity = tf.constant(popularity)
+
+        # Tensor defaults are recorded in the SignatureDef (`defaults`), which
+        # is what lets TF Serving requests leave `k` and `exclude_seen` out.
+        def serve(item_ids, k=tf.constant(int(default_k)), exclude_seen=tf.constant(True)):
+            return self._serve(item_ids, k, exclude_seen)
+
+        def serve_examples(examples, k=tf.constant(int(default_k)), exclude_seen=tf.constant(True)):
+            features = tf.io.parse_example(examples, {"item_ids": tf.io.VarLenFeature(tf.string)})
+            return self._serve(tf.sparse.to_dense(features["item_ids"], default_value=PAD_TOKEN), k, exclude_seen)
+
+        signature = [tf.TensorSpec([None, None], tf.string, name="item_ids"),
+                     tf.TensorSpec([], tf.int32, name="k"), tf.TensorSpec([], tf.bool, name="exclude_seen")]
+        self.serve = tf.function(serve, input_signature=signature)
+        self.serve_examples = tf.function(
+            serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")] + signature[1:])
+
+    def recommend_ids(self, ids: tf.Tensor, k, exclude_seen):
+        """Top-k (ids, scores) for integer histories of any width."""
+        ids = left_align(tf.cast(ids, tf.int32), self.max_len)
+        scores = self.model.score({"item_ids": ids})
+        empty = tf.reduce_all(tf.equal(ids, PAD_ID), axis=1, keepdims=True)
+        scores = tf.where(empty, self.popularity[tf.newaxis], scores)
+        scores = tf.cond(exclude_seen, lambda: mask_seen(scores, ids), lambda: scores)
+        k = tf.clip_by_value(k, 1, self.num_items)
+        top = tf.math.top_k(scores, k=k)
+        return top.indices, top.values
+
+    def _serve(self, item_ids, k, exclude_seen):
+        ids, scores = self.recommend_ids(self.lookup(item_ids), k, exclude_seen)
+        # Slots past the last recommendable item (k > candidates left) hold "".
+        ids = tf.where(tf.math.is_finite(scores), ids, PAD_ID)
+        return {"item_ids": self.inverse_lookup(ids), "scores": scores}
+
+
+def export_saved_model(model, vocab: Vocabulary, item_counts, max_len: int, path: str,
+                       default_k: int = DEFAULT_K, warmup_histories=None) -> str:
+    """Writes the SavedModel (with both signatures and warm-up requests) to `path`."""
+    module = RecommenderModule(model, vocab, item_counts, max_len, default_k)
+    signatures = {
+        # The functions themselves, not concrete functions: only then are the
+        # default values written into the SignatureDefs.
+        "serving_default": module.serve,
+        "serving_tf_example": module.serve_examples,
+    }
+    tf.saved_model.save(module, path, signatures=signatures)
+    write_warmup_requests(path, warmup_histories or [vocab.tokens[:3], []])
+    return path
+
+
+def write_warmup_requests(path: str, histories) -> None:
+    """`assets.extra/tf_serving_warmup_requests`: PredictionLogs TF Serving replays at load."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    width = max(1, max(len(h) for h in histories))
+    padded = [list(h) + [PAD_TOKEN] * (width - len(h)) for h in histories]
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
+    request.inputs["item_ids"].CopyFrom(tf.make_tensor_proto(padded, dtype=tf.string))
+    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(path, WARMUP_FILE)) as writer:
+        log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+        writer.write(log.SerializeToString())
