@@ -18,6 +18,7 @@ setup(
         "tensorflow-recommenders>=0.7.7",
         "numpy",
         "pandas",
+        "aiohttp",  # the TF-Serving-compatible REST server
     ],
     extras_require={
         # The production path: TFX pipeline, Beam, Kubeflow compilation.

@@ -4,6 +4,7 @@
     tfrec-dyn evaluate runs/sasrec --protocol sampled
     tfrec-dyn recommend runs/sasrec --history 50,172,133 -k 10
     tfrec-dyn datasets
+    tfrec-dyn serve --model_base_path saved_models/sasrec
 
 With `--json` the last line of stdout is one JSON object (model, data,
 protocol, metric values, training time) for scripts.  Wrong arguments and bad
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--json", action="store_true")
 
     commands.add_parser("datasets", help="list built-in data sets and readable formats")
+
+    serve = commands.add_parser("serve", help="serve pushed SavedModels over TF Serving's REST API")
+    serve.add_argument("--model_name", "--model-name", default=None,
+                       help="model name in the URL (/v1/models/NAME); default: the base path's folder name")
+    serve.add_argument("--model_base_path", "--model-base-path", required=True,
+                       help="folder holding numeric version folders, e.g. saved_models/sasrec")
+    serve.add_argument("--rest_api_port", "--port", type=int, default=8501)
+    serve.add_argument("--host", default="127.0.0.1")
     return parser
 
 
@@ -169,7 +178,18 @@ def _datasets(args) -> dict:
     return {"datasets": sorted(BUILTIN), "formats": sorted(FORMATS) + ["log"]}
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "recommend": _recommend, "datasets": _datasets}
+def _serve(args) -> dict:
+    from tfrec_dyn.serving.rest import serve
+
+    name = args.model_name or os.path.basename(os.path.normpath(args.model_base_path))
+    print(f"serving {name} from {args.model_base_path} at http://{args.host}:{args.rest_api_port}/v1/models/{name}",
+          flush=True)
+    serve({name: args.model_base_path}, host=args.host, port=args.rest_api_port)
+    return {}
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "recommend": _recommend, "datasets": _datasets,
+            "serve": _serve}
 
 
 def main(argv=None) -> int:
