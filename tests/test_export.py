@@ -104,9 +104,11 @@ def test_tf_example_signature_matches_serving_default(exported):
     example = tf.train.Example(features=tf.train.Features(feature={
         "item_ids": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"item4", b"item9"]))}))
     signature = tf.saved_model.load(path).signatures["serving_tf_example"]
-    out = signature(examples=tf.constant([example.SerializeToString()]), k=tf.constant(5),
-                    exclude_seen=tf.constant(True))
-    assert [t.decode() for t in out["item_ids"].numpy()[0]] == _serve(path, [["item4", "item9"]], k=5)[0][0]
+    out = signature(examples=tf.constant([example.SerializeToString()]))
+    served = [t.decode() for t in out["item_ids"].numpy()[0]]
+    assert served[:5] == _serve(path, [["item4", "item9"]], k=5)[0][0]
+    assert len(served) == 20  # EXAMPLE_K (50) clipped to the 20 items; the 2 seen ones are ""
+    assert served[-2:] == ["", ""]
 
 
 def test_warmup_requests_are_prediction_logs(exported):

@@ -108,7 +108,7 @@ def test_signature_name_selects_the_tf_example_signature(server):
                                                            "instances": [{"examples": encoded}]})
     assert status == 200, out
     _, direct = server.request("/v1/models/rec:predict", {"instances": [{"item_ids": ["i1", "i2"]}]})
-    assert out["predictions"][0]["item_ids"] == direct["predictions"][0]["item_ids"]
+    assert out["predictions"][0]["item_ids"][:10] == direct["predictions"][0]["item_ids"]
 
 
 @pytest.mark.parametrize("path, body, raw, status, message", [

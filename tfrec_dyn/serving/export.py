@@ -10,9 +10,10 @@ Signatures:
   either side; returns `item_ids` (string [B, k]) and `scores` (float [B, k]).
   `k` and `exclude_seen` are inputs with defaults (recorded in the
   SignatureDef's `defaults`, so TF Serving lets a request leave them out).
-* `serving_tf_example(examples, k=10, exclude_seen=True)` — serialized
-  `tf.train.Example`s with an `item_ids` bytes-list feature (the TFX
-  convention the Evaluator uses); same outputs.
+* `serving_tf_example(examples)` — serialized `tf.train.Example`s with an
+  `item_ids` bytes-list feature (the TFX convention the Evaluator uses);
+  one input only, as TFMA feeds it, and the top `example_k` (default 50)
+  unseen items, same outputs.
 
 Robustness rules (none of these crash):
 
@@ -40,6 +41,7 @@ from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID, PAD_TOKEN, Vocabular
 from tfrec_dyn.models.base import mask_seen
 
 DEFAULT_K = 10
+EXAMPLE_K = 50
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
@@ -58,7 +60,7 @@ class RecommenderModule(tf.Module):
     exposing string-in / string-out recommendation functions."""
 
     def __init__(self, model, vocab: Vocabulary, item_counts: Sequence[int], max_len: int,
-                 default_k: int = DEFAULT_K):
+                 default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K):
         super().__init__(name="recommender")
         self.model = model
         self.max_len = int(max_len)
@@ -75,15 +77,16 @@ class RecommenderModule(tf.Module):
         def serve(item_ids, k=tf.constant(int(default_k)), exclude_seen=tf.constant(True)):
             return self._serve(item_ids, k, exclude_seen)
 
-        def serve_examples(examples, k=tf.constant(int(default_k)), exclude_seen=tf.constant(True)):
+        def serve_examples(examples):
             features = tf.io.parse_example(examples, {"item_ids": tf.io.VarLenFeature(tf.string)})
-            return self._serve(tf.sparse.to_dense(features["item_ids"], default_value=PAD_TOKEN), k, exclude_seen)
+            item_ids = tf.sparse.to_dense(features["item_ids"], default_value=PAD_TOKEN)
+            return self._serve(item_ids, tf.constant(int(example_k)), tf.constant(True))
 
         signature = [tf.TensorSpec([None, None], tf.string, name="item_ids"),
                      tf.TensorSpec([], tf.int32, name="k"), tf.TensorSpec([], tf.bool, name="exclude_seen")]
         self.serve = tf.function(serve, input_signature=signature)
         self.serve_examples = tf.function(
-            serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")] + signature[1:])
+            serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
 
     def recommend_ids(self, ids: tf.Tensor, k, exclude_seen):
         """Top-k (ids, scores) for integer histories of any width."""
@@ -104,9 +107,9 @@ class RecommenderModule(tf.Module):
 
 
 def export_saved_model(model, vocab: Vocabulary, item_counts, max_len: int, path: str,
-                       default_k: int = DEFAULT_K, warmup_histories=None) -> str:
+                       default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, warmup_histories=None) -> str:
     """Writes the SavedModel (with both signatures and warm-up requests) to `path`."""
-    module = RecommenderModule(model, vocab, item_counts, max_len, default_k)
+    module = RecommenderModule(model, vocab, item_counts, max_len, default_k, example_k)
     signatures = {
         # The functions themselves, not concrete functions: only then are the
         # default values written into the SignatureDefs.
