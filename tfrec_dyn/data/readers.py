@@ -60,7 +60,7 @@ __all__ = [
 PathLike = Union[str, os.PathLike]
 Row = Tuple[Any, ...]
 # A line parser turns one non-blank line into zero or more event rows, or
-# raises `_BadLine`.
+# raises `BadLine`.
 LineParser = Callable[[str, int], List[Row]]
 
 BLANK_LINE = "blank line"
@@ -80,7 +80,7 @@ class DataFormatError(ValueError):
     """
 
 
-class _BadLine(Exception):
+class BadLine(Exception):
     """Raised by a line parser: `reason` is the key it is counted under in the
     report, `detail` the longer explanation used in error messages."""
 
@@ -135,13 +135,13 @@ def _convert(name: str, convert: Callable[[Any], Any], value: Any) -> Any:
     try:
         return convert(value)
     except (TypeError, ValueError):
-        raise _BadLine(f"bad {name}", f"bad {name} {value!r}") from None
+        raise BadLine(f"bad {name}", f"bad {name} {value!r}") from None
 
 
 def _convert_all(
     names: Sequence[str], converters: Sequence[Callable[[Any], Any]], values: Sequence[Any]
 ) -> List[Any]:
-    """`values` converted field by field; `_BadLine` names the first bad one."""
+    """`values` converted field by field; `BadLine` names the first bad one."""
     try:
         return [convert(value) for convert, value in zip(converters, values)]
     except (TypeError, ValueError):  # rare: find the culprit for the message
@@ -212,7 +212,7 @@ def _read_lines(
     is skipped and not counted.
     """
     rows: List[Row] = []
-    first_bad: Optional[Tuple[int, _BadLine, str]] = None
+    first_bad: Optional[Tuple[int, BadLine, str]] = None
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
             text, valid = _decode(raw)
@@ -228,9 +228,9 @@ def _read_lines(
             report.lines_read += 1
             try:
                 if not valid:
-                    raise _BadLine("not UTF-8", "invalid UTF-8 bytes")
+                    raise BadLine("not UTF-8", "invalid UTF-8 bytes")
                 parsed = parse(text, number)
-            except _BadLine as bad:
+            except BadLine as bad:
                 if strict:
                     raise DataFormatError(
                         f"{path}, line {number}: {bad.detail} (expected {layout}): {text[:200]!r}"
@@ -275,18 +275,72 @@ def _fixed_fields_parser(split: Callable[[str], List[str]], names: Sequence[str]
     def parse(text: str, number: int) -> List[Row]:
         fields = split(text)
         if len(fields) != len(names):
-            raise _BadLine(WRONG_FIELD_COUNT, f"{len(fields)} field(s), expected {len(names)}")
+            raise BadLine(WRONG_FIELD_COUNT, f"{len(fields)} field(s), expected {len(names)}")
         return [tuple(_convert_all(names, converters, fields))]
 
     return parse
 
 
-def _read_fixed_fields(
-    path: Path, split: Callable[[str], List[str]], names: Sequence[str], layout: str, strict: bool
-) -> Interactions:
+def _read_line_format(path: Path, format: str, strict: bool) -> Interactions:  # pylint: disable=redefined-builtin
+    split, names, layout = LINE_FORMATS[format]
     report = ReadReport(source=str(path))
     rows = _read_lines(path, _fixed_fields_parser(split, names), report, strict=strict, layout=layout)
     return _build(rows, names, report)
+
+
+def _jd_parser(strict: bool, on_skip: Callable[[int, str, str], None]) -> LineParser:
+    """Parser of one JD session line; `on_skip(line, reason, detail)` hears of
+    each malformed micro-behaviour that was left out."""
+    names = _JD_FIELDS[1:]
+    converters = [_converter(name) for name in names]
+
+    def parse(text: str, number: int) -> List[Row]:
+        session = str(number)
+        rows, bad_tokens = [], []
+        for position, token in enumerate(text.split(), start=1):
+            parts = token.split("+")
+            try:
+                if len(parts) != len(names):
+                    raise BadLine(BAD_MICRO_BEHAVIOR, f"{len(parts)} '+'-separated part(s), expected 5")
+                fields = _convert_all(names, converters, parts)
+            except BadLine as bad:
+                detail = f"micro-behaviour {position} {token!r}: {bad.detail}"
+                if strict:
+                    raise BadLine(BAD_MICRO_BEHAVIOR, detail) from None
+                bad_tokens.append(detail)
+                continue
+            rows.append((session, *fields))
+        if not rows:
+            raise BadLine(NO_MICRO_BEHAVIOR, bad_tokens[0])
+        for detail in bad_tokens:
+            on_skip(number, BAD_MICRO_BEHAVIOR, detail)
+        return rows
+
+    return parse
+
+
+# Line-based formats: (field splitter or None for JD, field names, layout).
+LINE_FORMATS = {
+    "ml-100k": (lambda text: text.split("\t"), _MOVIELENS_FIELDS,
+                "4 tab-separated fields 'user item rating timestamp'"),
+    "ml-1m": (lambda text: text.split("::"), _MOVIELENS_FIELDS,
+              "4 '::'-separated fields 'user::item::rating::timestamp'"),
+    "user-item": (str.split, ("user", "item"), "2 whitespace-separated fields 'user item'"),
+    "jd": (None, _JD_FIELDS, "space-separated 'sku+behavior_type+category+time_interval+dwell_time' tokens"),
+}
+
+
+def line_parser(format: str, on_skip: Optional[Callable[[int, str, str], None]] = None):  # pylint: disable=redefined-builtin
+    """`(parse, field_names)` for a line-based format, for code that reads lines
+    itself (the Beam sequence step): `parse(text, line_number)` returns event
+    rows `(user, item, *side)` in the order of `field_names`, and raises
+    `BadLine` (with `.reason` and `.detail`) for a malformed line."""
+    if format not in LINE_FORMATS:
+        raise ValueError(f"unknown line format {format!r}; choose one of {sorted(LINE_FORMATS)}")
+    split, names, _ = LINE_FORMATS[format]
+    if split is None:
+        return _jd_parser(False, on_skip or (lambda *_: None)), names
+    return _fixed_fields_parser(split, names), names
 
 
 # ----------------------------------------------------------------- readers
@@ -302,9 +356,7 @@ def read_movielens_100k(path: PathLike, strict: bool = False) -> Interactions:
     >>> data.num_users, data.num_interactions, data.side_fields  # doctest: +SKIP
     (943, 100000, ('rating', 'timestamp'))
     """
-    path = _existing_file(path, "u.data")
-    layout = "4 tab-separated fields 'user item rating timestamp'"
-    return _read_fixed_fields(path, lambda text: text.split("\t"), _MOVIELENS_FIELDS, layout, strict)
+    return _read_line_format(_existing_file(path, "u.data"), "ml-100k", strict)
 
 
 def read_movielens_1m(path: PathLike, strict: bool = False) -> Interactions:
@@ -319,9 +371,7 @@ def read_movielens_1m(path: PathLike, strict: bool = False) -> Interactions:
     >>> data.num_users, data.num_interactions  # doctest: +SKIP
     (6040, 1000209)
     """
-    path = _existing_file(path, "ratings.dat")
-    layout = "4 '::'-separated fields 'user::item::rating::timestamp'"
-    return _read_fixed_fields(path, lambda text: text.split("::"), _MOVIELENS_FIELDS, layout, strict)
+    return _read_line_format(_existing_file(path, "ratings.dat"), "ml-1m", strict)
 
 
 def read_user_item(path: PathLike, strict: bool = False) -> Interactions:
@@ -334,9 +384,7 @@ def read_user_item(path: PathLike, strict: bool = False) -> Interactions:
     >>> data.items[0][:3].tolist()  # doctest: +SKIP
     ['17', '4', '98']
     """
-    path = _existing_file(path)
-    layout = "2 whitespace-separated fields 'user item'"
-    return _read_fixed_fields(path, str.split, ("user", "item"), layout, strict)
+    return _read_line_format(_existing_file(path), "user-item", strict)
 
 
 def read_jd_sessions(path: PathLike, strict: bool = False) -> Interactions:
@@ -364,33 +412,8 @@ def read_jd_sessions(path: PathLike, strict: bool = False) -> Interactions:
     """
     path = _existing_file(path)
     report = ReadReport(source=str(path))
-    names = _JD_FIELDS[1:]
-    converters = [_converter(name) for name in names]
-
-    def parse(text: str, number: int) -> List[Row]:
-        session = str(number)
-        rows, bad_tokens = [], []
-        for position, token in enumerate(text.split(), start=1):
-            parts = token.split("+")
-            try:
-                if len(parts) != len(names):
-                    raise _BadLine(BAD_MICRO_BEHAVIOR, f"{len(parts)} '+'-separated part(s), expected 5")
-                fields = _convert_all(names, converters, parts)
-            except _BadLine as bad:
-                detail = f"micro-behaviour {position} {token!r}: {bad.detail}"
-                if strict:
-                    raise _BadLine(BAD_MICRO_BEHAVIOR, detail) from None
-                bad_tokens.append(detail)
-                continue
-            rows.append((session, *fields))
-        if not rows:
-            raise _BadLine(NO_MICRO_BEHAVIOR, bad_tokens[0])
-        for detail in bad_tokens:
-            report.skip(number, BAD_MICRO_BEHAVIOR, detail)
-        return rows
-
-    layout = "space-separated 'sku+behavior_type+category+time_interval+dwell_time' tokens"
-    rows = _read_lines(path, parse, report, strict=strict, layout=layout)
+    parse = _jd_parser(strict, report.skip)
+    rows = _read_lines(path, parse, report, strict=strict, layout=LINE_FORMATS["jd"][2])
     return _build(rows, _JD_FIELDS, report)
 
 
@@ -529,7 +552,7 @@ def _read_delimited(
     def parse(text: str, number: int) -> List[Row]:
         values = split(text)
         if len(values) != width:
-            raise _BadLine(WRONG_FIELD_COUNT, f"{len(values)} field(s), expected {width}")
+            raise BadLine(WRONG_FIELD_COUNT, f"{len(values)} field(s), expected {width}")
         return [tuple(_convert_all(names, converters, [values[position] for position in positions]))]
 
     kind = "comma" if delimiter == "," else repr(delimiter)
@@ -553,13 +576,13 @@ def _read_jsonl(path: Path, columns: List[Tuple[str, Union[str, int]]], strict: 
         try:
             record = json.loads(text)
         except json.JSONDecodeError as error:
-            raise _BadLine("invalid JSON", f"invalid JSON ({error.msg})") from None
+            raise BadLine("invalid JSON", f"invalid JSON ({error.msg})") from None
         if not isinstance(record, dict):
-            raise _BadLine("not a JSON object", f"a JSON {type(record).__name__}, not an object")
+            raise BadLine("not a JSON object", f"a JSON {type(record).__name__}, not an object")
         for name, source in columns:
             if source not in record:
                 detail = f"no key {source!r} (mapped to {name!r}); keys: {sorted(record)}"
-                raise _BadLine(f"missing {source!r}", detail)
+                raise BadLine(f"missing {source!r}", detail)
         values = _convert_all(names, converters, [record[source] for _, source in columns])
         for key in record:
             if key not in sources:

@@ -14,8 +14,11 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """Returns the distribution strategy called `name`.
 
     * "auto": `MirroredStrategy` over all visible GPUs when there are several,
-      one device (the GPU, else the CPU) otherwise.
-    * "one_device": the first GPU, else the CPU.
+      one device otherwise.
+    * "one_device": TensorFlow's default strategy, which places ops on the
+      first GPU when there is one, else the CPU.  (Not `OneDeviceStrategy`:
+      Keras' `BackupAndRestore`, used to resume interrupted training, does not
+      support it.)
     * "mirrored": `MirroredStrategy` over all local GPUs (or, with no GPU, all
       logical CPU devices, which is how it is tested on CPU machines).
     * "multi_worker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`.
@@ -26,7 +29,7 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "one_device"
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        return tf.distribute.get_strategy()
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
