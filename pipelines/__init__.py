@@ -1,0 +1,1 @@
+"""The TFX pipeline: `create_pipeline(config)` and one runner per orchestrator."""

@@ -1,0 +1,67 @@
+"""Every setting of the pipeline, in one dataclass (TFX template style)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional
+
+from tfrec_dyn.data.datasets import BUILTIN
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Beam on the local machine: real parallel workers, the same code as on
+# Dataflow/Flink/Spark (only these arguments change, see the README).
+BEAM_MODES = {
+    "in_memory": ["--direct_running_mode=in_memory"],
+    "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=0"],
+    "multi_threading": ["--direct_running_mode=multi_threading", "--direct_num_workers=0"],
+}
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """What the pipeline reads, trains and where it writes.
+
+    Attributes:
+      name: pipeline (and pushed model) name.
+      data_root: folder of raw interaction logs (default: the embedded MovieLens-100K).
+      data_format: log format ("ml-100k", "ml-1m", "user-item" or "jd"; the
+        line formats of `tfrec_dyn.data.readers.LINE_FORMATS`).
+      pipeline_root: artifacts and the ML Metadata SQLite store live here.
+      serving_root: the Pusher writes `<serving_root>/<model>/<version>/`.
+      train: the Trainer's `TrainConfig` fields (model, epochs, strategy, ...).
+      beam_mode: key of `BEAM_MODES`, or use `beam_args` to set arguments directly.
+      beam_args: extra Beam pipeline arguments (e.g. `--runner=DataflowRunner ...`).
+      hr_threshold: the Evaluator blesses a model whose HR@10 is at least this ...
+      max_hr_drop: ... and that loses at most this much HR@10 to the last blessed model.
+    """
+
+    name: str = "tfrec_dyn"
+    data_root: str = BUILTIN["ml-100k"]["path"]
+    data_format: str = "ml-100k"
+    pipeline_root: str = os.path.join(REPO, "pipeline_root")
+    serving_root: str = os.path.join(REPO, "saved_models")
+    train: Dict[str, Any] = dataclasses.field(default_factory=lambda: {"model": "sasrec", "epochs": 200})
+    beam_mode: str = "multi_processing"
+    beam_args: List[str] = dataclasses.field(default_factory=list)
+    hr_threshold: float = 0.05
+    max_hr_drop: float = 0.02
+    enable_cache: bool = True
+
+    @property
+    def model_name(self) -> str:
+        return self.train.get("model", "sasrec")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.pipeline_root, "metadata.sqlite")
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.serving_root, self.model_name)
+
+    def beam_pipeline_args(self) -> List[str]:
+        if self.beam_mode not in BEAM_MODES:
+            raise ValueError(f"unknown beam_mode {self.beam_mode!r}; choose one of {sorted(BEAM_MODES)}")
+        return BEAM_MODES[self.beam_mode] + list(self.beam_args)

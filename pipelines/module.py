@@ -1,0 +1,102 @@
+"""TFX module file: `preprocessing_fn` (Transform) and `run_fn` (Trainer).
+
+Any registered `tfrec_dyn` model trains here: the model name and its settings
+come from the Trainer's `custom_config` (a `TrainConfig` as a dict), so a new
+model plugs in by registering it in `tfrec_dyn.models.registry`.
+
+Examples (from `SequenceExampleGen`) hold one user each: `item_ids` (the
+history, raw string ids, oldest first) and `target_item_id` (the next item).
+Transform builds the item vocabulary over both and maps ids to the library's
+layout (0 = padding, 1 = OOV, items from 2, in vocabulary-file order), so the
+trained model, its exported vocabulary and the transformed data agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from tfrec_dyn.data.input_pipeline import training_dataset
+from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
+from tfrec_dyn.models import build_model
+from tfrec_dyn.serving.export import export_saved_model
+from tfrec_dyn.training import TrainConfig, make_strategy, precision_scope
+
+ITEM_VOCABULARY = "items"
+
+
+# ------------------------------------------------------------------ Transform
+def _apply_item_vocabulary(ids, vocabulary):
+    """Raw ids -> library ids: vocabulary index + 2, unknown -> OOV (1)."""
+    index = tft.apply_vocabulary(ids, deferred_vocab_filename_tensor=vocabulary, default_value=-1)
+    if isinstance(index, tf.SparseTensor):
+        return tf.SparseTensor(index.indices, _shift(index.values), index.dense_shape)
+    return _shift(index)
+
+
+def _shift(index):
+    return tf.where(index < 0, tf.constant(OOV_ID, tf.int64), index + NUM_RESERVED)
+
+
+def preprocessing_fn(inputs):
+    """Item vocabulary (most frequent first) over histories and targets."""
+    history = inputs["item_ids"]
+    target = tf.reshape(inputs["target_item_id"], [-1])
+    all_items = tf.concat([history.values, target], axis=0)
+    vocabulary = tft.vocabulary(all_items, vocab_filename=ITEM_VOCABULARY)
+    return {
+        "item_ids": _apply_item_vocabulary(history, vocabulary),
+        "target_item_id": _apply_item_vocabulary(target, vocabulary),
+    }
+
+
+# -------------------------------------------------------------------- Trainer
+def _read_sequences(file_pattern, data_accessor, schema, batch_size=1024):
+    """Each user's full known sequence (history + target) as int arrays.
+
+    The training split is materialised in memory: fine for tens of millions of
+    interactions on one machine; the tf.data pipeline built from it then
+    shuffles, batches, samples negatives and shards across replicas.
+    """
+    from tfx_bsl.public import tfxio
+
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False), schema)
+    sequences = []
+    for batch in dataset:
+        history = tf.sparse.to_dense(batch["item_ids"]).numpy()
+        lengths = tf.sparse.reduce_sum(tf.sparse.map_values(tf.ones_like, batch["item_ids"]), axis=1).numpy()
+        targets = tf.reshape(batch["target_item_id"], [-1]).numpy()
+        sequences += [np.append(row[:n], t).astype(np.int32) for row, n, t in zip(history, lengths, targets)]
+    return sequences
+
+
+def run_fn(fn_args):
+    """Trains `custom_config["model"]` under the configured strategy and exports it."""
+    config = TrainConfig(**(fn_args.custom_config or {}))
+    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    vocab = Vocabulary.load(tft_output.vocabulary_file_by_name(ITEM_VOCABULARY))
+    schema = tft_output.transformed_metadata.schema
+    sequences = _read_sequences(fn_args.train_files, fn_args.data_accessor, schema)
+    counts = np.bincount(np.concatenate(sequences), minlength=vocab.size)[: vocab.size]
+
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    with strategy.scope(), precision_scope(config.mixed_precision):
+        model = build_model(config.model, vocab.size, config.max_len, **config.model_kwargs())
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    num_negatives = config.num_negatives if getattr(model, "loss_name", "ce") == "bce" else 0
+    dataset = training_dataset(sequences, vocab.size, config.max_len,
+                               config.batch_size * strategy.num_replicas_in_sync, num_negatives=num_negatives,
+                               sampler=config.negative_sampler, item_counts=counts, seed=config.seed)
+    # Resume after an interruption: the backup lives in the Trainer's run dir
+    # and is deleted once training finishes.
+    backup = keras.callbacks.BackupAndRestore(os.path.join(fn_args.model_run_dir, "backup"))
+    model.fit(dataset, epochs=config.epochs, verbose=2, callbacks=[backup])
+    export_saved_model(model, vocab, counts, config.max_len, fn_args.serving_model_dir)

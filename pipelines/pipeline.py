@@ -1,0 +1,78 @@
+"""`create_pipeline(config) -> tfx.dsl.Pipeline`: raw logs to a pushed, blessed model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tfrec_dyn  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from pipelines.components import SequenceExampleGen, input_fingerprint
+from pipelines.configs import PipelineConfig
+
+MODULE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "module.py")
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """HR@10 / NDCG@10 / MRR on the held-out next items, blessing on HR@10 with a
+    value threshold and a change threshold against the last blessed model."""
+    module = "tfrec_dyn.metrics.tfma_metrics"
+    hit_rate_gate = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.hr_threshold}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -config.max_hr_drop}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key="target_item_id")],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="TopKHitRate", module=module, config=json.dumps({"k": 10}),
+                              threshold=hit_rate_gate),
+            tfma.MetricConfig(class_name="TopKNDCG", module=module, config=json.dumps({"k": 10})),
+            tfma.MetricConfig(class_name="TopKMRR", module=module),
+            tfma.MetricConfig(class_name="ExampleCount"),
+        ])])
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    # Raw logs -> per-user sequence examples (train / eval), malformed rows quarantined.
+    example_gen = SequenceExampleGen(
+        input_base=os.path.abspath(config.data_root), data_format=config.data_format,
+        input_fingerprint=input_fingerprint(config.data_root))
+    # Data statistics, an inferred schema, and anomalies against it.
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    # Item vocabulary (tf.Transform), so the model maps raw string ids itself.
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        module_file=MODULE_FILE, splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
+    # Any tfrec_dyn model, by name, under the configured tf.distribute strategy.
+    trainer = tfx.components.Trainer(
+        module_file=MODULE_FILE, examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=dict(config.train))
+    # The last blessed model, for the Evaluator's change threshold.
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("latest_blessed_model")
+    # HR@10 / NDCG@10 / MRR on the raw eval split; blesses or not.
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"], example_splits=["eval"], eval_config=eval_config(config))
+    # Only a blessed model reaches saved_models/<model>/<version>/ (TF Serving's layout).
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.name, pipeline_root=config.pipeline_root,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, baseline,
+                    evaluator, pusher],
+        enable_cache=config.enable_cache, beam_pipeline_args=config.beam_pipeline_args())
