@@ -17,6 +17,7 @@ import json
 import os
 
 import apache_beam as beam
+import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact
 
@@ -26,21 +27,27 @@ from tfrec_dyn.data import beam_sequences
 class QuarantinedRows(artifact.Artifact):
     """Malformed input rows (JSON lines: file, line, reason, detail, text) and counts."""
 
-    TYPE_NAME = "QuarantinedRows"
+    # KFP requires "namespace.Name" type names for custom artifacts.
+    TYPE_NAME = "tfrec_dyn.QuarantinedRows"
     PROPERTIES = {}
 
 
 def input_fingerprint(data_root: str) -> str:
-    """Names, sizes and modification times of the input files.
+    """Names, sizes and modification times of the input files (local or GCS).
 
     Passed as a parameter so a rerun with unchanged data hits the cache and a
     changed file invalidates it (what FileBasedExampleGen's driver does).
+    Remote data (a URI such as gs://...) is not read at compile time: the
+    fingerprint is empty and the Kubeflow runner turns caching off instead.
     """
+    if "://" in data_root:
+        return ""
+    paths = [data_root] if not tf.io.gfile.isdir(data_root) else sorted(
+        os.path.join(folder, name) for folder, _, files in tf.io.gfile.walk(data_root) for name in files)
     entries = []
-    for folder, _, files in sorted(os.walk(data_root)):
-        for name in sorted(files):
-            stat = os.stat(os.path.join(folder, name))
-            entries.append(f"{os.path.relpath(os.path.join(folder, name), data_root)}:{stat.st_size}:{stat.st_mtime_ns}")
+    for path in paths:
+        stat = tf.io.gfile.stat(path)
+        entries.append(f"{path}:{stat.length}:{stat.mtime_nsec}")
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
@@ -48,9 +55,9 @@ DATA_FILES = {"ml-100k": "u.data", "ml-1m": "ratings.dat"}
 
 
 def _file_pattern(input_base: str, data_format: str) -> str:
-    if os.path.isdir(input_base) and data_format in DATA_FILES:
-        return os.path.join(input_base, DATA_FILES[data_format])
-    return os.path.join(input_base, "*") if os.path.isdir(input_base) else input_base
+    if not tf.io.gfile.isdir(input_base):
+        return input_base
+    return os.path.join(input_base, DATA_FILES.get(data_format, "*"))
 
 
 @tfx.dsl.components.component(use_beam=True)
@@ -78,5 +85,5 @@ def SequenceExampleGen(  # pylint: disable=invalid-name
         artifact_.set_int_custom_property(name, counts.get(name, 0))
     quarantine.set_int_custom_property("quarantined", quarantined)
     quarantine.set_string_custom_property("counts", json.dumps(counts, sort_keys=True))
-    with open(os.path.join(quarantine.uri, "stats.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(quarantine.uri, "stats.json"), "w") as f:
         json.dump(counts, f, indent=2, sort_keys=True)

@@ -35,9 +35,10 @@ class PipelineConfig:
       beam_args: extra Beam pipeline arguments (e.g. `--runner=DataflowRunner ...`).
       hr_threshold: the Evaluator blesses a model whose HR@10 is at least this ...
       max_hr_drop: ... and that loses at most this much HR@10 to the last blessed model.
+      enable_cache: reuse executions whose inputs and settings did not change.
     """
 
-    name: str = "tfrec_dyn"
+    name: str = "tfrec-dyn"
     data_root: str = BUILTIN["ml-100k"]["path"]
     data_format: str = "ml-100k"
     pipeline_root: str = os.path.join(REPO, "pipeline_root")
@@ -48,6 +49,12 @@ class PipelineConfig:
     hr_threshold: float = 0.05
     max_hr_drop: float = 0.02
     enable_cache: bool = True
+    # The Transform/Trainer code as an importable module inside the container
+    # image (Kubeflow); None: this repository's pipelines/module.py as a file.
+    module_path: Optional[str] = None
+    # Local runs keep ML Metadata in SQLite under the pipeline root; Kubeflow
+    # brings its own metadata store.
+    local_metadata: bool = True
 
     @property
     def model_name(self) -> str:

@@ -47,7 +47,7 @@ def parse_args(argv=None) -> PipelineConfig:
     train = {"model": args.model, "epochs": args.epochs, "max_len": args.max_len, "batch_size": args.batch_size,
              "strategy": args.strategy, "mixed_precision": args.mixed_precision,
              "hyperparameters": hyperparameters}
-    return PipelineConfig(name=args.name, data_root=args.data, data_format=data_format,
+    return PipelineConfig(name=args.name, data_root=os.path.abspath(args.data), data_format=data_format,
                           pipeline_root=args.pipeline_root, serving_root=args.serving_root, train=train,
                           beam_mode=args.beam_mode, beam_args=args.beam_arg, hr_threshold=args.hr_threshold,
                           enable_cache=not args.no_cache)

@@ -35,10 +35,18 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         ])])
 
 
+def _user_code(config: PipelineConfig, function: str):
+    """`module_file` locally; a function path inside the image on Kubeflow (a
+    module file would be packaged at compile time into the remote pipeline root)."""
+    if config.module_path:
+        return {function: f"{config.module_path}.{function}"}
+    return {"module_file": MODULE_FILE}
+
+
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     # Raw logs -> per-user sequence examples (train / eval), malformed rows quarantined.
     example_gen = SequenceExampleGen(
-        input_base=os.path.abspath(config.data_root), data_format=config.data_format,
+        input_base=config.data_root, data_format=config.data_format,
         input_fingerprint=input_fingerprint(config.data_root))
     # Data statistics, an inferred schema, and anomalies against it.
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -48,10 +56,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     # Item vocabulary (tf.Transform), so the model maps raw string ids itself.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        module_file=MODULE_FILE, splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
+        **_user_code(config, "preprocessing_fn"), splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
     # Any tfrec_dyn model, by name, under the configured tf.distribute strategy.
     trainer = tfx.components.Trainer(
-        module_file=MODULE_FILE, examples=transform.outputs["transformed_examples"],
+        **_user_code(config, "run_fn"), examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config=dict(config.train))
@@ -72,7 +80,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name, pipeline_root=config.pipeline_root,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+                                    if config.local_metadata else None),
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, baseline,
                     evaluator, pusher],
         enable_cache=config.enable_cache, beam_pipeline_args=config.beam_pipeline_args())

@@ -7,6 +7,7 @@ from typing import Dict, Optional
 
 from tfx.orchestration import metadata
 
+from pipelines.components import QuarantinedRows
 from pipelines.configs import PipelineConfig
 
 
@@ -41,7 +42,7 @@ def pipeline_report(config: PipelineConfig, port: int = 8501) -> str:
         pushed = _latest(store, "PushedModel")
         evaluation = _latest(store, "ModelEvaluation")
         blessing = _latest(store, "ModelBlessing")
-        quarantine = _latest(store, "QuarantinedRows")
+        quarantine = _latest(store, QuarantinedRows.TYPE_NAME)
     lines = [f"ML Metadata: {config.metadata_path}"]
     if quarantine is not None:
         counts = json.loads(_property(quarantine, "counts") or "{}")
