@@ -13,20 +13,17 @@ trained model, its exported vocabulary and the transformed data agree.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
-import tf_keras as keras
 
-from tfrec_dyn.data.input_pipeline import training_dataset
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
-from tfrec_dyn.models import build_model
 from tfrec_dyn.serving.export import export_saved_model
-from tfrec_dyn.training import TrainConfig, make_strategy, precision_scope
+from tfrec_dyn.training import TrainConfig, make_strategy
+from tfrec_dyn.training.trainer import fit
 
 ITEM_VOCABULARY = "items"
 
@@ -78,25 +75,18 @@ def _read_sequences(file_pattern, data_accessor, schema, batch_size=1024):
 
 
 def run_fn(fn_args):
-    """Trains `custom_config["model"]` under the configured strategy and exports it."""
+    """Trains `custom_config["model"]` under the configured strategy and exports it.
+
+    Resumes after an interruption: `BackupAndRestore` keeps its state in the
+    Trainer's run dir and deletes it once training has finished.
+    """
     config = TrainConfig(**(fn_args.custom_config or {}))
+    strategy = make_strategy(config.strategy)  # before any other TF op (multi-worker needs that)
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     vocab = Vocabulary.load(tft_output.vocabulary_file_by_name(ITEM_VOCABULARY))
     schema = tft_output.transformed_metadata.schema
     sequences = _read_sequences(fn_args.train_files, fn_args.data_accessor, schema)
     counts = np.bincount(np.concatenate(sequences), minlength=vocab.size)[: vocab.size]
-
-    keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.strategy)
-    with strategy.scope(), precision_scope(config.mixed_precision):
-        model = build_model(config.model, vocab.size, config.max_len, **config.model_kwargs())
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    num_negatives = config.num_negatives if getattr(model, "loss_name", "ce") == "bce" else 0
-    dataset = training_dataset(sequences, vocab.size, config.max_len,
-                               config.batch_size * strategy.num_replicas_in_sync, num_negatives=num_negatives,
-                               sampler=config.negative_sampler, item_counts=counts, seed=config.seed)
-    # Resume after an interruption: the backup lives in the Trainer's run dir
-    # and is deleted once training finishes.
-    backup = keras.callbacks.BackupAndRestore(os.path.join(fn_args.model_run_dir, "backup"))
-    model.fit(dataset, epochs=config.epochs, verbose=2, callbacks=[backup])
+    model, _, _ = fit(config, sequences, vocab.size, counts, verbose=2,
+                      backup_dir=os.path.join(fn_args.model_run_dir, "backup"), strategy=strategy)
     export_saved_model(model, vocab, counts, config.max_len, fn_args.serving_model_dir)

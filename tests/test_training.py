@@ -7,10 +7,13 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
+import tf_keras
 
 from tfrec_dyn.data import Interactions
 from tfrec_dyn.training import PreparedData, Run, TrainConfig, train
 from tfrec_dyn.training.strategy import make_strategy
+from tfrec_dyn.training.trainer import fit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,6 +44,36 @@ def test_sasrec_end_to_end_loss_falls_and_beats_random(ml100k_slice, tmp_path):
     batch = {"item_ids": arrays.histories[:20]}
     np.testing.assert_array_equal(run.model.recommend(batch, k=10)[0], result.model.recommend(batch, k=10)[0])
     assert os.path.exists(tmp_path / "run" / "negatives_test.npz")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _Recorder(tf_keras.callbacks.Callback):
+    """Records the epochs that start; `stop_at` simulates a crash as that epoch begins."""
+
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.epochs, self.stop_at = [], stop_at
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.stop_at:
+            raise _Interrupt()
+        self.epochs.append(epoch)
+
+
+def test_interrupted_training_resumes_where_it_stopped(ml100k_slice, tmp_path):
+    config = TrainConfig(model="gru4rec", epochs=4, max_len=20, strategy="mirrored")
+    args = (config, ml100k_slice.train_sequences, ml100k_slice.vocab.size, ml100k_slice.item_counts)
+    first = _Recorder(stop_at=2)
+    with pytest.raises(_Interrupt):
+        fit(*args, callbacks=[first], verbose=0, backup_dir=str(tmp_path / "backup"))
+    second = _Recorder()
+    model, history, _ = fit(*args, callbacks=[second], verbose=0, backup_dir=str(tmp_path / "backup"))
+    assert first.epochs == [0, 1] and second.epochs == [2, 3]
+    assert len(history.history["loss"]) == 2
+    assert not os.path.exists(tmp_path / "backup" / "chief")  # removed once training finished
 
 
 def test_sampled_negatives_are_fixed_per_split(ml100k_slice, tmp_path):
@@ -107,3 +140,48 @@ def test_mirrored_strategy_on_two_logical_cpus(precision):
     assert report["replicas"] == 2
     assert report["policy"] == ("mixed_float16" if precision == "mixed" else "float32")
     assert all(np.isfinite(report["loss"])) and 0.0 <= report["hr"] <= 1.0
+
+
+_MULTI_WORKER = r"""
+import json, sys
+import tfrec_dyn
+from tfrec_dyn.data import load_dataset
+from tfrec_dyn.training import PreparedData, TrainConfig, train
+data = PreparedData.from_interactions(load_dataset("ml-100k").subset(range(100)))
+config = TrainConfig(model="gru4rec", epochs=2, max_len=20, batch_size=16, strategy="multi_worker",
+                     eval_protocols=("full",))
+result = train(config, verbose=0, data=data)
+print(json.dumps({"replicas": result.model.distribute_strategy.num_replicas_in_sync,
+                  "loss": result.history["loss"]}))
+"""
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_strategy_with_two_local_processes():
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CONFIG=json.dumps(tf_config))
+        processes.append(subprocess.Popen([sys.executable, "-c", _MULTI_WORKER], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, env=env, cwd=REPO))
+    reports = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    assert [r["replicas"] for r in reports] == [2, 2]
+    # Both workers take the same synchronous steps, so they see the same losses.
+    np.testing.assert_allclose(reports[0]["loss"], reports[1]["loss"], rtol=1e-5)

@@ -74,9 +74,3 @@ class PreparedData:
             targets=self.vocab.encode(part.target_items()),
             known_items=[self.vocab.encode(full[u]) for u in part.inputs.user_ids],
         )
-
-    def training_dataset(self, config: TrainConfig, batch_size: int, num_negatives: int):
-        return input_pipeline.training_dataset(
-            self.train_sequences, self.vocab.size, config.max_len, batch_size,
-            num_negatives=num_negatives, sampler=config.negative_sampler,
-            item_counts=self.item_counts, seed=config.seed)

@@ -21,10 +21,15 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
       support it.)
     * "mirrored": `MirroredStrategy` over all local GPUs (or, with no GPU, all
       logical CPU devices, which is how it is tested on CPU machines).
-    * "multi_worker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`.
+    * "multi_worker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`;
+      create it before running any other TensorFlow op in the process.
     """
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+    if name == "multi_worker":
+        # Must come before anything initialises the TF runtime (even listing
+        # devices): collective ops are configured at program start-up.
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "one_device"
@@ -33,7 +38,6 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ import tf_keras as keras
 
 from tfrec_dyn.metrics import (SampledNegatives, evaluate, gini_index, head_tail_items, item_coverage,
                                tail_share, top_k_items)
+from tfrec_dyn.data.input_pipeline import training_dataset
 from tfrec_dyn.models import build_model
 from tfrec_dyn.training.config import TrainConfig
 from tfrec_dyn.training.experiment import EvalArrays, PreparedData
@@ -122,28 +123,41 @@ class ValidationCallback(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
-          data: Optional[PreparedData] = None) -> TrainResult:
-    """Reads the data, trains `config.model`, evaluates it on the test split.
+def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=(), verbose: int = 1,
+        backup_dir: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None):
+    """Builds `config.model` inside the strategy's scope and trains it on encoded
+    training sequences; returns (model, keras History, training seconds).
 
-    The model is built and trained inside the strategy's scope; the global
-    batch is `config.batch_size * num_replicas_in_sync`.  With `out_dir` the
-    run is saved there (see `tfrec_dyn.training.run`).
+    The global batch is `config.batch_size * num_replicas_in_sync`.  With
+    `backup_dir`, `BackupAndRestore` saves the state every epoch, so a run that
+    is interrupted and started again resumes where it stopped.
     """
     keras.utils.set_random_seed(config.seed)
-    data = data or PreparedData.from_config(config)
     strategy = make_strategy(config.strategy)
-    global_batch = config.batch_size * strategy.num_replicas_in_sync
     with strategy.scope(), precision_scope(config.mixed_precision):
-        model = build_model(config.model, data.vocab.size, config.max_len, **config.model_kwargs())
+        model = build_model(config.model, vocab_size, config.max_len, **config.model_kwargs())
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    needs_negatives = getattr(model, "loss_name", "ce") == "bce"
-    dataset = data.training_dataset(config, global_batch, config.num_negatives if needs_negatives else 0)
-
-    callbacks = [ValidationCallback(data, config)] if config.validate_every else []
+    num_negatives = config.num_negatives if getattr(model, "loss_name", "ce") == "bce" else 0
+    dataset = training_dataset(sequences, vocab_size, config.max_len,
+                               config.batch_size * strategy.num_replicas_in_sync, num_negatives=num_negatives,
+                               sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed)
+    callbacks = list(callbacks) + ([keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else [])
     start = time.perf_counter()
     history = model.fit(dataset, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
-    train_seconds = time.perf_counter() - start
+    return model, history, time.perf_counter() - start
+
+
+def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
+          data: Optional[PreparedData] = None, backup_dir: Optional[str] = None) -> TrainResult:
+    """Reads the data, trains `config.model` (see `fit`), evaluates it on the test split.
+
+    With `out_dir` the run is saved there (see `tfrec_dyn.training.run`).
+    """
+    strategy = make_strategy(config.strategy)  # first: multi-worker needs a fresh TF runtime
+    data = data or PreparedData.from_config(config)
+    callbacks = [ValidationCallback(data, config)] if config.validate_every else []
+    model, history, train_seconds = fit(config, data.train_sequences, data.vocab.size, data.item_counts,
+                                        callbacks, verbose, backup_dir, strategy)
 
     metrics = {protocol: result.metrics for protocol, result in evaluate_model(model, data, config).items()}
     history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
@@ -152,7 +166,7 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
     result = TrainResult(model, data, metrics, history, train_seconds, out_dir)
     if out_dir:
         summary = {"model": config.model, "data": config.data, "train_seconds": train_seconds,
-                   "num_replicas": strategy.num_replicas_in_sync, "metrics": metrics}
+                   "num_replicas": model.distribute_strategy.num_replicas_in_sync, "metrics": metrics}
         save_run(out_dir, config, data.vocab, model, history, summary)
         arrays = data.eval_arrays("test", config.max_len)
         if "sampled" in config.eval_protocols:
