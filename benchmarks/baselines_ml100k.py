@@ -1,0 +1,167 @@
+"""PopRec, GRU4Rec, Caser and SASRec on MovieLens-100K under both evaluation protocols.
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/baselines_ml100k.py --seeds 0 1 2 \\
+        --out benchmarks/results/baselines_ml100k.md --json benchmarks/results/baselines_ml100k.json
+
+Every model is trained with `tfrec_dyn.training.train` (what `tfrec-dyn train`
+runs) on the leave-one-out split of the bundled MovieLens-100K and scored on
+the test split under the `full` protocol (every item a candidate, items of the
+input history excluded except the target) and the `sampled` protocol (the
+target against 100 fixed negatives not in the user's sequence).  Each model is
+trained once per seed; the tables give mean ± sample standard deviation over
+the seeds of HR@10, NDCG@10 and MRR, and the mean training time (`model.fit`
+wall time, evaluation not included).
+
+Per-model settings are the library defaults (embedding sizes, dropout, batch
+128, Adam 1e-3, the model's own loss) plus an epoch budget, all overridable:
+
+    --epochs sasrec=300 --loss gru4rec=bce --hp sasrec.dropout=0.5 --max-len 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+
+import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from tfrec_dyn.training import PreparedData, TrainConfig, train
+
+MODELS = ("poprec", "gru4rec", "caser", "sasrec")
+# Epoch budgets: PopRec only counts (one pass is exact); the others were chosen
+# with a seed-0 sweep of validation NDCG@10 (see docs/results.md).
+DEFAULT_EPOCHS = {"poprec": 1, "gru4rec": 80, "caser": 200, "sasrec": 200}
+METRICS = ("HR@10", "NDCG@10", "MRR")
+PROTOCOLS = ("full", "sampled")
+
+
+def _model_values(texts, cast, what):
+    """["sasrec=200", ...] -> {"sasrec": 200}."""
+    values = {}
+    for text in texts:
+        model, sep, value = text.partition("=")
+        if not sep or model not in MODELS:
+            raise SystemExit(f"--{what}: expected MODEL=VALUE with MODEL in {MODELS}, got {text!r}")
+        values[model] = cast(value)
+    return values
+
+
+def _hyperparameters(texts):
+    """["sasrec.dropout=0.5", ...] -> {"sasrec": {"dropout": 0.5}}."""
+    values = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        model, dot, name = key.partition(".")
+        if not sep or not dot or model not in MODELS:
+            raise SystemExit(f"--hp: expected MODEL.NAME=VALUE with MODEL in {MODELS}, got {text!r}")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+        values.setdefault(model, {})[name] = value
+    return values
+
+
+def configs(args):
+    """{model: TrainConfig without the seed} from the command line."""
+    epochs = {**DEFAULT_EPOCHS, **_model_values(args.epochs, int, "epochs")}
+    losses = _model_values(args.loss, str, "loss")
+    hps = _hyperparameters(args.hp)
+    return {name: TrainConfig(model=name, data="ml-100k", max_len=args.max_len, epochs=epochs[name],
+                              loss=losses.get(name), hyperparameters=hps.get(name, {}))
+            for name in args.models}
+
+
+def run(model_configs, seeds, log=sys.stderr):
+    """{model: [per-seed {"seed", "train_seconds", "full": {...}, "sampled": {...}}]}."""
+    data = PreparedData.from_config(next(iter(model_configs.values())))
+    results = {}
+    for name, base in model_configs.items():
+        for seed in seeds:
+            config = dataclasses.replace(base, seed=seed)
+            start = time.perf_counter()
+            result = train(config, verbose=0, data=data)
+            results.setdefault(name, []).append(
+                {"seed": seed, "epochs": config.epochs, "train_seconds": result.train_seconds,
+                 "total_seconds": time.perf_counter() - start, **result.metrics})
+            full = result.metrics["full"]
+            print(f"{name} seed {seed}: full HR@10 {full['HR@10']:.4f} NDCG@10 {full['NDCG@10']:.4f}, "
+                  f"sampled NDCG@10 {result.metrics['sampled']['NDCG@10']:.4f} "
+                  f"({result.train_seconds:.0f} s training)", file=log, flush=True)
+    return results
+
+
+def mean_std(values) -> str:
+    values = np.asarray(values, dtype=np.float64)
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.4f} ± {std:.4f}"
+
+
+def table(results, protocol: str, model_configs) -> str:
+    lines = [f"| model | epochs | {' | '.join(METRICS)} | train s |",
+             "|---|---:|" + "---:|" * len(METRICS) + "---:|"]
+    for name, runs in results.items():
+        cells = [mean_std([r[protocol][metric] for r in runs]) for metric in METRICS]
+        times = np.array([r["train_seconds"] for r in runs])
+        seconds = f"{times.mean():.0f} ± {times.std(ddof=1) if len(times) > 1 else 0.0:.0f}"
+        lines.append(f"| {name} | {model_configs[name].epochs} | {' | '.join(cells)} | {seconds} |")
+    return "\n".join(lines)
+
+
+def report(results, model_configs, seeds, command: str) -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"Command: `{command}`  ",
+             f"Seeds: {' '.join(map(str, seeds))}; mean ± sample std over seeds; "
+             f"max_len {next(iter(model_configs.values())).max_len}; {cpus} CPU(s) available "
+             f"({platform.processor() or platform.machine()}).  ",
+             "Settings: " + "; ".join(
+                 f"{name} loss={c.loss or 'default'}" + (f" {c.hyperparameters}" if c.hyperparameters else "")
+                 for name, c in model_configs.items())]
+    titles = {"full": "Full ranking (all items; seen items excluded except the target)",
+              "sampled": "Sampled (target vs. 100 fixed negatives not in the user's sequence)"}
+    for protocol in PROTOCOLS:
+        parts.append(f"\n#### {titles[protocol]}\n")
+        parts.append(table(results, protocol, model_configs))
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--epochs", nargs="*", default=[], metavar="MODEL=N",
+                        help=f"epoch budget per model (default: {DEFAULT_EPOCHS})")
+    parser.add_argument("--loss", nargs="*", default=[], metavar="MODEL=LOSS",
+                        help="bce or ce per model (default: the model's own: ce for GRU4Rec and PopRec, "
+                             "bce for Caser and SASRec)")
+    parser.add_argument("--hp", nargs="*", default=[], metavar="MODEL.NAME=VALUE",
+                        help="model hyperparameter, e.g. sasrec.dropout=0.5")
+    parser.add_argument("--out", help="also write the Markdown tables to this file")
+    parser.add_argument("--json", dest="json_out", help="also write every run's figures as JSON here")
+    args = parser.parse_args(argv)
+
+    model_configs = configs(args)
+    results = run(model_configs, args.seeds)
+    command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/baselines_ml100k.py " + \
+        " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    text = report(results, model_configs, args.seeds, command.strip())
+    print(text)
+    for path, content in ((args.out, text), (args.json_out, json.dumps(
+            {"command": command, "configs": {n: dataclasses.asdict(c) for n, c in model_configs.items()},
+             "results": results}, indent=2, default=float))):
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(content)
+
+
+if __name__ == "__main__":
+    main()
