@@ -24,12 +24,12 @@ $(STAMP): setup.py requirements/constraints.txt tools/glibc_compat/glibc_compat.
 
 install: $(STAMP)
 
-# The main job on the embedded default data (MovieLens-100K).
+# The main job on the embedded default data (MovieLens-100K): the TFX pipeline.
 run: install
-	$(PY) -m tfrec_dyn train --model sasrec --data ml-100k --epochs 200 --out runs/sasrec
+	$(PY) pipelines/local_runner.py --model sasrec --epochs 200
 
 test: install
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) $(WHEELS) runs
+	rm -rf $(VENV) $(WHEELS) runs pipeline_root
