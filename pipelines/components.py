@@ -66,13 +66,17 @@ def SequenceExampleGen(  # pylint: disable=invalid-name
     quarantine: tfx.dsl.components.OutputArtifact[QuarantinedRows],
     input_base: tfx.dsl.components.Parameter[str],
     data_format: tfx.dsl.components.Parameter[str],
+    columns: tfx.dsl.components.Parameter[str] = "{}",
     input_fingerprint: tfx.dsl.components.Parameter[str] = "",  # pylint: disable=redefined-outer-name
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ):
-    """Raw interaction logs -> leave-one-out sequence examples + quarantined rows."""
+    """Raw interaction logs -> leave-one-out sequence examples + quarantined rows.
+
+    `columns` (JSON) maps canonical names to the columns of "csv"/"tsv" logs.
+    """
     del input_fingerprint  # only part of the cache key
-    outputs = beam_pipeline | beam_sequences.RawLogsToSequenceExamples(_file_pattern(input_base, data_format),
-                                                                       data_format)
+    outputs = beam_pipeline | beam_sequences.RawLogsToSequenceExamples(
+        _file_pattern(input_base, data_format), data_format, json.loads(columns) or None)
     beam_sequences.write_outputs(outputs, examples.uri, quarantine.uri)
     result = beam_pipeline.run()
     result.wait_until_finish()

@@ -26,8 +26,10 @@ class PipelineConfig:
     Attributes:
       name: pipeline (and pushed model) name.
       data_root: folder of raw interaction logs (default: the embedded MovieLens-100K).
-      data_format: log format ("ml-100k", "ml-1m", "user-item" or "jd"; the
-        line formats of `tfrec_dyn.data.readers.LINE_FORMATS`).
+      data_format: log format: "ml-100k", "ml-1m", "user-item", "jd", or
+        "csv" / "tsv" (with a header and `columns`).
+      columns: canonical name -> column, for "csv" / "tsv" logs, e.g.
+        {"user": "uid", "item": "sku", "timestamp": "ts"}.
       pipeline_root: artifacts and the ML Metadata SQLite store live here.
       serving_root: the Pusher writes `<serving_root>/<model>/<version>/`.
       train: the Trainer's `TrainConfig` fields (model, epochs, strategy, ...).
@@ -41,6 +43,7 @@ class PipelineConfig:
     name: str = "tfrec-dyn"
     data_root: str = BUILTIN["ml-100k"]["path"]
     data_format: str = "ml-100k"
+    columns: Optional[Dict[str, str]] = None
     pipeline_root: str = os.path.join(REPO, "pipeline_root")
     serving_root: str = os.path.join(REPO, "saved_models")
     train: Dict[str, Any] = dataclasses.field(default_factory=lambda: {"model": "sasrec", "epochs": 200})

@@ -16,6 +16,7 @@ Dataflow instead of inside the component containers, pass e.g.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -46,6 +47,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline-root", required=True, help="e.g. gs://BUCKET/pipeline_root")
     parser.add_argument("--data", required=True, help="folder of raw logs as the cluster sees it, e.g. gs://BUCKET/logs")
     parser.add_argument("--format", default="ml-100k")
+    parser.add_argument("--columns", type=json.loads, default=None, help="column mapping for csv/tsv logs (JSON)")
     parser.add_argument("--serving-root", required=True, help="e.g. gs://BUCKET/saved_models")
     parser.add_argument("--model", default="sasrec")
     parser.add_argument("--epochs", type=int, default=200)
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
                         help="reuse cached steps (off by default: remote input files are not fingerprinted)")
     args = parser.parse_args(argv)
     config = PipelineConfig(
-        name=args.name, data_root=args.data, data_format=args.format, pipeline_root=args.pipeline_root,
+        name=args.name, data_root=args.data, data_format=args.format, columns=args.columns,
+        pipeline_root=args.pipeline_root,
         serving_root=args.serving_root, train={"model": args.model, "epochs": args.epochs, "strategy": args.strategy},
         beam_mode=args.beam_mode, beam_args=args.beam_arg, module_path=IMAGE_MODULE_PATH, local_metadata=False,
         enable_cache=args.enable_cache)

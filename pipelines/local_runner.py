@@ -24,7 +24,10 @@ def parse_args(argv=None) -> PipelineConfig:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sasrec")
     parser.add_argument("--data", default=defaults.data_root, help="folder (or file) of raw interaction logs")
-    parser.add_argument("--format", default=None, help="log format; default: ml-100k, or jd for JD_* files")
+    parser.add_argument("--format", default=None,
+                        help="ml-100k, ml-1m, user-item, jd, csv or tsv; default: ml-100k, or jd for JD_* files")
+    parser.add_argument("--columns", type=json.loads, default=None,
+                        help='column mapping for csv/tsv logs, e.g. \'{"user": "uid", "item": "sku", "timestamp": "ts"}\'')
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=128, help="per replica")
@@ -48,6 +51,7 @@ def parse_args(argv=None) -> PipelineConfig:
              "strategy": args.strategy, "mixed_precision": args.mixed_precision,
              "hyperparameters": hyperparameters}
     return PipelineConfig(name=args.name, data_root=os.path.abspath(args.data), data_format=data_format,
+                          columns=args.columns,
                           pipeline_root=args.pipeline_root, serving_root=args.serving_root, train=train,
                           beam_mode=args.beam_mode, beam_args=args.beam_arg, hr_threshold=args.hr_threshold,
                           enable_cache=not args.no_cache)

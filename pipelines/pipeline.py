@@ -46,7 +46,7 @@ def _user_code(config: PipelineConfig, function: str):
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     # Raw logs -> per-user sequence examples (train / eval), malformed rows quarantined.
     example_gen = SequenceExampleGen(
-        input_base=config.data_root, data_format=config.data_format,
+        input_base=config.data_root, data_format=config.data_format, columns=json.dumps(config.columns or {}),
         input_fingerprint=input_fingerprint(config.data_root))
     # Data statistics, an inferred schema, and anomalies against it.
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])

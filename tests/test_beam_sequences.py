@@ -94,3 +94,25 @@ def test_matches_the_data_layer_on_movielens_multi_processing(tmp_path):
         assert train[user]["item_ids"] + train[user]["target_item_id"] == items.tolist()
     for user, inputs, target in zip(split.test.inputs.user_ids, split.test.inputs.items, split.test.target_items()):
         assert test[user]["item_ids"] == inputs.tolist() and test[user]["target_item_id"] == [target]
+
+
+def test_csv_logs_with_a_column_mapping(tmp_path):
+    logs = tmp_path / "events.csv"
+    logs.write_text("uid,sku,ts,price\n"
+                    "u1,a,3,9.5\n"
+                    "u1,b,1,1.0\n"
+                    "u1,c,2,\"2,5\"\n"
+                    "u1,d,4,3\n"
+                    "u1,e\n")  # wrong number of fields: quarantined
+    counts = run_sequence_job(str(logs), str(tmp_path / "out"), "csv", IN_MEMORY,
+                              columns={"user": "uid", "item": "sku", "timestamp": "ts"})
+    assert counts["lines_read"] == 5 and counts["lines_kept"] == 4  # the header is not a data line
+    assert counts["quarantined: wrong number of fields"] == 1
+    test = _examples(tmp_path / "out", "eval")["u1"]
+    assert test["item_ids"] == ["b", "c", "a"] and test["target_item_id"] == ["d"]
+    assert test["price"] == ["1.0", "2,5", "9.5"]  # unmapped columns are kept, raw
+
+
+def test_csv_without_a_mapping_fails_before_running(tmp_path):
+    with pytest.raises(ValueError, match="needs a column mapping"):
+        run_sequence_job(str(tmp_path / "x.csv"), str(tmp_path / "out"), "csv", IN_MEMORY)

@@ -9,6 +9,10 @@ pipeline options change, e.g.::
                      beam_args=["--runner=DataflowRunner", "--project=P", "--region=R",
                                 "--temp_location=gs://bucket/tmp"])
 
+Formats: the line formats of `tfrec_dyn.data.readers.LINE_FORMATS` (MovieLens
+`u.data` / `ratings.dat`, `user item`, JD sessions) and "csv" / "tsv" logs
+with a header and a column mapping (as `read_log`).
+
 Steps: match the files, read each with line numbers, parse every line with
 the same parser as `tfrec_dyn.data.readers` (malformed lines go to a
 quarantine output with file, line number and reason, and are counted), group
@@ -40,9 +44,10 @@ import apache_beam as beam
 from apache_beam.io import fileio
 
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
-from tfrec_dyn.data.readers import BLANK_LINE, BadLine, line_parser
+from tfrec_dyn.data.readers import BLANK_LINE, LINE_FORMATS, BadLine, delimited_parser, line_parser
 
 SPLITS = ("train", "validation", "eval")
+DELIMITED_FORMATS = ("csv", "tsv")  # logs with a header and a column mapping
 QUARANTINE = "quarantine"
 NAMESPACE = "tfrec_dyn"
 _INT_FIELDS = ("timestamp",)
@@ -53,30 +58,57 @@ def _counter(name: str):
 
 
 class ReadNumberedLines(beam.DoFn):
-    """(file, line number, text) for every line of a matched file."""
+    """(file, line number, text, header) for every line of a matched file.
+
+    With `header`, the file's first non-blank line names the columns: it is
+    passed along with every other line (CSV/TSV logs are parsed by it) and is
+    not itself a data line.
+    """
+
+    def __init__(self, header: bool = False):
+        self._header = header
 
     def process(self, readable_file):
         path = readable_file.metadata.path
+        header = None
         with readable_file.open() as f:
             for number, raw in enumerate(f, start=1):
-                yield path, number, raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n").lstrip("\ufeff")
+                if self._header and header is None and text.strip():
+                    header = text
+                    continue
+                yield path, number, text, header
 
 
 class ParseEvents(beam.DoFn):
-    """Parses lines into `(user, event)`; malformed lines go to `quarantine`."""
+    """Parses lines into `(user, event)`; malformed lines go to `quarantine`.
 
-    def __init__(self, format: str):  # pylint: disable=redefined-builtin
+    Line formats use `readers.line_parser`; CSV/TSV logs use
+    `readers.delimited_parser` built from each file's header and `columns`.
+    """
+
+    def __init__(self, format: str, columns: Optional[Dict[str, str]] = None):  # pylint: disable=redefined-builtin
         self._format = format
+        self._columns = columns
 
     def setup(self):
-        self._parse, self._names = line_parser(self._format, on_skip=self._skipped)
         self._skips = []
+        self._by_header = {}
+        if self._format in LINE_FORMATS:
+            self._by_header[None] = line_parser(self._format, on_skip=self._skipped)
 
     def _skipped(self, number, reason, detail):
         self._skips.append((reason, detail))
 
+    def _parser(self, path, header):
+        if header not in self._by_header:
+            parse, names, _ = delimited_parser(header, self._columns, self._format, source=path)
+            self._by_header[header] = parse, names
+        return self._by_header[header]
+
     def process(self, element):
-        path, number, text = element
+        path, number, text, header = element
+        self._parse, self._names = self._parser(path, header)
         _counter("lines_read").inc()
         if not text.strip():
             _counter(f"dropped: {BLANK_LINE}").inc()
@@ -144,20 +176,27 @@ def build_examples(element):
 class RawLogsToSequenceExamples(beam.PTransform):
     """file pattern -> {"train", "validation", "eval": serialized Examples, "quarantine": dicts}."""
 
-    def __init__(self, file_pattern: str, format: str):  # pylint: disable=redefined-builtin
+    def __init__(self, file_pattern: str, format: str, columns: Optional[Dict[str, str]] = None):  # pylint: disable=redefined-builtin
         super().__init__()
         self._file_pattern = file_pattern
         self._format = format
-        line_parser(format)  # fail now, on the submitting machine, for an unknown format
+        self._columns = columns
+        # Fail now, on the submitting machine, for an unknown format or missing mapping.
+        if format in DELIMITED_FORMATS:
+            if not columns:
+                raise ValueError(f"format {format!r} needs a column mapping, e.g. {{'user': 'uid', 'item': 'sku'}}")
+        else:
+            line_parser(format)
 
     def expand(self, pipeline):
         lines = (pipeline
                  | "Match" >> fileio.MatchFiles(self._file_pattern)
                  | "Open" >> fileio.ReadMatches()
-                 | "Lines" >> beam.ParDo(ReadNumberedLines())
+                 | "Lines" >> beam.ParDo(ReadNumberedLines(header=self._format in DELIMITED_FORMATS))
                  # Reading is per file; spread the parsing over workers.
                  | "Spread" >> beam.Reshuffle())
-        parsed = lines | "Parse" >> beam.ParDo(ParseEvents(self._format)).with_outputs(QUARANTINE, main="events")
+        parsed = lines | "Parse" >> beam.ParDo(ParseEvents(self._format, self._columns)).with_outputs(
+            QUARANTINE, main="events")
         examples = (parsed.events
                     | "GroupByUser" >> beam.GroupByKey()
                     | "Examples" >> beam.FlatMap(build_examples).with_outputs(*SPLITS))
@@ -185,12 +224,13 @@ def counters(result) -> Dict[str, int]:
 
 
 def run_sequence_job(file_pattern: str, output_dir: str, format: str,  # pylint: disable=redefined-builtin
-                     beam_args: Optional[Iterable[str]] = None) -> Dict[str, int]:
+                     beam_args: Optional[Iterable[str]] = None,
+                     columns: Optional[Dict[str, str]] = None) -> Dict[str, int]:
     """Runs the whole step as one Beam job; returns (and writes to stats.json) its counters."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args or [])))
-    outputs = pipeline | RawLogsToSequenceExamples(file_pattern, format)
+    outputs = pipeline | RawLogsToSequenceExamples(file_pattern, format, columns)
     write_outputs(outputs, os.path.join(output_dir, "examples"), os.path.join(output_dir, "quarantine"))
     result = pipeline.run()
     result.wait_until_finish()

@@ -460,12 +460,11 @@ def read_log(
     """
     path = _existing_file(path)
     fmt = _log_format(path, format)
-    columns = _check_columns(columns, named=header or fmt == "jsonl")
     if fmt == "jsonl":
         if delimiter is not None:
             raise ValueError("delimiter applies to CSV/TSV logs, not JSON lines")
-        return _read_jsonl(path, columns, strict)
-    return _read_delimited(path, columns, fmt, delimiter or ("," if fmt == "csv" else "\t"), header, strict)
+        return _read_jsonl(path, _check_columns(columns, named=True), strict)
+    return _read_delimited(path, columns, fmt, delimiter, header, strict)
 
 
 def _check_columns(columns: Mapping[str, Union[str, int]], named: bool) -> List[Tuple[str, Union[str, int]]]:
@@ -513,14 +512,17 @@ def _extra_names(sources: Iterable[Any]) -> List[str]:
     return names
 
 
-def _read_delimited(
-    path: Path,
-    columns: List[Tuple[str, Union[str, int]]],
-    fmt: str,
-    delimiter: str,
-    header: bool,
-    strict: bool,
-) -> Interactions:
+def delimited_parser(first_line: str, columns: Mapping[str, Union[str, int]], fmt: str = "csv",
+                     delimiter: Optional[str] = None, header: bool = True, source: str = "log"):
+    """`(parse, field_names, layout)` for CSV/TSV lines whose first line is
+    `first_line` (the header, or with `header=False` a line fixing the width).
+
+    Shared by `read_log` and the Beam sequence step, which reads the header of
+    each file itself.  Raises `DataFormatError` naming `source` when a mapped
+    column is missing.
+    """
+    columns = _check_columns(columns, named=header)
+    delimiter = delimiter or ("," if fmt == "csv" else "\t")
     if fmt == "csv":
         def split(text: str) -> List[str]:
             return next(csv.reader([text], delimiter=delimiter))
@@ -528,20 +530,20 @@ def _read_delimited(
         def split(text: str) -> List[str]:
             return text.split(delimiter)
 
-    first = [field.strip() for field in split(_first_line(path))]
+    first = [field.strip() for field in split(first_line)]
     sources: List[Union[str, int]] = first if header else list(range(len(first)))
-    absent = [source for _, source in columns if source not in sources]
+    absent = [source_ for _, source_ in columns if source_ not in sources]
     if absent:
         hint = ""
         if len(first) == 1:
             hint = f"; it splits into a single field on {delimiter!r}: is the delimiter right?"
         where = f"the header {first}" if header else f"the first line's {len(first)} field(s)"
-        raise DataFormatError(f"{path}: column(s) {absent} not found in {where}{hint}")
+        raise DataFormatError(f"{source}: column(s) {absent} not found in {where}{hint}")
     if header and len(set(first)) != len(first):
-        raise DataFormatError(f"{path}: the header {first} repeats a column name")
+        raise DataFormatError(f"{source}: the header {first} repeats a column name")
 
     # Output names, source positions and converters: the mapped fields, then the rest raw.
-    positions = [sources.index(source) for _, source in columns]
+    positions = [sources.index(source_) for _, source_ in columns]
     unmapped = [position for position in range(len(sources)) if position not in positions]
     names = [name for name, _ in columns]
     names += _extra_names(sources[position] if header else f"column_{position}" for position in unmapped)
@@ -557,6 +559,11 @@ def _read_delimited(
 
     kind = "comma" if delimiter == "," else repr(delimiter)
     layout = f"{width} {kind}-separated fields" + (f" {first}" if header else "")
+    return parse, names, layout
+
+
+def _read_delimited(path: Path, columns, fmt: str, delimiter: str, header: bool, strict: bool) -> Interactions:
+    parse, names, layout = delimited_parser(_first_line(path), columns, fmt, delimiter, header, source=str(path))
     report = ReadReport(source=str(path))
     rows = _read_lines(path, parse, report, strict=strict, layout=layout, skip_header=header)
     return _build(rows, names, report)
