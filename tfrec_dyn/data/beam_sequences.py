@@ -1,240 +1,491 @@
-"""Beam: raw interaction logs -> per-user, leave-one-out sequence examples.
+"""Beam: raw interaction logs -> per-user, leave-one-out `tf.train.Example`s.
 
-This is the data step of the TFX pipeline (`pipelines/components.py` wraps
-it), written as plain Beam so it runs unchanged on the DirectRunner
-(`--direct_running_mode=multi_processing`), Dataflow, Flink or Spark: only the
-pipeline options change, e.g.::
+The data step of the TFX pipeline (`pipelines/components.py` wraps
+`RawLogsToSequenceExamples` in the `SequenceExampleGen` component), written as
+plain Beam with no TFX import, so it can be reused and unit-tested on its own.
 
-    run_sequence_job("gs://bucket/logs/*.tsv", "gs://bucket/out", "ml-100k",
-                     beam_args=["--runner=DataflowRunner", "--project=P", "--region=R",
-                                "--temp_location=gs://bucket/tmp"])
+Graph
+-----
+::
 
-Formats: the line formats of `tfrec_dyn.data.readers.LINE_FORMATS` (MovieLens
-`u.data` / `ratings.dat`, `user item`, JD sessions) and "csv" / "tsv" logs
-with a header and a column mapping (as `read_log`).
+    MatchFiles(file_pattern) -> ReadMatches -> ReadNumberedLines      one element per physical line:
+                                                                      (file, line number, text, ...)
+      -> ParseEvents ---------------------------> "quarantine"        malformed rows (dicts)
+           |  (the parsers of tfrec_dyn.data.readers)
+           v
+      (user, event) -> GroupByKey -> build_examples -> "train", "validation", "eval"
+                                                       (serialized tf.train.Examples)
 
-Steps: match the files, read each with line numbers, parse every line with
-the same parser as `tfrec_dyn.data.readers` (malformed lines go to a
-quarantine output with file, line number and reason, and are counted), group
-events by user, order them by timestamp (ties, and everything in files without
-timestamps, by file and line order), and write one `tf.train.Example` per user
-and split:
+* Parsing is `tfrec_dyn.data.readers`' own code (`line_parser`,
+  `delimited_parser`, `jsonl_parser`, `decode_line`, `parse_line`), so a line
+  is valid here exactly when `read_movielens_100k`, `read_jd_sessions`,
+  `read_log`, ... keep it, and is quarantined under the same reason they count
+  it under.  Formats: ``"ml-100k"`` (u.data), ``"ml-1m"`` (ratings.dat),
+  ``"user-item"``, ``"jd"`` (one session per line), ``"csv"`` / ``"tsv"`` (a
+  header, or `header=False` and 0-based positions) and ``"jsonl"`` (alias
+  ``"json"``) with a `columns` mapping as for `read_log`.
+* Every file is read by one worker, in order, so each row keeps its file and
+  line number (quarantine records point at them; the line number is also the
+  order tie-break).  Reading parallelises over files: split a huge log into
+  several files (gzip is fine: compression is detected from the extension).
+  Lines are not reshuffled before parsing: shuffling raw lines would cost more
+  than parsing them, and `GroupByKey` redistributes the events anyway.
+* Each user's events are ordered by timestamp when the format has one, ties
+  (and everything in formats without one) by (file, line, position in the
+  line), which is `Interactions.from_events`' order for a single file.
+* JD sessions: every line is one session and becomes one "user" keyed
+  ``"<file name>:<line number>"`` (unique over several files); its
+  micro-behaviours are its events, in line order.  A malformed micro-behaviour
+  is left out (one quarantine record for it), the rest of the session kept, as
+  `read_jd_sessions` does.
 
-* `train`: history = all but the last three items, target = the third last
-  (so history + target = the training sequence of `splits.leave_one_out`);
-  users with fewer than 3 interactions: their whole sequence, last item as
-  target, and no other split (the rule of `leave_one_out`);
-* `validation`: history = all but the last two, target = the second last;
-* `eval`: history = all but the last, target = the last (the test item).
+Splits (the rule of `tfrec_dyn.data.splits.leave_one_out`; n = the user's
+number of events)
+-----------------------------------------------------------------------------
+Every example is one user: a history (`item_ids` plus aligned side fields,
+oldest first) and one target item (`target_item_id`, `target_<field>`):
 
-Features: `user_id`, `item_ids` (history, raw ids, oldest first),
-`target_item_id`, and for every side field the logs have, its values aligned
-with the history (`behavior`, `category`: bytes; `dwell_time`,
-`time_interval`, `rating`: float; `timestamp`: int64) plus `target_<field>`.
-JD sessions are keyed `<file name>:<line number>`.
+* ``train``: history + target = the training sequence.  n >= 3: history =
+  the first n-3 events, target = event n-2 (the training sequence is all but
+  the last two); n < 3: history = all but the last event, target = the last
+  (the whole sequence; such users have no validation or eval example).  Having
+  a target in every split gives all splits one schema (SchemaGen infers it
+  from train; Transform and the Evaluator read `target_item_id`), and the
+  Trainer (`pipelines/module.py`) trains on history + target.
+* ``validation`` (n >= 3): history = the first n-2 events, target = event n-1.
+* ``eval`` (n >= 3): history = the first n-1 events, target = the last event.
+
+Example features (see `feature_spec`)
+-------------------------------------
+* `user_id` (bytes), `item_ids` (bytes list: raw ids, oldest first),
+  `target_item_id` (bytes);
+* for every side field the logs have, a list aligned with `item_ids` and a
+  one-value `target_<field>`: `behavior`, `category` (bytes), `dwell_time`,
+  `time_interval`, `rating` (float), `timestamp` (int64, whole seconds since
+  the epoch); unmapped CSV/TSV/JSON columns are kept as bytes under the names
+  `read_log` gives them (raw text; JSON values other than strings as JSON, a
+  key a record lacks as ``b""``).
+
+An empty history (a user with a single event, in train) has empty lists.
+
+Counts (Beam counters, namespace ``"tfrec_dyn"``; `counters(result)` reads them)
+-------------------------------------------------------------------------------
+``files``, ``lines_read``, ``lines_kept``, ``dropped: blank line`` (blank lines
+carry no data and are not quarantined), ``lines_quarantined`` and
+``quarantined: <reason>`` (one per quarantine record: a malformed line, or a
+malformed JD micro-behaviour inside a kept line), ``events``, ``users``,
+``short users (train only)``, ``examples: <split>``.  Lines balance:
+``lines_read == lines_kept + lines_quarantined + dropped: blank line``.
+
+Running it
+----------
+Locally (what the tests do)::
+
+    from tfrec_dyn.data.beam_sequences import run_sequence_job
+    counts = run_sequence_job("logs/u.data", "out", "ml-100k",
+                              beam_args=["--runner=DirectRunner",
+                                         "--direct_running_mode=multi_processing",
+                                         "--direct_num_workers=2"])
+
+writes ``out/examples/Split-{train,validation,eval}/data_tfrecord-*.gz``
+(GZIP TFRecords, the TFX `Examples` layout), ``out/quarantine/quarantine-*.jsonl``
+(``{"file", "line", "reason", "detail", "text"}`` per record) and
+``out/stats.json`` (the counts).
+
+On Dataflow (or Flink / Spark: ``--runner=FlinkRunner`` / ``SparkRunner`` and
+their options) only the paths and the Beam options change; the workers need
+this package, e.g. with ``--setup_file=/path/to/repo/setup.py`` or an SDK
+container image that has it installed (``--sdk_container_image=...``)::
+
+    run_sequence_job("gs://BUCKET/logs/*.tsv", "gs://BUCKET/sequences", "tsv",
+                     columns={"user": "uid", "item": "sku", "timestamp": "ts"},
+                     beam_args=["--runner=DataflowRunner", "--project=PROJECT",
+                                "--region=REGION", "--temp_location=gs://BUCKET/tmp",
+                                "--setup_file=./setup.py"])
+
+Nothing here depends on the local machine beyond the paths: files are matched
+and opened through Beam's file systems (local, gs://, s3://, hdfs://), DoFns
+hold only their settings (parsers are built in `setup`, on the worker) and
+there is no global state.  Each user's events are held in memory on one worker
+while that user's examples are built.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 from apache_beam.io import fileio
 
-from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
-from tfrec_dyn.data.readers import BLANK_LINE, LINE_FORMATS, BadLine, delimited_parser, line_parser
+from tfrec_dyn.data.readers import (
+    BLANK_LINE,
+    LINE_FORMATS,
+    BadLine,
+    DataFormatError,
+    _check_columns,  # read_log's validation of a column mapping
+    decode_line,
+    delimited_parser,
+    extra_field_names,
+    jsonl_parser,
+    line_parser,
+    parse_line,
+)
+
+__all__ = [
+    "FORMATS", "NAMESPACE", "QUARANTINE", "SPLITS", "EventsToSequenceExamples", "ParseRawLogs",
+    "RawLogsToSequenceExamples", "counters", "feature_spec", "run_sequence_job", "write_outputs",
+]
 
 SPLITS = ("train", "validation", "eval")
-DELIMITED_FORMATS = ("csv", "tsv")  # logs with a header and a column mapping
 QUARANTINE = "quarantine"
 NAMESPACE = "tfrec_dyn"
-_INT_FIELDS = ("timestamp",)
+DELIMITED_FORMATS = ("csv", "tsv")  # a column mapping; a header unless header=False
+JSON_FORMATS = ("jsonl", "json")    # JSON lines with a column mapping
+FORMATS = tuple(LINE_FORMATS) + DELIMITED_FORMATS + JSON_FORMATS
+
+USER_ID, ITEM_IDS, TARGET_ITEM_ID = "user_id", "item_ids", "target_item_id"
+FLOAT_FIELDS = ("dwell_time", "time_interval", "rating")
+INT_FIELDS = ("timestamp",)
+MIN_EVAL_LENGTH = 3  # users with fewer events are in train only (splits.MIN_LOO_LENGTH)
+_MAX_QUARANTINED_TEXT = 1000
+
+# An event: (order key, item, side fields).  The order key is
+# (timestamp or 0.0, file, line number, position in the line).
+Event = Tuple[Tuple[float, str, int, int], str, Dict[str, Any]]
 
 
-def _counter(name: str):
-    return beam.metrics.Metrics.counter(NAMESPACE, name)
+def _count(name: str, value: int = 1) -> None:
+    beam.metrics.Metrics.counter(NAMESPACE, name).inc(value)
 
 
+# ------------------------------------------------------------------ parsing
 class ReadNumberedLines(beam.DoFn):
-    """(file, line number, text, header) for every line of a matched file.
+    """`ReadableFile` -> `(file, line number, text, valid UTF-8, first line)` per physical line.
 
-    With `header`, the file's first non-blank line names the columns: it is
-    passed along with every other line (CSV/TSV logs are parsed by it) and is
-    not itself a data line.
+    `first_line` is None except for CSV/TSV logs, which are parsed by it: with
+    `header`, the file's first non-blank line names the columns and is not
+    itself a data line (nor counted); without, it fixes the number of columns
+    and is a data line too.
     """
 
-    def __init__(self, header: bool = False):
+    def __init__(self, delimited: bool = False, header: bool = True):
+        super().__init__()
+        self._delimited = delimited
         self._header = header
 
     def process(self, readable_file):
         path = readable_file.metadata.path
-        header = None
-        with readable_file.open() as f:
-            for number, raw in enumerate(f, start=1):
-                text = raw.decode("utf-8", errors="replace").rstrip("\r\n").lstrip("\ufeff")
-                if self._header and header is None and text.strip():
-                    header = text
-                    continue
-                yield path, number, text, header
+        _count("files")
+        first_line = None
+        with readable_file.open() as f:  # decompressed by the file's extension (.gz, .bz2, ...)
+            # readline, not iteration: compressed files (CompressedFile) are not iterable.
+            for number, raw in enumerate(iter(f.readline, b""), start=1):
+                text, valid = decode_line(raw, number)
+                if self._delimited and first_line is None and text.strip():
+                    first_line = text
+                    if self._header:
+                        continue
+                yield path, number, text, valid, first_line
 
 
+@beam.typehints.with_output_types(Tuple[str, Any])  # the main output; quarantine records are tagged
 class ParseEvents(beam.DoFn):
-    """Parses lines into `(user, event)`; malformed lines go to `quarantine`.
+    """Numbered lines -> `(user, Event)`; malformed rows -> the `quarantine` output.
 
-    Line formats use `readers.line_parser`; CSV/TSV logs use
-    `readers.delimited_parser` built from each file's header and `columns`.
+    The parsers are `tfrec_dyn.data.readers`': `line_parser(format)` for the
+    line formats, `delimited_parser` (built from each file's first line and
+    `columns`) for CSV/TSV, `jsonl_parser(columns)` for JSON lines.  A CSV/TSV
+    file whose header lacks a mapped column fails the job with
+    `DataFormatError` naming it (a file-level error, as in `read_log`).
     """
 
-    def __init__(self, format: str, columns: Optional[Dict[str, str]] = None):  # pylint: disable=redefined-builtin
-        self._format = format
-        self._columns = columns
+    def __init__(self, format: str,  # pylint: disable=redefined-builtin
+                 columns: Optional[Mapping[str, Union[str, int]]] = None,
+                 delimiter: Optional[str] = None, header: bool = True):
+        super().__init__()
+        self._format = _canonical_format(format)
+        self._columns = dict(columns) if columns else None
+        self._delimiter = delimiter
+        self._header = header
 
     def setup(self):
-        self._skips = []
-        self._by_header = {}
+        self._skipped: List[Tuple[str, str]] = []  # malformed JD micro-behaviours of the current line
+        self._parsers: Dict[Optional[str], Tuple[Any, List[str]]] = {}  # first line -> (parse, names)
         if self._format in LINE_FORMATS:
-            self._by_header[None] = line_parser(self._format, on_skip=self._skipped)
+            on_skip = lambda number, reason, detail: self._skipped.append((reason, detail))  # noqa: E731
+            self._parsers[None] = line_parser(self._format, on_skip=on_skip)
+        elif self._format == "jsonl":
+            self._parsers[None] = jsonl_parser(self._columns)
 
-    def _skipped(self, number, reason, detail):
-        self._skips.append((reason, detail))
-
-    def _parser(self, path, header):
-        if header not in self._by_header:
-            parse, names, _ = delimited_parser(header, self._columns, self._format, source=path)
-            self._by_header[header] = parse, names
-        return self._by_header[header]
+    def _parser(self, path: str, first_line: Optional[str]):
+        if first_line not in self._parsers:  # a CSV/TSV file with a header not seen yet
+            parse, names, _ = delimited_parser(first_line, self._columns, self._format, self._delimiter,
+                                               self._header, source=path)
+            self._parsers[first_line] = parse, names
+        return self._parsers[first_line]
 
     def process(self, element):
-        path, number, text, header = element
-        self._parse, self._names = self._parser(path, header)
-        _counter("lines_read").inc()
+        path, number, text, valid, first_line = element
+        _count("lines_read")
         if not text.strip():
-            _counter(f"dropped: {BLANK_LINE}").inc()
+            _count(f"dropped: {BLANK_LINE}")
             return
-        self._skips.clear()
+        parse, names = self._parser(path, first_line)
+        self._skipped.clear()
         try:
-            rows = self._parse(text, number)
+            rows = parse_line(parse, text, valid, number)
         except BadLine as bad:
-            _counter(f"quarantined: {bad.reason}").inc()
-            yield beam.pvalue.TaggedOutput(QUARANTINE, {"file": path, "line": number, "reason": bad.reason,
-                                                        "detail": bad.detail, "text": text[:1000]})
+            _count("lines_quarantined")
+            yield _quarantined(path, number, bad.reason, bad.detail, text)
             return
-        for reason, detail in self._skips:  # JD: one malformed micro-behaviour, rest of the line kept
-            _counter(f"quarantined: {reason}").inc()
-            yield beam.pvalue.TaggedOutput(QUARANTINE, {"file": path, "line": number, "reason": reason,
-                                                        "detail": detail, "text": text[:1000]})
-        _counter("lines_kept").inc()
+        for reason, detail in self._skipped:  # JD: a micro-behaviour left out, the rest of the line kept
+            yield _quarantined(path, number, reason, detail, text)
+        _count("lines_kept")
+        _count("events", len(rows))
+        jd = self._format == "jd"
+        side_names = names[2:]
         for position, row in enumerate(rows):
-            user = f"{os.path.basename(path)}:{row[0]}" if self._format == "jd" else row[0]
-            side = dict(zip(self._names[2:], row[2:]))
+            side = dict(zip(side_names, row[2:]))
+            if self._format == "jsonl":  # the last value holds the record's unmapped keys
+                extras = row[len(names)]
+                side.update(zip(extra_field_names(extras), extras.values()))
+            user = f"{os.path.basename(path)}:{row[0]}" if jd else row[0]
             order = (side.get("timestamp", 0.0), path, number, position)
             yield user, (order, row[1], side)
 
 
-def _feature(name: str, values: Sequence):
-    import tensorflow as tf
+def _quarantined(path: str, number: int, reason: str, detail: str, text: str):
+    _count(f"quarantined: {reason}")
+    record = {"file": path, "line": number, "reason": reason, "detail": detail,
+              "text": text[:_MAX_QUARANTINED_TEXT]}
+    return beam.pvalue.TaggedOutput(QUARANTINE, record)
 
-    if name in CATEGORICAL_SIDE_FIELDS or name in ("user_id", "item_ids", "target_item_id") \
-            or (values and isinstance(values[0], str)):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode() for v in values]))
-    if name.removeprefix("target_") in _INT_FIELDS:
+
+def _canonical_format(format: str) -> str:  # pylint: disable=redefined-builtin
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose one of {list(FORMATS)}")
+    return "jsonl" if format == "json" else format
+
+
+class ParseRawLogs(beam.PTransform):
+    """Pipeline root -> `{"events": (user, Event), "quarantine": dicts}`.
+
+    Checks the format and the column mapping when it is built, so a mistake
+    fails on the submitting machine, before any worker starts.
+    """
+
+    def __init__(self, file_pattern: str, format: str,  # pylint: disable=redefined-builtin
+                 columns: Optional[Mapping[str, Union[str, int]]] = None,
+                 delimiter: Optional[str] = None, header: bool = True):
+        super().__init__()
+        self._format = _canonical_format(format)
+        if columns is not None and not isinstance(columns, Mapping):
+            raise TypeError(f"columns must be a mapping, not {type(columns).__name__}")
+        if self._format in DELIMITED_FORMATS + ("jsonl",):
+            if not columns:
+                raise ValueError(f"format {format!r} needs a column mapping, e.g. {{'user': 'uid', 'item': 'sku'}}")
+            _check_columns(columns, named=header or self._format == "jsonl")  # read_log's own checks
+        elif columns:
+            raise ValueError(f"format {format!r} has fixed fields; `columns` applies to csv, tsv and jsonl")
+        self._file_pattern = file_pattern
+        self._columns = dict(columns) if columns else None
+        self._delimiter = delimiter
+        self._header = header
+
+    def expand(self, pbegin):
+        parsed = (pbegin
+                  | "MatchFiles" >> fileio.MatchFiles(self._file_pattern)
+                  | "OpenFiles" >> fileio.ReadMatches()
+                  | "ReadNumberedLines" >> beam.ParDo(
+                      ReadNumberedLines(self._format in DELIMITED_FORMATS, self._header))
+                  | "ParseEvents" >> beam.ParDo(
+                      ParseEvents(self._format, self._columns, self._delimiter, self._header)
+                  ).with_outputs(QUARANTINE, main="events"))
+        return {"events": parsed.events, QUARANTINE: parsed[QUARANTINE]}
+
+
+# ----------------------------------------------------------------- examples
+def _kind(field: str) -> str:
+    """The tf.train.Feature list kind of a side field."""
+    if field in INT_FIELDS:
+        return "int64"
+    if field in FLOAT_FIELDS:
+        return "float"
+    return "bytes"  # categorical fields, ids, and raw (unmapped) columns
+
+
+def _bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, sort_keys=True).encode("utf-8")  # a raw JSON value
+
+
+def _feature(kind: str, values: Sequence[Any]):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (workers import it once)
+
+    if kind == "int64":
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+    if kind == "float":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[_bytes(v) for v in values]))
 
 
-def _example(user: str, events: List, end: int) -> bytes:
-    """History = events[:end], target = events[end]."""
-    import tensorflow as tf
+def _example(user: str, history: Sequence[Event], target: Event, fields: Sequence[str]) -> bytes:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    history, target = events[:end], events[end]
-    features = {"user_id": _feature("user_id", [user]),
-                "item_ids": _feature("item_ids", [item for _, item, _ in history]),
-                "target_item_id": _feature("target_item_id", [target[1]])}
-    for name in target[2]:
-        features[name] = _feature(name, [side[name] for _, _, side in history])
-        features[f"target_{name}"] = _feature(f"target_{name}", [target[2][name]])
+    features = {
+        USER_ID: _feature("bytes", [user]),
+        ITEM_IDS: _feature("bytes", [item for _, item, _ in history]),
+        TARGET_ITEM_ID: _feature("bytes", [target[1]]),
+    }
+    for field in fields:
+        kind = _kind(field)
+        features[field] = _feature(kind, [side.get(field) for _, _, side in history])
+        features[f"target_{field}"] = _feature(kind, [target[2].get(field)])
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-def build_examples(element):
-    """(user, events) -> tagged serialized examples per split (see module docstring)."""
+def build_examples(element: Tuple[str, Iterable[Event]]):
+    """`(user, events)` -> serialized examples tagged with their split (see the module docstring)."""
     user, events = element
     events = sorted(events, key=lambda event: event[0])
+    fields: Dict[str, None] = {}  # side fields in order of first appearance
+    for _, _, side in events:
+        for name in side:
+            fields.setdefault(name, None)
     n = len(events)
-    _counter("users").inc()
-    if n < 3:
-        _counter("short users (train only)").inc()
-        yield beam.pvalue.TaggedOutput("train", _example(user, events, n - 1))
-        return
-    yield beam.pvalue.TaggedOutput("train", _example(user, events, n - 3))
-    yield beam.pvalue.TaggedOutput("validation", _example(user, events, n - 2))
-    yield beam.pvalue.TaggedOutput("eval", _example(user, events, n - 1))
+    _count("users")
+    if n < MIN_EVAL_LENGTH:
+        _count("short users (train only)")
+        ends = {"train": n - 1}
+    else:
+        ends = {"train": n - 3, "validation": n - 2, "eval": n - 1}
+    for split, end in ends.items():
+        _count(f"examples: {split}")
+        yield beam.pvalue.TaggedOutput(split, _example(user, events[:end], events[end], list(fields)))
+
+
+class EventsToSequenceExamples(beam.PTransform):
+    """`(user, Event)` -> `{split: serialized tf.train.Examples}` for the splits `SPLITS`."""
+
+    def expand(self, events):
+        examples = (events
+                    | "GroupByUser" >> beam.GroupByKey()
+                    | "BuildExamples" >> beam.FlatMap(build_examples).with_outputs(*SPLITS))
+        return {split: examples[split] for split in SPLITS}
 
 
 class RawLogsToSequenceExamples(beam.PTransform):
-    """file pattern -> {"train", "validation", "eval": serialized Examples, "quarantine": dicts}."""
+    """Raw log files -> `{"train", "validation", "eval": serialized Examples, "quarantine": dicts}`.
 
-    def __init__(self, file_pattern: str, format: str, columns: Optional[Dict[str, str]] = None):  # pylint: disable=redefined-builtin
+    Args:
+      file_pattern: a file or glob (local or any Beam file system, e.g. gs://).
+      format: one of `FORMATS` (see the module docstring).
+      columns: for "csv", "tsv", "jsonl": canonical name -> source column, as
+        for `tfrec_dyn.data.read_log` (`user` and `item` required).
+      delimiter, header: CSV/TSV options, as for `read_log`.
+
+    Apply it to the pipeline (`pipeline | RawLogsToSequenceExamples(...)`).
+    """
+
+    def __init__(self, file_pattern: str, format: str,  # pylint: disable=redefined-builtin
+                 columns: Optional[Mapping[str, Union[str, int]]] = None,
+                 delimiter: Optional[str] = None, header: bool = True):
         super().__init__()
-        self._file_pattern = file_pattern
-        self._format = format
-        self._columns = columns
-        # Fail now, on the submitting machine, for an unknown format or missing mapping.
-        if format in DELIMITED_FORMATS:
-            if not columns:
-                raise ValueError(f"format {format!r} needs a column mapping, e.g. {{'user': 'uid', 'item': 'sku'}}")
-        else:
-            line_parser(format)
+        self._parse = ParseRawLogs(file_pattern, format, columns, delimiter, header)
 
-    def expand(self, pipeline):
-        lines = (pipeline
-                 | "Match" >> fileio.MatchFiles(self._file_pattern)
-                 | "Open" >> fileio.ReadMatches()
-                 | "Lines" >> beam.ParDo(ReadNumberedLines(header=self._format in DELIMITED_FORMATS))
-                 # Reading is per file; spread the parsing over workers.
-                 | "Spread" >> beam.Reshuffle())
-        parsed = lines | "Parse" >> beam.ParDo(ParseEvents(self._format, self._columns)).with_outputs(
-            QUARANTINE, main="events")
-        examples = (parsed.events
-                    | "GroupByUser" >> beam.GroupByKey()
-                    | "Examples" >> beam.FlatMap(build_examples).with_outputs(*SPLITS))
-        return {**{split: examples[split] for split in SPLITS}, QUARANTINE: parsed[QUARANTINE]}
+    def expand(self, pbegin):
+        parsed = pbegin | "ParseRawLogs" >> self._parse
+        examples = parsed["events"] | "SequenceExamples" >> EventsToSequenceExamples()
+        return {**examples, QUARANTINE: parsed[QUARANTINE]}
 
 
-def write_outputs(outputs: Dict, examples_dir: str, quarantine_dir: str) -> None:
-    """TFX layout: `<examples_dir>/Split-<name>/data_tfrecord-*.gz`; quarantine as JSON lines."""
+def feature_spec(side_fields: Sequence[str] = (), target: bool = True) -> Dict[str, Any]:
+    """The `tf.io.parse_example` spec of the examples, for the given side fields.
+
+    >>> sorted(feature_spec(["category"]))  # doctest: +SKIP
+    ['category', 'item_ids', 'target_category', 'target_item_id', 'user_id']
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    dtypes = {"int64": tf.int64, "float": tf.float32, "bytes": tf.string}
+    spec = {USER_ID: tf.io.FixedLenFeature([], tf.string), ITEM_IDS: tf.io.VarLenFeature(tf.string)}
+    if target:
+        spec[TARGET_ITEM_ID] = tf.io.FixedLenFeature([], tf.string)
+    for field in side_fields:
+        dtype = dtypes[_kind(field)]
+        spec[field] = tf.io.VarLenFeature(dtype)
+        if target:
+            spec[f"target_{field}"] = tf.io.FixedLenFeature([], dtype)
+    return spec
+
+
+# ------------------------------------------------------------ outputs, runs
+def write_outputs(outputs: Mapping[str, Any], examples_dir: str, quarantine_dir: str) -> None:
+    """Writes the splits in the TFX `Examples` layout
+    (`<examples_dir>/Split-<split>/data_tfrecord-*.gz`, GZIP TFRecords) and the
+    quarantine as JSON lines (`<quarantine_dir>/quarantine-*.jsonl`)."""
     for split in SPLITS:
-        _ = outputs[split] | f"Write{split}" >> beam.io.WriteToTFRecord(
+        _ = outputs[split] | f"Write-{split}" >> beam.io.WriteToTFRecord(
             os.path.join(examples_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
     _ = (outputs[QUARANTINE]
-         | "QuarantineJson" >> beam.Map(json.dumps, sort_keys=True)
-         | "WriteQuarantine" >> beam.io.WriteToText(os.path.join(quarantine_dir, "quarantine"),
+         | "QuarantineToJson" >> beam.Map(json.dumps, sort_keys=True)
+         | "WriteQuarantine" >> beam.io.WriteToText(os.path.join(quarantine_dir, QUARANTINE),
                                                     file_name_suffix=".jsonl"))
 
 
 def counters(result) -> Dict[str, int]:
-    """The job's counters (lines read/kept, quarantined per reason, users)."""
+    """The job's counters (namespace `NAMESPACE`), summed over steps: committed
+    values where the runner reports them, else attempted ones."""
     query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
     totals: Dict[str, int] = {}
     for counter in query["counters"]:
-        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + counter.committed
+        try:
+            value = counter.committed
+        except Exception:  # pylint: disable=broad-except  (some runners only report attempted)
+            value = None
+        value = counter.attempted if value is None else value
+        name = counter.key.metric.name
+        totals[name] = totals.get(name, 0) + int(value or 0)
     return totals
 
 
-def run_sequence_job(file_pattern: str, output_dir: str, format: str,  # pylint: disable=redefined-builtin
+def run_sequence_job(input_pattern: str, output_dir: str, format: str,  # pylint: disable=redefined-builtin
+                     columns: Optional[Mapping[str, Union[str, int]]] = None,
                      beam_args: Optional[Iterable[str]] = None,
-                     columns: Optional[Dict[str, str]] = None) -> Dict[str, int]:
-    """Runs the whole step as one Beam job; returns (and writes to stats.json) its counters."""
-    from apache_beam.options.pipeline_options import PipelineOptions
+                     *, delimiter: Optional[str] = None, header: bool = True) -> Dict[str, int]:
+    """Runs the whole step as one Beam job and returns its counts.
 
+    Writes `<output_dir>/examples/Split-<split>/`, `<output_dir>/quarantine/` and
+    `<output_dir>/stats.json` (the counts).  `beam_args` are Beam pipeline
+    options (the runner and its settings); by default the DirectRunner.
+    Raises `DataFormatError` (after writing stats.json) when no line could be
+    read, like the readers do for a file of which no line parses.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+
+    if isinstance(beam_args, str):
+        raise TypeError("beam_args must be a list of arguments, not one string")
+    transform = RawLogsToSequenceExamples(input_pattern, format, columns, delimiter, header)
     pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args or [])))
-    outputs = pipeline | RawLogsToSequenceExamples(file_pattern, format, columns)
-    write_outputs(outputs, os.path.join(output_dir, "examples"), os.path.join(output_dir, "quarantine"))
+    outputs = pipeline | "RawLogsToSequenceExamples" >> transform
+    write_outputs(outputs, os.path.join(output_dir, "examples"), os.path.join(output_dir, QUARANTINE))
     result = pipeline.run()
     result.wait_until_finish()
-    totals = counters(result)
+
+    counts = {name: 0 for name in ("files", "lines_read", "lines_kept", "lines_quarantined", "events", "users")}
+    counts.update({f"examples: {split}": 0 for split in SPLITS})
+    counts.update(counters(result))
     with beam.io.filesystems.FileSystems.create(os.path.join(output_dir, "stats.json")) as f:
-        f.write(json.dumps(totals, indent=2, sort_keys=True).encode())
-    return totals
+        f.write(json.dumps(counts, indent=2, sort_keys=True).encode("utf-8"))
+    if not counts["lines_kept"]:
+        reasons = {k: v for k, v in counts.items() if k.startswith(("quarantined: ", "dropped: "))}
+        raise DataFormatError(
+            f"{input_pattern}: no line could be read as {format!r} "
+            f"({counts['files']} file(s), {counts['lines_read']} line(s); {reasons or 'no data'}); "
+            f"see {os.path.join(output_dir, QUARANTINE)}")
+    return counts

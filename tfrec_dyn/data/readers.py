@@ -64,6 +64,7 @@ Row = Tuple[Any, ...]
 LineParser = Callable[[str, int], List[Row]]
 
 BLANK_LINE = "blank line"
+NOT_UTF8 = "not UTF-8"
 WRONG_FIELD_COUNT = "wrong number of fields"
 BAD_MICRO_BEHAVIOR = "malformed micro-behaviour"
 NO_MICRO_BEHAVIOR = "no valid micro-behaviour"
@@ -183,6 +184,27 @@ def _decode(raw: bytes) -> Tuple[str, bool]:
     return text.rstrip("\r\n"), valid
 
 
+def decode_line(raw: bytes, number: int) -> Tuple[str, bool]:
+    """Physical line `number` (1-based) as text, without its end-of-line (and,
+    on line 1, without a UTF-8 byte-order mark), and whether it was valid UTF-8.
+
+    With `parse_line`, the per-line logic every reader shares; exposed for code
+    that reads lines itself (the Beam sequence step).
+    """
+    text, valid = _decode(raw)
+    if number == 1:
+        text = text.lstrip("\ufeff")
+    return text, valid
+
+
+def parse_line(parse: LineParser, text: str, valid: bool, number: int) -> List[Row]:
+    """Runs a line parser on one non-blank line from `decode_line`: event rows,
+    or `BadLine` (invalid UTF-8 is a malformed line too)."""
+    if not valid:
+        raise BadLine(NOT_UTF8, "invalid UTF-8 bytes")
+    return parse(text, number)
+
+
 def _first_line(path: Path) -> str:
     """The first non-blank line of `path` (a header, or a line to size a table)."""
     with path.open("rb") as lines:
@@ -215,9 +237,7 @@ def _read_lines(
     first_bad: Optional[Tuple[int, BadLine, str]] = None
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
-            text, valid = _decode(raw)
-            if number == 1:
-                text = text.lstrip("\ufeff")  # a UTF-8 byte-order mark
+            text, valid = decode_line(raw, number)
             if not text.strip():
                 report.lines_read += 1
                 report.drop(number, BLANK_LINE, text)
@@ -227,9 +247,7 @@ def _read_lines(
                 continue
             report.lines_read += 1
             try:
-                if not valid:
-                    raise BadLine("not UTF-8", "invalid UTF-8 bytes")
-                parsed = parse(text, number)
+                parsed = parse_line(parse, text, valid, number)
             except BadLine as bad:
                 if strict:
                     raise DataFormatError(
@@ -463,7 +481,7 @@ def read_log(
     if fmt == "jsonl":
         if delimiter is not None:
             raise ValueError("delimiter applies to CSV/TSV logs, not JSON lines")
-        return _read_jsonl(path, _check_columns(columns, named=True), strict)
+        return _read_jsonl(path, columns, strict)
     return _read_delimited(path, columns, fmt, delimiter, header, strict)
 
 
@@ -498,7 +516,7 @@ def _log_format(path: Path, format: Optional[str]) -> str:  # pylint: disable=re
     return "jsonl" if format.lower() == "json" else format.lower()
 
 
-def _extra_names(sources: Iterable[Any]) -> List[str]:
+def extra_field_names(sources: Iterable[Any]) -> List[str]:
     """Side-field names for unmapped source columns: their own, with "_raw"
     appended while the name is canonical or already used."""
     taken = {"user", "item", *KNOWN_SIDE_FIELDS}
@@ -546,7 +564,7 @@ def delimited_parser(first_line: str, columns: Mapping[str, Union[str, int]], fm
     positions = [sources.index(source_) for _, source_ in columns]
     unmapped = [position for position in range(len(sources)) if position not in positions]
     names = [name for name, _ in columns]
-    names += _extra_names(sources[position] if header else f"column_{position}" for position in unmapped)
+    names += extra_field_names(sources[position] if header else f"column_{position}" for position in unmapped)
     positions += unmapped
     converters = [_converter(name) for name, _ in columns] + [str] * len(unmapped)
     width = len(sources)
@@ -569,15 +587,16 @@ def _read_delimited(path: Path, columns, fmt: str, delimiter: str, header: bool,
     return _build(rows, names, report)
 
 
-def _read_jsonl(path: Path, columns: List[Tuple[str, Union[str, int]]], strict: bool) -> Interactions:
-    if _first_line(path).lstrip().startswith("["):
-        raise DataFormatError(
-            f"{path}: looks like a JSON array; read_log reads JSON lines (one object per line)"
-        )
+def jsonl_parser(columns: Mapping[str, Union[str, int]]) -> Tuple[LineParser, List[str]]:
+    """`(parse, field_names)` for JSON-lines logs, shared by `read_log` and the
+    Beam sequence step: `parse(text, line_number)` returns one row
+    `(user, item, *mapped side fields, extras)` with the values of
+    `field_names` followed by a dict of the record's unmapped keys and their raw
+    JSON values; it raises `BadLine` for a malformed line."""
+    columns = _check_columns(columns, named=True)
     names = [name for name, _ in columns]
     converters = [_converter(name) for name in names]
     sources = {source for _, source in columns}
-    extra_keys: Dict[str, None] = {}  # unmapped keys, in order of first appearance
 
     def parse(text: str, number: int) -> List[Row]:
         try:
@@ -591,12 +610,23 @@ def _read_jsonl(path: Path, columns: List[Tuple[str, Union[str, int]]], strict: 
                 detail = f"no key {source!r} (mapped to {name!r}); keys: {sorted(record)}"
                 raise BadLine(f"missing {source!r}", detail)
         values = _convert_all(names, converters, [record[source] for _, source in columns])
-        for key in record:
-            if key not in sources:
-                extra_keys.setdefault(key, None)
-        return [(*values, record)]
+        extras = {key: value for key, value in record.items() if key not in sources}
+        return [(*values, extras)]
 
+    return parse, names
+
+
+def _read_jsonl(path: Path, columns: Mapping[str, Union[str, int]], strict: bool) -> Interactions:
+    parse, names = jsonl_parser(columns)
+    if _first_line(path).lstrip().startswith("["):
+        raise DataFormatError(
+            f"{path}: looks like a JSON array; read_log reads JSON lines (one object per line)"
+        )
     report = ReadReport(source=str(path))
     rows = _read_lines(path, parse, report, strict=strict, layout="JSON objects, one per line")
+    extra_keys: Dict[str, None] = {}  # unmapped keys, in order of first appearance
+    for row in rows:
+        for key in row[-1]:
+            extra_keys.setdefault(key, None)
     rows = [(*row[:-1], *(row[-1].get(key) for key in extra_keys)) for row in rows]
-    return _build(rows, names + _extra_names(extra_keys), report)
+    return _build(rows, names + extra_field_names(extra_keys), report)
