@@ -5,10 +5,12 @@ come from the Trainer's `custom_config` (a `TrainConfig` as a dict), so a new
 model plugs in by registering it in `tfrec_dyn.models.registry`.
 
 Examples (from `SequenceExampleGen`) hold one user each: `item_ids` (the
-history, raw string ids, oldest first) and `target_item_id` (the next item).
-Transform builds the item vocabulary over both and maps ids to the library's
-layout (0 = padding, 1 = OOV, items from 2, in vocabulary-file order), so the
-trained model, its exported vocabulary and the transformed data agree.
+history, raw string ids, oldest first) and `target_item_id` (the next item),
+plus side fields.  Transform builds the item vocabulary over both (and the
+behaviour-type and category vocabularies when the logs have them, giving
+`behavior_ids` / `category_ids`) and maps ids to the library's layout (0 =
+padding, 1 = OOV, tokens from 2, in vocabulary-file order), so the trained
+model, its exported vocabulary and the transformed data agree.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
 from tfrec_dyn.serving.export import export_saved_model
 from tfrec_dyn.training import TrainConfig, make_strategy
@@ -41,16 +44,24 @@ def _shift(index):
     return tf.where(index < 0, tf.constant(OOV_ID, tf.int64), index + NUM_RESERVED)
 
 
+def _vocabulary_over(history, target, name):
+    """Vocabulary over a sparse history feature and its one-value target; both mapped."""
+    target = tf.reshape(target, [-1])
+    vocabulary = tft.vocabulary(tf.concat([history.values, target], axis=0), vocab_filename=name)
+    return _apply_item_vocabulary(history, vocabulary), _apply_item_vocabulary(target, vocabulary)
+
+
 def preprocessing_fn(inputs):
-    """Item vocabulary (most frequent first) over histories and targets."""
-    history = inputs["item_ids"]
-    target = tf.reshape(inputs["target_item_id"], [-1])
-    all_items = tf.concat([history.values, target], axis=0)
-    vocabulary = tft.vocabulary(all_items, vocab_filename=ITEM_VOCABULARY)
-    return {
-        "item_ids": _apply_item_vocabulary(history, vocabulary),
-        "target_item_id": _apply_item_vocabulary(target, vocabulary),
-    }
+    """Vocabularies (most frequent first) over histories and targets: items
+    always, behaviour types and categories when the logs have them (JD)."""
+    outputs = {}
+    outputs["item_ids"], outputs["target_item_id"] = _vocabulary_over(
+        inputs["item_ids"], inputs["target_item_id"], ITEM_VOCABULARY)
+    for field in CATEGORICAL_SIDE_FIELDS:  # behavior, category
+        if field in inputs:
+            outputs[f"{field}_ids"], outputs[f"target_{field}_id"] = _vocabulary_over(
+                inputs[field], inputs[f"target_{field}"], field)
+    return outputs
 
 
 # -------------------------------------------------------------------- Trainer
