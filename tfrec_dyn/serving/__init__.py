@@ -1,5 +1,7 @@
-"""Serving: exported SavedModel signatures and the TF-Serving-compatible REST server.
+"""Serving: the exported SavedModel and a TF-Serving-compatible REST server.
 
-Filled by the pipeline issue (#4); models already save and load as SavedModels
-through `tfrec_dyn.training.run`.
+* `export`: `export_saved_model` writes a string-in / string-out SavedModel
+  (`serving_default`, `serving_tf_example`, warm-up requests) in the layout
+  TF Serving loads.
+* `rest`: `create_app` / `serve`, TF Serving's REST API (`tfrec-dyn serve`).
 """
