@@ -106,11 +106,16 @@ class ValidationCallback(keras.callbacks.Callback):
         self.best = -1.0
         self.best_weights = None
         self.best_epoch = None
+        self.score_fn = None
+
+    def on_train_begin(self, logs=None):
+        # Traced once per fit, not once per validation.
+        self.score_fn = score_function(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.config.validate_every:
             return
-        figures = evaluate(score_function(self.model), self.arrays.histories, self.arrays.targets,
+        figures = evaluate(self.score_fn, self.arrays.histories, self.arrays.targets,
                            ks=(10,), exclude_seen=self.config.exclude_seen).metrics
         logs = logs if logs is not None else {}
         logs["val_HR@10"], logs["val_NDCG@10"] = figures["HR@10"], figures["NDCG@10"]
