@@ -13,7 +13,7 @@ V, L = 30, 8
 ITEMS = tf.constant([[0, 0, 0, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7, 8, 9]], tf.int32)
 BATCH = {"item_ids": ITEMS, "targets": tf.concat([ITEMS[:, 1:], tf.constant([[9], [10]])], 1),
          "negatives": tf.fill([2, L, 1], 20)}
-NEURAL = ["sasrec", "gru4rec", "caser"]
+NEURAL = ["sasrec", "gru4rec", "caser", "retr"]
 
 
 @pytest.mark.parametrize("name", NEURAL)
@@ -28,7 +28,7 @@ def test_shapes_and_padding(name):
 
 
 @pytest.mark.parametrize("name", NEURAL)
-@pytest.mark.parametrize("loss", ["bce", "ce"])
+@pytest.mark.parametrize("loss", ["bce", "bpr", "ce"])
 def test_gradients_reach_every_weight(name, loss):
     model = build_model(name, V, L, loss=loss)
     model(BATCH)

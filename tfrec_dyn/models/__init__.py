@@ -5,6 +5,7 @@ from tfrec_dyn.models.caser import Caser
 from tfrec_dyn.models.gru4rec import GRU4Rec
 from tfrec_dyn.models.poprec import PopRec
 from tfrec_dyn.models.registry import MODELS, build_model
+from tfrec_dyn.models.retr import RETR
 from tfrec_dyn.models.sasrec import SASRec
 
-__all__ = ["MODELS", "Caser", "GRU4Rec", "PopRec", "SASRec", "SequentialRecommender", "build_model"]
+__all__ = ["MODELS", "Caser", "GRU4Rec", "PopRec", "RETR", "SASRec", "SequentialRecommender", "build_model"]

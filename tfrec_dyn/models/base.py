@@ -22,7 +22,8 @@ import tf_keras as keras
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 
-LOSSES = ("bce", "ce")
+LOSSES = ("bce", "bpr", "ce")
+SAMPLED_LOSSES = ("bce", "bpr")  # the losses that need `negatives` in the batch
 
 
 def mask_seen(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
@@ -41,8 +42,9 @@ class SequentialRecommender(keras.Model):
       vocab_size: item vocabulary size including padding (0) and OOV (1).
       max_len: longest input sequence the model takes.
       loss: "bce" (binary cross-entropy of each target against the sampled
-        negatives, SASRec's loss) or "ce" (full-softmax cross-entropy over all
-        items).
+        negatives, SASRec's loss), "bpr" (pairwise -log σ(s_target - s_negative),
+        averaged over the sampled negatives; RETR's eq. 7) or "ce" (full-softmax
+        cross-entropy over all items).
     """
 
     def __init__(self, vocab_size, max_len, loss="bce", **kwargs):
@@ -123,9 +125,12 @@ class SequentialRecommender(keras.Model):
             negatives = tf.cast(batch["negatives"], tf.int32)
             candidates = tf.concat([targets[..., tf.newaxis], negatives], -1)
             scores = self.item_logits(representations, candidates)
-            labels = tf.concat([tf.ones_like(scores[..., :1]), tf.zeros_like(scores[..., 1:])], -1)
-            per_position = tf.reduce_sum(
-                tf.nn.sigmoid_cross_entropy_with_logits(labels, scores), -1)
+            if self.loss_name == "bpr":
+                per_position = -tf.reduce_mean(tf.math.log_sigmoid(scores[..., :1] - scores[..., 1:]), -1)
+            else:
+                labels = tf.concat([tf.ones_like(scores[..., :1]), tf.zeros_like(scores[..., 1:])], -1)
+                per_position = tf.reduce_sum(
+                    tf.nn.sigmoid_cross_entropy_with_logits(labels, scores), -1)
         return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
     # --------------------------------------------------------- keras hooks

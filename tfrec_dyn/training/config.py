@@ -21,8 +21,8 @@ class TrainConfig:
       batch_size: examples per replica; the global batch is
         `batch_size * strategy.num_replicas_in_sync`.
       learning_rate: Adam learning rate.
-      loss: "bce" or "ce"; None keeps the model's own default.
-      num_negatives: sampled negatives per position for the "bce" loss.
+      loss: "bce", "bpr" or "ce"; None keeps the model's own default.
+      num_negatives: sampled negatives per position for the "bce" and "bpr" losses.
       negative_sampler: "uniform" or "popularity".
       hyperparameters: extra model constructor arguments (embed_dim, ...).
       seed: seeds weights, shuffling and negatives.
