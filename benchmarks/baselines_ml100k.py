@@ -162,7 +162,7 @@ def report(results, model_configs, seeds, command: str) -> str:
              f"max_len {next(iter(model_configs.values())).max_len}; {cpus} CPU(s) available "
              f"({platform.processor() or platform.machine()}).  ",
              "Settings: " + "; ".join(
-                 f"{name} loss {c.loss or default_loss(name)}" + (f" {c.hyperparameters}" if c.hyperparameters else "")
+                 f"{name} loss {c.loss or default_loss(c.model)}" + (f" {c.hyperparameters}" if c.hyperparameters else "")
                  for name, c in model_configs.items())]
     titles = {"full": "Full ranking (all items; seen items excluded except the target)",
               "sampled": "Sampled (target vs. 100 fixed negatives not in the user's sequence)"}

@@ -69,6 +69,32 @@ def test_recommend_shows_movielens_titles(tmp_path, capsys):
     assert "Star Wars (1977)" in printed  # the most rated movie of MovieLens-100K
 
 
+@pytest.mark.slow
+def test_explain_prints_retr_pathways_with_titles(tmp_path, capsys):
+    from tfrec_dyn.data import load_dataset
+    from tfrec_dyn.training import PreparedData, TrainConfig, train
+
+    data = PreparedData.from_interactions(load_dataset("ml-100k"))
+    train(TrainConfig(model="retr", epochs=1, max_len=20, eval_protocols=("full",)), out_dir=str(tmp_path / "retr"),
+          verbose=0, data=data)
+    assert cli.main(["explain", str(tmp_path / "retr"), "--user", "196", "--last", "5", "--json"]) == 0
+    printed = capsys.readouterr().out
+    explained = json.loads(printed.strip().splitlines()[-1])
+    items = explained["items"]
+    history = list(data.split.test.inputs.items[data.split.test.inputs.user_ids.index("196")])
+    assert [i["item"] for i in items] == history[-20:]
+    assert all(len(i["kept"]) == 2 and i["kept"][1] <= i["kept"][0] for i in items)  # hierarchical
+    assert any(i["kept"][0] for i in items)
+    assert items[-1]["title"] in printed and printed.count(" # ") + printed.count(" . ") >= 5
+
+    train(TrainConfig(model="poprec", epochs=1, eval_protocols=("full",)), out_dir=str(tmp_path / "pop"),
+          verbose=0, data=data)
+    assert cli.main(["explain", str(tmp_path / "pop"), "--user", "196"]) == 2
+    assert "poprec has nothing to explain" in capsys.readouterr().err
+    assert cli.main(["explain", str(tmp_path / "retr"), "--user", "no-such-user"]) == 2
+    assert "user 'no-such-user' is not in ml-100k" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--model", "bert"], "invalid choice: 'bert'"),
     (["train", "--epochs", "zero"], "invalid int value"),

@@ -10,16 +10,17 @@ import pytest
 import tensorflow as tf
 
 from tfrec_dyn.data import Vocabulary, pad_left
-from tfrec_dyn.models import SASRec
+from tfrec_dyn.models import RETR, SASRec
 from tfrec_dyn.serving.export import WARMUP_FILE, export_saved_model
 
 MAX_LEN = 6
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=[SASRec, RETR], ids=["sasrec", "retr"])
+def exported(request, tmp_path_factory):
+    """Every model exports through the same code and serves the same request format."""
     vocab = Vocabulary([f"item{i}" for i in range(20)])
-    model = SASRec(vocab.size, MAX_LEN, embed_dim=8)
+    model = request.param(vocab.size, MAX_LEN, embed_dim=8)
     counts = np.zeros(vocab.size, np.int64)
     counts[vocab.encode(["item7", "item3", "item11"])] = [30, 20, 10]
     path = str(tmp_path_factory.mktemp("export") / "1")

@@ -32,11 +32,11 @@ def _executions(metadata_path):
     return states
 
 
-def _run(data, root, serving):
+def _run(data, root, serving, model="sasrec"):
     out = subprocess.run(
         [sys.executable, os.path.join(REPO, "pipelines", "local_runner.py"), "--data", str(data), "--epochs", "1",
          "--max-len", "20", "--pipeline-root", str(root), "--serving-root", str(serving),
-         "--beam-mode", "in_memory", "--hr-threshold", "0"],
+         "--beam-mode", "in_memory", "--hr-threshold", "0", "--model", model],
         capture_output=True, text=True, timeout=900, cwd=REPO, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
     assert out.returncode == 0, out.stderr[-4000:]
     return out.stdout
@@ -46,12 +46,28 @@ def _node(states, component):
     return next(states[node] for node in states if node.endswith(component))
 
 
+def _slice_of_ml100k(folder, lines=4000):
+    folder.mkdir()
+    with open(os.path.join(REPO, "tfrec_dyn", "data", "resources", "ml-100k", "u.data")) as f:
+        (folder / "u.data").write_text("".join(next(f) for _ in range(lines)) + "not a valid line\n")
+
+
+def _serve_pushed(version_dir):
+    """Top-5 from the pushed model in a fresh process that does not import tfrec_dyn."""
+    code = ("import json, sys, tensorflow as tf\n"
+            "m = tf.saved_model.load(sys.argv[1])\n"
+            "out = m.signatures['serving_default'](item_ids=tf.constant([['50', '172']]), k=tf.constant(5),"
+            " exclude_seen=tf.constant(True))\n"
+            "print(json.dumps([t.decode() for t in out['item_ids'].numpy()[0]]))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(version_dir)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
     data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
-    data.mkdir()
-    with open(os.path.join(REPO, "tfrec_dyn", "data", "resources", "ml-100k", "u.data")) as f:
-        (data / "u.data").write_text("".join(next(f) for _ in range(4000)) + "not a valid line\n")
+    _slice_of_ml100k(data)
 
     report = _run(data, root, serving)
     states = _executions(str(root / "metadata.sqlite"))
@@ -62,16 +78,7 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
     assert len(versions) == 1 and versions[0].isdigit()
     assert os.path.exists(serving / "sasrec" / versions[0] / "saved_model.pb")
 
-    # The pushed model answers in a fresh process that does not import tfrec_dyn.
-    code = ("import json, sys, tensorflow as tf\n"
-            "m = tf.saved_model.load(sys.argv[1])\n"
-            "out = m.signatures['serving_default'](item_ids=tf.constant([['50', '172']]), k=tf.constant(5),"
-            " exclude_seen=tf.constant(True))\n"
-            "print(json.dumps([t.decode() for t in out['item_ids'].numpy()[0]]))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(serving / "sasrec" / versions[0])], capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert len(json.loads(out.stdout.strip().splitlines()[-1])) == 5
+    assert len(_serve_pushed(serving / "sasrec" / versions[0])) == 5
 
     # A second run with nothing changed reuses the cached executions up to the
     # Trainer (the Evaluator reruns: its baseline is now the blessed model).
@@ -79,3 +86,14 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
     states = _executions(str(root / "metadata.sqlite"))
     for component in ["SequenceExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"]:
         assert _node(states, component) == ["COMPLETE", "CACHED"], (component, states)
+
+
+@pytest.mark.slow
+def test_pipeline_trains_and_pushes_retr(tmp_path):
+    """`--model retr` plugs into the same pipeline and pushes a model that serves the same requests."""
+    data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
+    _slice_of_ml100k(data)
+    report = _run(data, root, serving, model="retr")
+    assert "blessed: True" in report
+    versions = os.listdir(serving / "retr")
+    assert len(versions) == 1 and len(_serve_pushed(serving / "retr" / versions[0])) == 5

@@ -3,6 +3,7 @@
     tfrec-dyn train --model sasrec --data ml-100k --epochs 50 --out runs/sasrec
     tfrec-dyn evaluate runs/sasrec --protocol sampled
     tfrec-dyn recommend runs/sasrec --history 50,172,133 -k 10
+    tfrec-dyn explain runs/retr --user 196
     tfrec-dyn datasets
     tfrec-dyn serve --model_base_path saved_models/sasrec
 
@@ -43,6 +44,7 @@ def _hyperparameter(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tfrec_dyn.models.base import LOSSES
     from tfrec_dyn.models.registry import MODELS
 
     parser = _Parser(prog="tfrec-dyn", description="Dynamic, behaviour-aware sequential recommendation.")
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-len", type=int, default=50)
     train.add_argument("--batch-size", type=int, default=128, help="per replica")
     train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--loss", choices=("bce", "ce"), help="default: the model's own")
+    train.add_argument("--loss", choices=LOSSES, help="default: the model's own")
     train.add_argument("--negative-sampler", choices=("uniform", "popularity"), default="uniform")
     train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="KEY=VALUE",
                        help="model hyperparameter, e.g. --hp embed_dim=64 (repeatable)")
@@ -84,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("-k", type=int, default=10)
     recommend.add_argument("--include-seen", action="store_true")
     recommend.add_argument("--json", action="store_true")
+
+    explain = commands.add_parser("explain", help="show what a model does with one user's history "
+                                                  "(RETR: the behaviours each layer routes)")
+    explain.add_argument("run")
+    explain.add_argument("--user", required=True, help="raw user id in the run's data")
+    explain.add_argument("--last", type=int, default=20, help="how many of the most recent items to show")
+    explain.add_argument("--json", action="store_true")
 
     commands.add_parser("datasets", help="list built-in data sets and readable formats")
 
@@ -169,6 +178,38 @@ def _recommend(args) -> dict:
     return {"model": run.config.model, "data": run.config.data, "history": known, "recommendations": items}
 
 
+def _explain(args) -> dict:
+    """The user's test-split history (what the model saw to predict the held-out item)."""
+    from tfrec_dyn.data import item_titles, pad_left
+    from tfrec_dyn.training import PreparedData, Run
+
+    run = Run.load(args.run)
+    if not hasattr(run.model, "pathways"):
+        raise CliError(f"{run.config.model} has nothing to explain; explain works for: retr")
+    data = PreparedData.from_config(run.config, vocab=run.vocab)
+    test = data.split.test
+    users = list(test.inputs.user_ids)
+    if args.user not in users:
+        raise CliError(f"user {args.user!r} is not in {run.config.data} (users look like {', '.join(users[:3])})")
+    index = users.index(args.user)
+    history = list(test.inputs.items[index])[-run.config.max_len:]
+    masks = run.model.pathways({"item_ids": pad_left([run.vocab.encode(history)], run.config.max_len)})
+    masks = masks.numpy()[0][:, -len(history):]  # [layers, items of the history]
+    titles = item_titles(run.config.data) if run.config.data else {}
+    shown = range(max(0, len(history) - args.last), len(history))
+    layers = masks.shape[0]
+    print(f"user {args.user}: {len(history)} items in the model's window; "
+          + ", ".join(f"layer {l + 1} routes {int(masks[l].sum())}" for l in range(layers)) + " (# = routed)")
+    print("  " + " ".join(f"L{l + 1}" for l in range(layers)) + "  item (oldest first)")
+    for i in shown:
+        marks = " ".join(" #" if masks[l, i] else " ." for l in range(layers))
+        print(f"  {marks}  {history[i]:<8} {titles.get(history[i], '')}")
+    print(f"held-out next item: {test.target_items()[index]} {titles.get(test.target_items()[index], '')}")
+    return {"model": run.config.model, "user": args.user, "target": test.target_items()[index],
+            "items": [{"item": history[i], "title": titles.get(history[i]),
+                       "kept": [bool(masks[l, i]) for l in range(layers)]} for i in range(len(history))]}
+
+
 def _datasets(args) -> dict:
     from tfrec_dyn.data.datasets import BUILTIN, FORMATS
 
@@ -188,8 +229,8 @@ def _serve(args) -> dict:
     return {}
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "recommend": _recommend, "datasets": _datasets,
-            "serve": _serve}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "recommend": _recommend, "explain": _explain,
+            "datasets": _datasets, "serve": _serve}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,101 @@
+"""RETR vs SASRec on MovieLens-100K, with the ablations of the RETR paper's Table 3.
+
+Every variant gets SASRec's budget from `baselines_ml100k.py` (d 64, 2 blocks,
+1 head, dropout 0.2, max_len 50, 200 epochs, Adam 1e-3, batch 128) and differs
+only in what the variant name says; RETR trains with its own loss (eq. 7, "bpr",
+one sampled negative per position) and SASRec with its paper's "bce".
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/retr_ml100k.py --variants sasrec retr \\
+        retr-no-router retr-no-hierarchy --seeds 0 1 2 \\
+        --out benchmarks/results/retr_ml100k.md --json benchmarks/results/retr_ml100k.json
+
+Prints both protocols' tables (mean ± std over seeds), parameter counts and
+seconds per epoch as a ratio to SASRec's in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+
+import numpy as np
+
+import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from baselines_ml100k import DEFAULT_EPOCHS, report, run
+from tfrec_dyn.models import build_model
+from tfrec_dyn.training import TrainConfig
+
+# name -> (model, hyperparameters); everything else is SASRec's budget.
+VARIANTS = {
+    "sasrec": ("sasrec", {}),
+    "retr": ("retr", {}),
+    "retr-no-router": ("retr", {"use_router": False}),
+    "retr-no-hierarchy": ("retr", {"hierarchical": False}),
+    "retr-tau0.4": ("retr", {"temperature": 0.4}),
+    "retr-tau1": ("retr", {"temperature": 1.0}),
+    "retr-tau2": ("retr", {"temperature": 2.0}),
+    "retr-L1": ("retr", {"num_blocks": 1}),
+    "retr-L3": ("retr", {"num_blocks": 3}),
+    "sasrec-L1": ("sasrec", {"num_blocks": 1}),
+    "sasrec-L3": ("sasrec", {"num_blocks": 3}),
+}
+
+
+def configs(names, epochs, max_len):
+    return {name: TrainConfig(model=VARIANTS[name][0], data="ml-100k", max_len=max_len, epochs=epochs,
+                              hyperparameters=dict(VARIANTS[name][1]), restore_best=False)
+            for name in names}
+
+
+def cost_table(results, model_configs, vocab_size) -> str:
+    """Parameters and seconds per epoch, each also as a ratio to SASRec's (same run)."""
+    params = {}
+    for name, c in model_configs.items():
+        model = build_model(c.model, vocab_size, c.max_len, **c.hyperparameters)
+        model({"item_ids": np.ones((1, c.max_len), np.int32)})  # builds the weights
+        params[name] = model.count_params()
+    per_epoch = {name: np.mean([r["train_seconds"] for r in runs]) / model_configs[name].epochs
+                 for name, runs in results.items()}
+    base = "sasrec" if "sasrec" in results else next(iter(results))
+    lines = [f"| model | parameters | × {base} | s / epoch | × {base} |", "|---|---:|---:|---:|---:|"]
+    for name in results:
+        lines.append(f"| {name} | {params[name]:,} | {params[name] / params[base]:.3f} | "
+                     f"{per_epoch[name]:.3f} | {per_epoch[name] / per_epoch[base]:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["sasrec", "retr", "retr-no-router", "retr-no-hierarchy"],
+                        choices=sorted(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS["sasrec"])
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--out", help="also write the Markdown tables to this file")
+    parser.add_argument("--json", dest="json_out", help="also write every run's figures as JSON here")
+    args = parser.parse_args(argv)
+
+    model_configs = configs(args.variants, args.epochs, args.max_len)
+    results = run(model_configs, args.seeds)
+    command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/retr_ml100k.py " + \
+        " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    vocab_size = 1684  # ML-100K: 1,682 items + padding + OOV
+    text = report(results, model_configs, args.seeds, command.strip()) + \
+        "\n#### Cost (parameters; training seconds per epoch, mean over seeds)\n\n" + \
+        cost_table(results, model_configs, vocab_size) + "\n"
+    print(text)
+    for path, content in ((args.out, text), (args.json_out, json.dumps(
+            {"command": command, "configs": {n: dataclasses.asdict(c) for n, c in model_configs.items()},
+             "results": results}, indent=2, default=float))):
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(content)
+
+
+if __name__ == "__main__":
+    main()
