@@ -123,3 +123,17 @@ def test_learns_a_deterministic_successor_pattern(name):
     top1 = model.recommend({"item_ids": histories}, k=1, exclude_seen=False)[0].numpy()[:, 0]
     expected = (np.arange(num_items) + 3) % num_items + 2
     assert (top1 == expected).mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", NEURAL)
+def test_mixed_precision_reaches_every_sublayer(name):
+    """Sublayers made in `build()` (after the policy scope has closed) take their
+    parent's policy, so the whole model computes in float16 when asked."""
+    from tfrec_dyn.training.strategy import precision_scope
+
+    with precision_scope(True):
+        model = build_model(name, V, L)
+    value = model.sequence_loss(BATCH, training=True)
+    assert np.isfinite(value.numpy())
+    policies = {layer.name: layer.dtype_policy.name for layer in model._flatten_layers(include_self=False)}
+    assert set(policies.values()) == {"mixed_float16"}, policies

@@ -119,7 +119,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig, train
 data = PreparedData.from_interactions(load_dataset("ml-100k").subset(range(100)))
-config = TrainConfig(model="sasrec", epochs=2, max_len=20, batch_size=16, strategy="mirrored",
+config = TrainConfig(model=sys.argv[2], epochs=2, max_len=20, batch_size=16, strategy="mirrored",
                      mixed_precision=sys.argv[1] == "mixed", eval_protocols=("full",))
 result = train(config, verbose=0, data=data)
 print(json.dumps({"replicas": result.model.distribute_strategy.num_replicas_in_sync,
@@ -129,11 +129,11 @@ print(json.dumps({"replicas": result.model.distribute_strategy.num_replicas_in_s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["float32", "mixed"])
-def test_mirrored_strategy_on_two_logical_cpus(precision):
+@pytest.mark.parametrize("model, precision", [("sasrec", "float32"), ("sasrec", "mixed"), ("retr", "mixed")])
+def test_mirrored_strategy_on_two_logical_cpus(model, precision):
     # A fresh interpreter: logical devices must be configured before TF starts.
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    out = subprocess.run([sys.executable, "-c", "import tfrec_dyn\n" + _DISTRIBUTED, precision],
+    out = subprocess.run([sys.executable, "-c", "import tfrec_dyn\n" + _DISTRIBUTED, precision, model],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])

@@ -51,13 +51,13 @@ class ItemPositionEmbedding(keras.layers.Layer):
 
         self.item_embedding = keras.layers.Embedding(
             self.vocab_size, self.embed_dim,
-            embeddings_initializer=initializer(), name="item_embedding")
+            embeddings_initializer=initializer(), name="item_embedding", dtype=self.dtype_policy)
         self.item_embedding.build(input_shape)
         self.position_embedding = keras.layers.Embedding(
             self.max_len, self.embed_dim,
-            embeddings_initializer=initializer(), name="position_embedding")
+            embeddings_initializer=initializer(), name="position_embedding", dtype=self.dtype_policy)
         self.position_embedding.build((self.max_len,))
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout")
+        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout", dtype=self.dtype_policy)
         super().build(input_shape)
 
     def call(self, item_ids, training=None):

@@ -79,10 +79,10 @@ class PathwayRouter(keras.layers.Layer):
     def build(self, input_shape):
         d = int(input_shape[-1])
         hidden = self.hidden_dim or d
-        self.context_hidden = keras.layers.Dense(hidden, activation="relu", name="context_hidden")
-        self.context_output = keras.layers.Dense(d, name="context_output")
-        self.route_hidden = keras.layers.Dense(hidden, activation="relu", name="route_hidden")
-        self.route_output = keras.layers.Dense(2, name="route_output")
+        self.context_hidden = keras.layers.Dense(hidden, activation="relu", name="context_hidden", dtype=self.dtype_policy)
+        self.context_output = keras.layers.Dense(d, name="context_output", dtype=self.dtype_policy)
+        self.route_hidden = keras.layers.Dense(hidden, activation="relu", name="route_hidden", dtype=self.dtype_policy)
+        self.route_output = keras.layers.Dense(2, name="route_output", dtype=self.dtype_policy)
         self.context_hidden.build((None, d))
         self.context_output.build((None, hidden))
         self.route_hidden.build(input_shape)
