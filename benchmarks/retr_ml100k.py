@@ -9,8 +9,13 @@ one sampled negative per position) and SASRec with its paper's "bce".
         retr-no-router retr-no-hierarchy --seeds 0 1 2 \\
         --out benchmarks/results/retr_ml100k.md --json benchmarks/results/retr_ml100k.json
 
-Prints both protocols' tables (mean ± std over seeds), parameter counts and
-seconds per epoch as a ratio to SASRec's in the same run.
+Prints both protocols' tables (mean ± std over seeds), then parameter counts
+and seconds per training epoch as ratios to SASRec's, measured in the same run
+(the median of `--speed-epochs` epochs per variant, the first one dropped, as
+`train_speed.py` does). `--speed-only` skips the accuracy runs:
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/retr_ml100k.py --speed-only \
+        --variants sasrec retr retr-no-router retr-L1 retr-L3 sasrec-L1 sasrec-L3
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import numpy as np
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from baselines_ml100k import DEFAULT_EPOCHS, report, run
 from tfrec_dyn.models import build_model
-from tfrec_dyn.training import TrainConfig
+from tfrec_dyn.training import PreparedData, TrainConfig
+from train_speed import machine, throughput
 
 # name -> (model, hyperparameters); everything else is SASRec's budget.
 VARIANTS = {
@@ -51,18 +57,18 @@ def configs(names, epochs, max_len):
             for name in names}
 
 
-def cost_table(results, model_configs, vocab_size) -> str:
-    """Parameters and seconds per epoch, each also as a ratio to SASRec's (same run)."""
-    params = {}
+def cost_table(model_configs, speed_epochs, seed=0) -> str:
+    """Parameters and median seconds per training epoch, each also as a ratio to SASRec's (same run)."""
+    data = PreparedData.from_config(next(iter(model_configs.values())))
+    params, per_epoch = {}, {}
     for name, c in model_configs.items():
-        model = build_model(c.model, vocab_size, c.max_len, **c.hyperparameters)
+        model = build_model(c.model, data.vocab.size, c.max_len, **c.hyperparameters)
         model({"item_ids": np.ones((1, c.max_len), np.int32)})  # builds the weights
         params[name] = model.count_params()
-    per_epoch = {name: np.mean([r["train_seconds"] for r in runs]) / model_configs[name].epochs
-                 for name, runs in results.items()}
-    base = "sasrec" if "sasrec" in results else next(iter(results))
-    lines = [f"| model | parameters | × {base} | s / epoch | × {base} |", "|---|---:|---:|---:|---:|"]
-    for name in results:
+        per_epoch[name] = throughput(data, c, c.max_len, speed_epochs, seed)["epoch_seconds"]
+    base = "sasrec" if "sasrec" in model_configs else next(iter(model_configs))
+    lines = [machine() + "\n", f"| model | parameters | × {base} | s / epoch | × {base} |", "|---|---:|---:|---:|---:|"]
+    for name in model_configs:
         lines.append(f"| {name} | {params[name]:,} | {params[name] / params[base]:.3f} | "
                      f"{per_epoch[name]:.3f} | {per_epoch[name] / per_epoch[base]:.2f} |")
     return "\n".join(lines)
@@ -75,18 +81,20 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS["sasrec"])
     parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--speed-epochs", type=int, default=6, help="epochs per variant for the speed table")
+    parser.add_argument("--speed-only", action="store_true", help="only the parameter and speed table")
     parser.add_argument("--out", help="also write the Markdown tables to this file")
     parser.add_argument("--json", dest="json_out", help="also write every run's figures as JSON here")
     args = parser.parse_args(argv)
 
     model_configs = configs(args.variants, args.epochs, args.max_len)
-    results = run(model_configs, args.seeds)
     command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/retr_ml100k.py " + \
         " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    vocab_size = 1684  # ML-100K: 1,682 items + padding + OOV
-    text = report(results, model_configs, args.seeds, command.strip()) + \
-        "\n#### Cost (parameters; training seconds per epoch, mean over seeds)\n\n" + \
-        cost_table(results, model_configs, vocab_size) + "\n"
+    results = {} if args.speed_only else run(model_configs, args.seeds)
+    text = (f"Command: `{command.strip()}`\n" if args.speed_only else report(results, model_configs, args.seeds,
+                                                                           command.strip())) + \
+        f"\n#### Cost: parameters; seconds per training epoch (median of {args.speed_epochs}, first dropped)\n\n" + \
+        cost_table(model_configs, args.speed_epochs) + "\n"
     print(text)
     for path, content in ((args.out, text), (args.json_out, json.dumps(
             {"command": command, "configs": {n: dataclasses.asdict(c) for n, c in model_configs.items()},

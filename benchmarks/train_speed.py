@@ -32,6 +32,7 @@ the ratios much less.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shlex
@@ -94,12 +95,16 @@ def num_training_sequences(data: PreparedData) -> int:
     return sum(len(s) >= 2 for s in data.train_sequences)
 
 
-def throughput(data: PreparedData, model: str, max_len: int, epochs: int, seed: int) -> dict:
-    config = TrainConfig(model=model, max_len=max_len, epochs=epochs, seed=seed)
+def throughput(data: PreparedData, model, max_len: int, epochs: int, seed: int) -> dict:
+    """Median epoch seconds of `model` (a name, or a TrainConfig whose max_len/epochs/seed are replaced)."""
+    if isinstance(model, TrainConfig):
+        config = dataclasses.replace(model, max_len=max_len, epochs=epochs, seed=seed)
+    else:
+        config = TrainConfig(model=model, max_len=max_len, epochs=epochs, seed=seed)
     timer = EpochTimer()
     net, _, _ = fit(config, data.train_sequences, data.vocab.size, data.item_counts, callbacks=[timer], verbose=0)
     per_epoch = statistics.median(timer.seconds[1:] or timer.seconds)
-    return {"name": f"{model}, max_len {max_len}, loss {net.loss_name}", "epoch_seconds": per_epoch,
+    return {"name": f"{config.model}, max_len {max_len}, loss {net.loss_name}", "epoch_seconds": per_epoch,
             "sequences_per_second": num_training_sequences(data) / per_epoch}
 
 
