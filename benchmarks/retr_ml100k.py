@@ -48,6 +48,13 @@ VARIANTS = {
     "retr-L3": ("retr", {"num_blocks": 3}),
     "sasrec-L1": ("sasrec", {"num_blocks": 1}),
     "sasrec-L3": ("sasrec", {"num_blocks": 3}),
+    # Beyond the paper's ablations: what else differs between RETR and SASRec here.
+    "retr-norm-first": ("retr", {"norm_first": True}),  # SASRec's block arrangement
+    "retr-no-router-norm-first": ("retr", {"use_router": False, "norm_first": True}),
+    "retr-bce": ("retr", {"loss": "bce"}),  # SASRec's loss
+    "retr-ce": ("retr", {"loss": "ce"}),
+    "sasrec-ce": ("sasrec", {"loss": "ce"}),
+    "retr-mask-keys": ("retr", {"mask_keys": True}),
 }
 
 

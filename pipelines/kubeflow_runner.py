@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tfrec_dyn  # noqa: E402,F401  (Keras 2 before TensorFlow)
 from pipelines.configs import BEAM_MODES, PipelineConfig  # noqa: E402
+from tfrec_dyn.models.registry import MODELS  # noqa: E402
 
 # Importable inside the image (the Dockerfile puts the repository on PYTHONPATH).
 IMAGE_MODULE_PATH = "pipelines.module"
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     parser.add_argument("--format", default="ml-100k")
     parser.add_argument("--columns", type=json.loads, default=None, help="column mapping for csv/tsv logs (JSON)")
     parser.add_argument("--serving-root", required=True, help="e.g. gs://BUCKET/saved_models")
-    parser.add_argument("--model", default="sasrec")
+    parser.add_argument("--model", default="sasrec", choices=sorted(MODELS))
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--strategy", default="auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     parser.add_argument("--beam-mode", default="multi_processing", choices=sorted(BEAM_MODES))

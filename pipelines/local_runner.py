@@ -17,12 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tfrec_dyn  # noqa: E402,F401  (Keras 2 before TensorFlow)
 from pipelines.configs import BEAM_MODES, PipelineConfig  # noqa: E402
+from tfrec_dyn.models.registry import MODELS  # noqa: E402
 
 
 def parse_args(argv=None) -> PipelineConfig:
     defaults = PipelineConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="sasrec")
+    parser.add_argument("--model", default="sasrec", choices=sorted(MODELS))
     parser.add_argument("--data", default=defaults.data_root, help="folder (or file) of raw interaction logs")
     parser.add_argument("--format", default=None,
                         help="ml-100k, ml-1m, user-item, jd, csv or tsv; default: ml-100k, or jd for JD_* files")
