@@ -7,11 +7,18 @@ import tensorflow as tf
 import tf_keras as keras
 
 
+def _flat(outputs):
+    return list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+
+
 def run_layer_test(layer_cls, init_kwargs, args, expected_shape, tmp_path):
-    """`args`: the tensors the layer is called with, positionally."""
+    """`args`: the tensors the layer is called with, positionally.  A layer that
+    returns a tuple gives a list of `expected_shape`s; every floating output
+    counts towards the gradient check."""
     layer = layer_cls(**init_kwargs)
     outputs = layer(*args)
-    assert tuple(outputs.shape) == tuple(expected_shape)
+    shapes = expected_shape if isinstance(outputs, (tuple, list)) else [expected_shape]
+    assert [tuple(o.shape) for o in _flat(outputs)] == [tuple(s) for s in shapes]
 
     # Registered under the package name, and the config round trip rebuilds
     # a layer that gives the same output with the same weights.
@@ -20,11 +27,12 @@ def run_layer_test(layer_cls, init_kwargs, args, expected_shape, tmp_path):
     assert clone.get_config() == layer.get_config()
     clone(*args)
     clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(clone(*args), outputs, rtol=1e-6, atol=1e-6)
+    for got, want in zip(_flat(clone(*args)), _flat(outputs)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
     # Gradients reach every trainable weight.
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(tf.square(layer(*args, training=True)))
+        loss = tf.add_n([tf.reduce_sum(tf.square(o)) for o in _flat(layer(*args, training=True)) if o.dtype.is_floating])
     assert layer.trainable_weights, "layer has no trainable weights"
     for weight, grad in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
         assert grad is not None, f"no gradient reaches {weight.name}"
@@ -35,5 +43,6 @@ def run_layer_test(layer_cls, init_kwargs, args, expected_shape, tmp_path):
     path = str(tmp_path / layer_cls.__name__)
     model.save(path)
     restored = keras.models.load_model(path)
-    np.testing.assert_allclose(restored(list(args)), model(list(args)), rtol=1e-6, atol=1e-6)
+    for got, want in zip(_flat(restored(list(args))), _flat(model(list(args)))):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     return layer, outputs

@@ -89,11 +89,12 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_trains_and_pushes_retr(tmp_path):
-    """`--model retr` plugs into the same pipeline and pushes a model that serves the same requests."""
+@pytest.mark.parametrize("model", ["retr", "rdrsr"])
+def test_pipeline_trains_and_pushes_other_models(model, tmp_path):
+    """`--model NAME` plugs into the same pipeline and pushes a model that serves the same requests."""
     data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
     _slice_of_ml100k(data)
-    report = _run(data, root, serving, model="retr")
+    report = _run(data, root, serving, model=model)
     assert "blessed: True" in report
-    versions = os.listdir(serving / "retr")
-    assert len(versions) == 1 and len(_serve_pushed(serving / "retr" / versions[0])) == 5
+    versions = os.listdir(serving / model)
+    assert len(versions) == 1 and len(_serve_pushed(serving / model / versions[0])) == 5

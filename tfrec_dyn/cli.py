@@ -3,7 +3,7 @@
     tfrec-dyn train --model sasrec --data ml-100k --epochs 50 --out runs/sasrec
     tfrec-dyn evaluate runs/sasrec --protocol sampled
     tfrec-dyn recommend runs/sasrec --history 50,172,133 -k 10
-    tfrec-dyn explain runs/retr --user 196
+    tfrec-dyn explain runs/retr --user 196        (also runs/rdrsr: history by interest)
     tfrec-dyn datasets
     tfrec-dyn serve --model_base_path saved_models/sasrec
 
@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--json", action="store_true")
 
     explain = commands.add_parser("explain", help="show what a model does with one user's history "
-                                                  "(RETR: the behaviours each layer routes)")
+                                                  "(RETR: the behaviours each layer routes; "
+                                                  "RDRSR: the history grouped by interest)")
     explain.add_argument("run")
     explain.add_argument("--user", required=True, help="raw user id in the run's data")
     explain.add_argument("--last", type=int, default=20, help="how many of the most recent items to show")
@@ -179,13 +180,15 @@ def _recommend(args) -> dict:
 
 
 def _explain(args) -> dict:
-    """The user's test-split history (what the model saw to predict the held-out item)."""
+    """The user's test-split history (what the model saw to predict the held-out item)
+    as the model structured it: RETR's pathways, RDRSR's interests."""
     from tfrec_dyn.data import item_titles, pad_left
     from tfrec_dyn.training import PreparedData, Run
 
     run = Run.load(args.run)
-    if not hasattr(run.model, "pathways"):
-        raise CliError(f"{run.config.model} has nothing to explain; explain works for: retr")
+    explainer = next((f for attribute, f in EXPLAINERS if hasattr(run.model, attribute)), None)
+    if explainer is None:
+        raise CliError(f"{run.config.model} has nothing to explain; explain works for: retr, rdrsr")
     data = PreparedData.from_config(run.config, vocab=run.vocab)
     test = data.split.test
     users = list(test.inputs.user_ids)
@@ -193,21 +196,47 @@ def _explain(args) -> dict:
         raise CliError(f"user {args.user!r} is not in {run.config.data} (users look like {', '.join(users[:3])})")
     index = users.index(args.user)
     history = list(test.inputs.items[index])[-run.config.max_len:]
-    masks = run.model.pathways({"item_ids": pad_left([run.vocab.encode(history)], run.config.max_len)})
-    masks = masks.numpy()[0][:, -len(history):]  # [layers, items of the history]
+    inputs = {"item_ids": pad_left([run.vocab.encode(history)], run.config.max_len)}
     titles = item_titles(run.config.data) if run.config.data else {}
-    shown = range(max(0, len(history) - args.last), len(history))
+    target = test.target_items()[index]
+    result = {"model": run.config.model, "user": args.user, "target": target, **explainer(
+        run.model, inputs, history, titles, args)}
+    print(f"held-out next item: {target} {titles.get(target, '')}")
+    return result
+
+
+def _explain_pathways(model, inputs, history, titles, args) -> dict:
+    masks = model.pathways(inputs).numpy()[0][:, -len(history):]  # [layers, items of the history]
     layers = masks.shape[0]
     print(f"user {args.user}: {len(history)} items in the model's window; "
           + ", ".join(f"layer {l + 1} routes {int(masks[l].sum())}" for l in range(layers)) + " (# = routed)")
     print("  " + " ".join(f"L{l + 1}" for l in range(layers)) + "  item (oldest first)")
-    for i in shown:
+    for i in range(max(0, len(history) - args.last), len(history)):
         marks = " ".join(" #" if masks[l, i] else " ." for l in range(layers))
         print(f"  {marks}  {history[i]:<8} {titles.get(history[i], '')}")
-    print(f"held-out next item: {test.target_items()[index]} {titles.get(test.target_items()[index], '')}")
-    return {"model": run.config.model, "user": args.user, "target": test.target_items()[index],
-            "items": [{"item": history[i], "title": titles.get(history[i]),
+    return {"items": [{"item": history[i], "title": titles.get(history[i]),
                        "kept": [bool(masks[l, i]) for l in range(layers)]} for i in range(len(history))]}
+
+
+def _explain_interests(model, inputs, history, titles, args) -> dict:
+    found = {k: v.numpy()[0] for k, v in model.interests(inputs).items()}
+    window = history[-len(found["assignment"]):]
+    assignment = found["assignment"][-len(window):]
+    count = int(found["count"])
+    print(f"user {args.user}: {count} interest(s) over the last {len(window)} items (of {len(history)})")
+    groups = []
+    for interest in range(count):
+        members = [(i, window[i]) for i in range(len(window)) if assignment[i] == interest]
+        groups.append([item for _, item in members])
+        print(f"  interest {interest + 1}: {len(members)} item(s)")
+        for position, item in members:
+            print(f"    {position + 1:>3}. {item:<8} {titles.get(item, '')}")
+    return {"count": count, "interests": [[{"item": item, "title": titles.get(item)} for item in group]
+                                          for group in groups]}
+
+
+# model attribute -> how to show it
+EXPLAINERS = (("pathways", _explain_pathways), ("interests", _explain_interests))
 
 
 def _datasets(args) -> dict:

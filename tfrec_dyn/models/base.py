@@ -22,8 +22,8 @@ import tf_keras as keras
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 
-LOSSES = ("bce", "bpr", "ce")
-SAMPLED_LOSSES = ("bce", "bpr")  # the losses that need `negatives` in the batch
+LOSSES = ("bce", "bpr", "sampled_ce", "ce")
+SAMPLED_LOSSES = ("bce", "bpr", "sampled_ce")  # the losses that need `negatives` in the batch
 
 
 def mask_seen(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
@@ -43,8 +43,9 @@ class SequentialRecommender(keras.Model):
       max_len: longest input sequence the model takes.
       loss: "bce" (binary cross-entropy of each target against the sampled
         negatives, SASRec's loss), "bpr" (pairwise -log σ(s_target - s_negative),
-        averaged over the sampled negatives; RETR's eq. 7) or "ce" (full-softmax
-        cross-entropy over all items).
+        averaged over the sampled negatives; RETR's eq. 7), "sampled_ce"
+        (softmax cross-entropy over the target and the sampled negatives) or
+        "ce" (full-softmax cross-entropy over all items).
     """
 
     def __init__(self, vocab_size, max_len, loss="bce", **kwargs):
@@ -58,6 +59,8 @@ class SequentialRecommender(keras.Model):
         self.vocab_size = int(vocab_size)
         self.max_len = int(max_len)
         self.loss_name = loss
+        # Negatives per position the training batches must carry (the trainer reads this).
+        self.num_negatives = 1 if loss in SAMPLED_LOSSES else 0
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.regularization_loss_tracker = keras.metrics.Mean(name="regularization_loss")
         self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
@@ -93,11 +96,15 @@ class SequentialRecommender(keras.Model):
         """
         if not isinstance(inputs, dict):
             inputs = {"item_ids": inputs}
-        representations = self(inputs, training=training)[:, -1, :]
-        scores = self.logits(representations)
+        scores = self.next_item_logits(inputs, training=training)
         reserved = tf.concat([tf.fill([NUM_RESERVED], -float("inf")),
                               tf.zeros([self.vocab_size - NUM_RESERVED])], 0)
         return scores + reserved
+
+    def next_item_logits(self, inputs, training=False) -> tf.Tensor:
+        """Raw scores [B, V] of every item for each row's next item (override for
+        models whose user state is not one vector at the last position)."""
+        return self.logits(self(inputs, training=training)[:, -1, :])
 
     def recommend(self, inputs, k=10, exclude_seen=True):
         """Top-k (item ids [B, k], scores [B, k]); seen items excluded by default."""
@@ -127,6 +134,8 @@ class SequentialRecommender(keras.Model):
             scores = self.item_logits(representations, candidates)
             if self.loss_name == "bpr":
                 per_position = -tf.reduce_mean(tf.math.log_sigmoid(scores[..., :1] - scores[..., 1:]), -1)
+            elif self.loss_name == "sampled_ce":
+                per_position = -tf.nn.log_softmax(scores, -1)[..., 0]
             else:
                 labels = tf.concat([tf.ones_like(scores[..., :1]), tf.zeros_like(scores[..., 1:])], -1)
                 per_position = tf.reduce_sum(

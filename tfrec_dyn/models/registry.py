@@ -3,10 +3,11 @@
 from tfrec_dyn.models.caser import Caser
 from tfrec_dyn.models.gru4rec import GRU4Rec
 from tfrec_dyn.models.poprec import PopRec
+from tfrec_dyn.models.rdrsr import RDRSR
 from tfrec_dyn.models.retr import RETR
 from tfrec_dyn.models.sasrec import SASRec
 
-MODELS = {"poprec": PopRec, "gru4rec": GRU4Rec, "caser": Caser, "sasrec": SASRec, "retr": RETR}
+MODELS = {"poprec": PopRec, "gru4rec": GRU4Rec, "caser": Caser, "sasrec": SASRec, "retr": RETR, "rdrsr": RDRSR}
 
 
 def build_model(name: str, vocab_size: int, max_len: int, **hyperparameters):

@@ -21,8 +21,9 @@ class TrainConfig:
       batch_size: examples per replica; the global batch is
         `batch_size * strategy.num_replicas_in_sync`.
       learning_rate: Adam learning rate.
-      loss: "bce", "bpr" or "ce"; None keeps the model's own default.
-      num_negatives: sampled negatives per position for the "bce" and "bpr" losses.
+      loss: "bce", "bpr", "sampled_ce" or "ce"; None keeps the model's own default.
+      num_negatives: sampled negatives per training position for the losses
+        that use them; None keeps the model's own (1 for "bce"/"bpr", RDRSR's o).
       negative_sampler: "uniform" or "popularity".
       hyperparameters: extra model constructor arguments (embed_dim, ...).
       seed: seeds weights, shuffling and negatives.
@@ -46,7 +47,7 @@ class TrainConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     loss: Optional[str] = None
-    num_negatives: int = 1
+    num_negatives: Optional[int] = None
     negative_sampler: str = "uniform"
     hyperparameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
     seed: int = 0

@@ -20,7 +20,6 @@ from tfrec_dyn.metrics import (SampledNegatives, evaluate, gini_index, head_tail
                                tail_share, top_k_items)
 from tfrec_dyn.data.input_pipeline import training_dataset
 from tfrec_dyn.models import build_model
-from tfrec_dyn.models.base import SAMPLED_LOSSES
 from tfrec_dyn.training.config import TrainConfig
 from tfrec_dyn.training.experiment import EvalArrays, PreparedData
 from tfrec_dyn.training.run import save_run
@@ -143,7 +142,9 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     with strategy.scope(), precision_scope(config.mixed_precision):
         model = build_model(config.model, vocab_size, config.max_len, **config.model_kwargs())
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    num_negatives = config.num_negatives if getattr(model, "loss_name", "ce") in SAMPLED_LOSSES else 0
+    num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none) ...
+    if num_negatives and config.num_negatives is not None:
+        num_negatives = config.num_negatives              # ... unless the config says how many
     dataset = training_dataset(sequences, vocab_size, config.max_len,
                                config.batch_size * strategy.num_replicas_in_sync, num_negatives=num_negatives,
                                sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed)

@@ -1,0 +1,269 @@
+"""RDRSR: reinforced sequential recommendation with a dynamic number of interests
+(Shao et al., 2022, "Gumble Softmax For User Behavior Modeling")."""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
+from tfrec_dyn.layers import ItemPositionEmbedding
+from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
+from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator, active_interests
+from tfrec_dyn.layers.masks import padding_mask
+from tfrec_dyn.layers.policy import reinforce_loss
+from tfrec_dyn.models.base import SequentialRecommender
+
+SCORINGS = ("max", "policy")
+
+
+def orthogonality_reward(interests: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
+    """Eq. 16: −mean over pairs i < j of active interests of |p_i · p_j|; [B, k, d] -> [B].
+
+    0 for a user with a single interest (no pair).
+    """
+    interests = tf.cast(interests, tf.float32)
+    active = tf.cast(active, tf.float32)
+    dots = tf.abs(tf.einsum("bid,bjd->bij", interests, interests))
+    k = tf.shape(active)[-1]
+    upper = tf.linalg.band_part(tf.ones([k, k]), 0, -1) - tf.eye(k)          # i < j
+    pairs = upper[tf.newaxis] * active[:, :, tf.newaxis] * active[:, tf.newaxis, :]
+    return -tf.reduce_sum(dots * pairs, [1, 2]) / tf.maximum(tf.reduce_sum(pairs, [1, 2]), 1.0)
+
+
+def episode_windows(item_ids: tf.Tensor, targets: tf.Tensor, window_len: int):
+    """One episode per position that has a target: (windows [N, t], targets [N], keep [B·L]).
+
+    The window of position p holds the t items up to and including p (left
+    padded with 0); positions whose target is padding are dropped.
+
+    >>> windows, targets, _ = episode_windows(tf.constant([[0, 3, 4]]), tf.constant([[0, 4, 5]]), 2)
+    >>> windows.numpy().tolist(), targets.numpy().tolist()
+    ([[0, 3], [3, 4]], [4, 5])
+    """
+    item_ids = tf.cast(item_ids, tf.int32)
+    targets = tf.reshape(tf.cast(targets, tf.int32), [-1])
+    padded = tf.pad(item_ids, [[0, 0], [window_len - 1, 0]])
+    windows = tf.reshape(tf.signal.frame(padded, window_len, 1, axis=1), [-1, window_len])
+    keep = tf.not_equal(targets, PAD_ID)
+    return tf.boolean_mask(windows, keep), tf.boolean_mask(targets, keep), keep
+
+
+def best_interest_scores(per_interest: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
+    """max over the active interests: [N, k, C] scores, [N, k] mask -> [N, C]."""
+    per_interest = tf.where(tf.cast(active, tf.bool)[..., tf.newaxis], per_interest, -1e9)
+    return tf.reduce_max(per_interest, axis=1)
+
+
+@keras.utils.register_keras_serializable(package="tfrec_dyn")
+class RDRSR(SequentialRecommender):
+    """A user as a dynamic number of interests, each the average of its items.
+
+    For a window of the user's last t items: item + position embeddings; the
+    `DynamicInterestDiscriminator` (bidirectional attention + user attention +
+    Gumbel-softmax) picks the interest count h ∈ 1..k; the
+    `DynamicInterestAllocator` (a REINFORCE policy) assigns each item to one of
+    the h interests, oldest first.
+
+    Training (`sequence_loss`): every position of a training sequence with a
+    target is one episode – the window of the t items up to it – so a batch of
+    B sequences of length L gives up to B·L episodes, built in the graph.  Per
+    episode, with o sampled negatives:
+      * the policy routes the target item to an interest p_target;
+      * reward (eq. 13-17): R = P(target | p_target) − mean_j P(target | p_j)
+        + λ_o · R_orthogonal, each P a softmax over the target and the o
+        negatives (held constant in the gradient);
+      * L_RL = −log P(actions) · R over the episode's actions (eq. 22);
+      * L_CE: softmax cross-entropy of the target against the o negatives
+        (`loss="sampled_ce"`, eq. 23) or against all items (`loss="ce"`),
+        with the scores of `scoring`;
+      * loss = L_CE + β · L_RL (eq. 24).
+
+    Scoring: `scoring="max"` (default) scores an item by its best active
+    interest, max_j p_j · e_item, for training and prediction alike;
+    `scoring="policy"` follows the paper's prediction (sec. 3.6): the policy
+    routes each candidate to one interest and the score is that interest's dot
+    product (in training, eq. 23 scores all candidates against p_target).
+
+    Choices where the paper is silent or needs a serving-friendly form (all
+    arguments): the user embedding e_u (in the user attention and as the
+    interests' initial value) is the mean item embedding of the window, so new
+    users are served; the target's state uses its (un-positioned) item
+    embedding; `fixed_interests=n` gives RDRSR-F (the count head off, the
+    encoder kept).
+
+    `interests(batch)` returns the inference-time interest count and each
+    window item's interest.
+
+    Args:
+      vocab_size, max_len: see `SequentialRecommender`; the model reads the
+        last `window_len` items of its input.
+      embed_dim: d (paper: 64).
+      window_len: t, the items per episode (paper: 10).
+      max_interests: k (paper: 4 on MovieLens).
+      fixed_interests: None, or n for RDRSR-F.
+      num_blocks, num_heads, dropout: the bidirectional encoder.
+      temperature: Gumbel-softmax τ of the count (paper: 10).
+      policy_hidden_dim: hidden width of the allocation policy (default d).
+      num_negatives: o, sampled negatives per episode (paper: 99).
+      rl_weight: β (paper: 1).
+      orthogonality_weight: λ_o (paper: 0.001).
+      scoring: "max" or "policy", see above.
+      loss: "sampled_ce" (paper) or "ce".
+
+    Example:
+    >>> model = RDRSR(vocab_size=100, max_len=20)
+    >>> batch = {"item_ids": tf.constant([[0, 5, 9, 7]])}
+    >>> model.score(batch).shape, model.interests(batch)["assignment"].shape
+    (TensorShape([1, 100]), TensorShape([1, 10]))
+    """
+
+    def __init__(self, vocab_size, max_len, embed_dim=64, window_len=10, max_interests=4, fixed_interests=None,
+                 num_blocks=1, num_heads=1, dropout=0.2, temperature=10.0, policy_hidden_dim=None,
+                 num_negatives=99, rl_weight=1.0, orthogonality_weight=1e-3, scoring="max", loss="sampled_ce",
+                 **kwargs):
+        if loss not in ("sampled_ce", "ce"):
+            raise ValueError(f"RDRSR's `loss` is 'sampled_ce' or 'ce', got loss={loss!r}")
+        if scoring not in SCORINGS:
+            raise ValueError(f"`scoring` must be one of {SCORINGS}, got scoring={scoring!r}")
+        super().__init__(vocab_size, max_len, loss=loss, **kwargs)
+        if not 0 < int(window_len) <= self.max_len:
+            raise ValueError(f"`window_len` must be in 1..max_len={self.max_len}, got window_len={window_len}")
+        if int(num_negatives) <= 0:
+            raise ValueError(f"`num_negatives` (o) must be positive: the reward needs it, got {num_negatives}")
+        self.embed_dim = int(embed_dim)
+        self.window_len = int(window_len)
+        self.max_interests = int(max_interests)
+        self.fixed_interests = None if fixed_interests is None else int(fixed_interests)
+        self.num_blocks = int(num_blocks)
+        self.num_heads = int(num_heads)
+        self.dropout = float(dropout)
+        self.temperature = float(temperature)
+        self.policy_hidden_dim = None if policy_hidden_dim is None else int(policy_hidden_dim)
+        self.num_negatives = int(num_negatives)  # the reward's o, also for loss="ce"
+        self.rl_weight = float(rl_weight)
+        self.orthogonality_weight = float(orthogonality_weight)
+        self.scoring = scoring
+        self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, self.window_len, dropout=dropout,
+                                               name="embedding")
+        self.discriminator = DynamicInterestDiscriminator(
+            max_interests, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout, temperature=temperature,
+            fixed_interests=fixed_interests, name="discriminator")
+        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-8, name="encoder_norm")
+        self.allocator = DynamicInterestAllocator(max_interests, policy_hidden_dim, name="allocator")
+
+    # ------------------------------------------------------------- episodes
+    def _last_window(self, item_ids):
+        """[B, t]: the last t items of each row, left padded when shorter."""
+        item_ids = tf.cast(item_ids, tf.int32)
+        padded = tf.concat([tf.zeros([tf.shape(item_ids)[0], self.window_len], tf.int32), item_ids], 1)
+        return tf.ensure_shape(padded[:, -self.window_len:], [None, self.window_len])
+
+    def _table(self):
+        return self.embedding.item_embedding.embeddings
+
+    def episode(self, window, training=False):
+        """Runs DID and DIA over windows [N, t]; returns a dict of tensors:
+        interests [N, k, d], active [N, k], count_one_hot [N, k], count_logits,
+        actions [N, t], log_probs [N, t]."""
+        x = self.embedding(window, training=training)
+        valid = tf.cast(padding_mask(window), tf.float32)[..., tf.newaxis]
+        items = tf.gather(tf.cast(self._table(), tf.float32), window)
+        user = tf.reduce_sum(items * valid, 1) / tf.maximum(tf.reduce_sum(valid, 1), 1.0)   # e_u, p^0
+        encoded, count, count_logits = self.discriminator(x, window, user, training=training)
+        encoded = self.encoder_norm(encoded) * tf.cast(valid, encoded.dtype)  # pre-norm blocks end un-normalised
+        active = active_interests(count)
+        interests, actions, log_probs = self.allocator(encoded, window, count, active, user, training=training)
+        return {"interests": interests, "active": active, "count_one_hot": count, "count_logits": count_logits,
+                "actions": actions, "log_probs": log_probs}
+
+    def _scores(self, episode, vectors, routed=None):
+        """Scores [N, C] of candidates from an episode's interests.
+
+        vectors: [N, C, d] per-row candidates, or the [V, d] item table.
+        routed: [N] one interest per row that scores every candidate (eq. 23);
+        otherwise `scoring` decides: "max" over the active interests, or
+        "policy" (each candidate routed to one interest, sec. 3.6).
+        """
+        interests = tf.cast(episode["interests"], tf.float32)
+        per_row = vectors.shape.rank == 3
+        if routed is not None:
+            chosen = tf.gather(interests, routed, batch_dims=1)
+            return tf.einsum("nd,ncd->nc", chosen, vectors) if per_row else tf.matmul(chosen, vectors, transpose_b=True)
+        if self.scoring == "policy":
+            if not per_row:
+                vectors = tf.zeros_like(interests[:, :1, :1]) + vectors[tf.newaxis]
+            action, _ = self.allocator.route(episode["interests"], vectors, episode["count_one_hot"],
+                                             episode["active"], training=False)
+            return tf.einsum("ncd,ncd->nc", tf.gather(interests, action, batch_dims=1), vectors)
+        per_interest = (tf.einsum("nkd,ncd->nkc", interests, vectors) if per_row
+                        else tf.einsum("nkd,cd->nkc", interests, vectors))
+        return best_interest_scores(per_interest, episode["active"])
+
+    # ---------------------------------------------------------- model API
+    def call(self, inputs, training=False):
+        """The episode (see `episode`) of each row's last `window_len` items."""
+        return self.episode(self._last_window(inputs["item_ids"]), training=training)
+
+    def next_item_logits(self, inputs, training=False):
+        return self._scores(self(inputs, training=training), tf.cast(self._table(), tf.float32))
+
+    def interests(self, inputs):
+        """Inference-time allocation of each row's last `window_len` items:
+        `count` [B] (interests chosen, 1..k), `assignment` [B, t] (0-based
+        interest of each window item, −1 at padding) and `item_ids` [B, t]."""
+        if not isinstance(inputs, dict):
+            inputs = {"item_ids": inputs}
+        episode = self(inputs, training=False)
+        count = tf.cast(tf.reduce_sum(episode["active"], -1), tf.int32)
+        return {"count": count, "assignment": episode["actions"], "item_ids": self._last_window(inputs["item_ids"])}
+
+    # --------------------------------------------------------------- losses
+    def sequence_loss(self, batch, training=False):
+        windows, targets, keep = episode_windows(batch["item_ids"], batch["targets"], self.window_len)
+        negatives = tf.cast(batch["negatives"], tf.int32)
+        negatives = tf.boolean_mask(tf.reshape(negatives, [-1, tf.shape(negatives)[-1]]), keep)
+
+        episode = self({"item_ids": windows}, training=training)  # windows are their own last window
+        table = tf.cast(self._table(), tf.float32)
+        target_vectors = tf.gather(table, targets)
+        # The policy routes the target to an interest: the last action of the episode.
+        target_interest, target_log_prob = self.allocator.route(
+            episode["interests"], target_vectors, episode["count_one_hot"], episode["active"], training=training)
+
+        candidates = tf.concat([targets[:, tf.newaxis], negatives], 1)           # target first
+        vectors = tf.gather(table, candidates)
+        # Target and o negatives under every interest: for the rewards (eq. 13-17,
+        # constants for the gradient) and the sampled cross-entropy (eq. 23).
+        per_interest = tf.einsum("nkd,ncd->nkc", tf.cast(episode["interests"], tf.float32), vectors)
+        target_prob = tf.nn.softmax(per_interest, -1)[..., 0]                      # [N, k]
+        active = tf.cast(episode["active"], tf.float32)
+        advantage = tf.gather(target_prob, target_interest, batch_dims=1) - \
+            tf.reduce_sum(target_prob * active, -1) / tf.reduce_sum(active, -1)
+        reward = advantage + self.orthogonality_weight * orthogonality_reward(episode["interests"], active)
+        log_probs = tf.concat([episode["log_probs"], target_log_prob[:, tf.newaxis]], 1)
+        rl_loss = reinforce_loss(log_probs, reward)  # padding steps carry log π = 0
+
+        routed = target_interest if self.scoring == "policy" else None
+        if self.loss_name == "ce":
+            logits = self._scores(episode, table, routed)
+            # Padding and OOV are never targets: keep them out of the softmax.
+            logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+        else:
+            scores = (tf.gather(per_interest, target_interest, batch_dims=1) if routed is not None
+                      else best_interest_scores(per_interest, active))
+            ce = -tf.nn.log_softmax(scores, -1)[:, 0]
+        return tf.reduce_mean(ce) + self.rl_weight * rl_loss
+
+    def output_embeddings(self):
+        return self._table()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "embed_dim": self.embed_dim, "window_len": self.window_len, "max_interests": self.max_interests,
+            "fixed_interests": self.fixed_interests, "num_blocks": self.num_blocks, "num_heads": self.num_heads,
+            "dropout": self.dropout, "temperature": self.temperature, "policy_hidden_dim": self.policy_hidden_dim,
+            "num_negatives": self.num_negatives, "rl_weight": self.rl_weight,
+            "orthogonality_weight": self.orthogonality_weight, "scoring": self.scoring,
+        })
+        return config
