@@ -93,12 +93,23 @@ def configs(args):
             for name in args.models}
 
 
-def run(model_configs, seeds, log=sys.stderr):
-    """{model: [per-seed {"seed", "train_seconds", "full": {...}, "sampled": {...}}]}."""
+def run(model_configs, seeds, log=sys.stderr, extra=None, done=None, checkpoint=None):
+    """{model: [per-seed {"seed", "train_seconds", "full": {...}, "sampled": {...}}]}.
+
+    `extra(name, result)` may add figures of the trained model to each record;
+    `done` holds records of earlier runs to keep instead of training again
+    (same layout; see `--resume`), and `checkpoint(results)` is called after
+    every run so a long benchmark can be stopped and resumed.
+    """
     data = PreparedData.from_config(next(iter(model_configs.values())))
     results = {}
     for name, base in model_configs.items():
         for seed in seeds:
+            earlier = [r for r in (done or {}).get(name, []) if r["seed"] == seed]
+            if earlier:
+                results.setdefault(name, []).append(earlier[0])
+                print(f"{name} seed {seed}: kept from the earlier run", file=log, flush=True)
+                continue
             config = dataclasses.replace(base, seed=seed)
             start = time.perf_counter()
             result = train(config, verbose=0, data=data)
@@ -106,12 +117,26 @@ def run(model_configs, seeds, log=sys.stderr):
                 {"seed": seed, "epochs": config.epochs, "train_seconds": result.train_seconds,
                  "total_seconds": time.perf_counter() - start, **result.metrics,
                  "validation_ndcg10": result.history.get("val_NDCG@10", []),
-                 "validation_hr10": result.history.get("val_HR@10", [])})
+                 "validation_hr10": result.history.get("val_HR@10", []),
+                 **(extra(name, result) if extra else {})})
             full = result.metrics["full"]
             print(f"{name} seed {seed}: full HR@10 {full['HR@10']:.4f} NDCG@10 {full['NDCG@10']:.4f}, "
                   f"sampled NDCG@10 {result.metrics['sampled']['NDCG@10']:.4f} "
                   f"({result.train_seconds:.0f} s training)", file=log, flush=True)
+            if checkpoint:
+                checkpoint(results)
     return results
+
+
+def resumable(json_path, model_configs):
+    """Records of an earlier run of the same command (same configs) in `json_path`, by model."""
+    if not json_path or not os.path.exists(json_path):
+        return {}
+    with open(json_path) as f:
+        earlier = json.load(f)
+    same = {name for name, c in model_configs.items()
+            if earlier.get("configs", {}).get(name) == json.loads(json.dumps(dataclasses.asdict(c)))}
+    return {name: runs for name, runs in earlier.get("results", {}).items() if name in same}
 
 
 def default_loss(name: str) -> str:
@@ -124,11 +149,11 @@ def mean_std(values) -> str:
     return f"{values.mean():.4f} ± {std:.4f}"
 
 
-def table(results, protocol: str, model_configs) -> str:
-    lines = [f"| model | epochs | {' | '.join(METRICS)} | train s |",
-             "|---|---:|" + "---:|" * len(METRICS) + "---:|"]
+def table(results, protocol: str, model_configs, metrics=METRICS) -> str:
+    lines = [f"| model | epochs | {' | '.join(metrics)} | train s |",
+             "|---|---:|" + "---:|" * len(metrics) + "---:|"]
     for name, runs in results.items():
-        cells = [mean_std([r[protocol][metric] for r in runs]) for metric in METRICS]
+        cells = [mean_std([r[protocol][metric] for r in runs]) for metric in metrics]
         times = np.array([r["train_seconds"] for r in runs])
         seconds = f"{times.mean():.0f} ± {times.std(ddof=1) if len(times) > 1 else 0.0:.0f}"
         lines.append(f"| {name} | {model_configs[name].epochs} | {' | '.join(cells)} | {seconds} |")
@@ -155,7 +180,7 @@ def curve_table(results, model_configs) -> str:
     return "\n".join(lines)
 
 
-def report(results, model_configs, seeds, command: str) -> str:
+def report(results, model_configs, seeds, command: str, metrics=METRICS) -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parts = [f"Command: `{command}`  ",
              f"Seeds: {' '.join(map(str, seeds))}; mean ± sample std over seeds; "
@@ -168,7 +193,7 @@ def report(results, model_configs, seeds, command: str) -> str:
               "sampled": "Sampled (target vs. 100 fixed negatives not in the user's sequence)"}
     for protocol in PROTOCOLS:
         parts.append(f"\n#### {titles[protocol]}\n")
-        parts.append(table(results, protocol, model_configs))
+        parts.append(table(results, protocol, model_configs, metrics))
     curves = curve_table(results, model_configs)
     if curves:
         parts.append("\n### Convergence (test figures above are from the last epoch)" + curves)

@@ -95,19 +95,22 @@ def test_explain_prints_retr_pathways_with_titles(tmp_path, capsys):
     assert "user 'no-such-user' is not in ml-100k" in capsys.readouterr().err
 
 
-def test_explain_groups_rdrsr_history_by_interest(tmp_path, capsys):
+@pytest.mark.parametrize("model, groups, noun, hyperparameters", [
+    ("rdrsr", "interests", "interest", {"embed_dim": 16, "num_negatives": 9}),
+    ("adasplit", "subsequences", "sub-sequence", {"embed_dim": 16}),
+])
+def test_explain_groups_the_history(model, groups, noun, hyperparameters, tmp_path, capsys):
     from tfrec_dyn.training import TrainConfig, train
 
-    train(TrainConfig(model="rdrsr", epochs=1, max_len=20, eval_protocols=("full",),
-                      hyperparameters={"embed_dim": 16, "num_negatives": 9}),
-          out_dir=str(tmp_path / "rdrsr"), verbose=0)
-    assert cli.main(["explain", str(tmp_path / "rdrsr"), "--user", "196", "--json"]) == 0
+    train(TrainConfig(model=model, epochs=1, max_len=20, eval_protocols=("full",),
+                      hyperparameters=hyperparameters), out_dir=str(tmp_path / model), verbose=0)
+    assert cli.main(["explain", str(tmp_path / model), "--user", "196", "--json"]) == 0
     printed = capsys.readouterr().out
     explained = json.loads(printed.strip().splitlines()[-1])
-    assert 1 <= explained["count"] == len(explained["interests"]) <= 4
-    assert sum(len(group) for group in explained["interests"]) == 10  # the window, every item in one interest
-    first = next(item for group in explained["interests"] for item in group)
-    assert "interest 1:" in printed and first["title"] in printed
+    assert 1 <= explained["count"] == len(explained[groups]) <= 4
+    assert sum(len(group) for group in explained[groups]) == 10  # the window, every item in one group
+    first = next(item for group in explained[groups] for item in group)
+    assert f"{noun} 1:" in printed and first["title"] in printed
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -11,14 +11,15 @@ import pytest
 import tensorflow as tf
 
 from tfrec_dyn.data import Vocabulary, pad_left
-from tfrec_dyn.models import RDRSR, RETR, SASRec
+from tfrec_dyn.models import RDRSR, RETR, AdaSplit, SASRec
 from tfrec_dyn.serving.export import WARMUP_FILE, export_saved_model
 
 MAX_LEN = 6
 
 
-@pytest.fixture(scope="module", params=[SASRec, RETR, functools.partial(RDRSR, window_len=4)],
-                ids=["sasrec", "retr", "rdrsr"])
+@pytest.fixture(scope="module", params=[SASRec, RETR, functools.partial(RDRSR, window_len=4),
+                                        functools.partial(AdaSplit, window_len=4)],
+                ids=["sasrec", "retr", "rdrsr", "adasplit"])
 def exported(request, tmp_path_factory):
     """Every model exports through the same code and serves the same request format."""
     vocab = Vocabulary([f"item{i}" for i in range(20)])

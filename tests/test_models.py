@@ -14,8 +14,8 @@ ITEMS = tf.constant([[0, 0, 0, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7, 8, 9]], tf.int
 BATCH = {"item_ids": ITEMS, "targets": tf.concat([ITEMS[:, 1:], tf.constant([[9], [10]])], 1),
          "negatives": tf.fill([2, L, 1], 20)}
 NEURAL = ["sasrec", "gru4rec", "caser", "retr"]
-# Arguments a model needs to fit the tiny batch above (RDRSR's default window and o=99 do not).
-SMALL = {"rdrsr": {"window_len": 4, "num_negatives": 1}}
+# Arguments a model needs to fit the tiny batch above (the default windows of 10 and o=99 do not).
+SMALL = {"rdrsr": {"window_len": 4, "num_negatives": 1}, "adasplit": {"window_len": 4}}
 
 
 @pytest.mark.parametrize("name", NEURAL)

@@ -89,7 +89,7 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["retr", "rdrsr"])
+@pytest.mark.parametrize("model", ["retr", "rdrsr", "adasplit"])
 def test_pipeline_trains_and_pushes_other_models(model, tmp_path):
     """`--model NAME` plugs into the same pipeline and pushes a model that serves the same requests."""
     data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"

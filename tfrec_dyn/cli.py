@@ -3,7 +3,7 @@
     tfrec-dyn train --model sasrec --data ml-100k --epochs 50 --out runs/sasrec
     tfrec-dyn evaluate runs/sasrec --protocol sampled
     tfrec-dyn recommend runs/sasrec --history 50,172,133 -k 10
-    tfrec-dyn explain runs/retr --user 196        (also runs/rdrsr: history by interest)
+    tfrec-dyn explain runs/retr --user 196        (also rdrsr / adasplit runs: history by interest / sub-sequence)
     tfrec-dyn datasets
     tfrec-dyn serve --model_base_path saved_models/sasrec
 
@@ -15,6 +15,7 @@ input give a one-line error and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -181,14 +182,14 @@ def _recommend(args) -> dict:
 
 def _explain(args) -> dict:
     """The user's test-split history (what the model saw to predict the held-out item)
-    as the model structured it: RETR's pathways, RDRSR's interests."""
+    as the model structured it: RETR's pathways, RDRSR's interests, AdaSplit's sub-sequences."""
     from tfrec_dyn.data import item_titles, pad_left
     from tfrec_dyn.training import PreparedData, Run
 
     run = Run.load(args.run)
     explainer = next((f for attribute, f in EXPLAINERS if hasattr(run.model, attribute)), None)
     if explainer is None:
-        raise CliError(f"{run.config.model} has nothing to explain; explain works for: retr, rdrsr")
+        raise CliError(f"{run.config.model} has nothing to explain; explain works for: retr, rdrsr, adasplit")
     data = PreparedData.from_config(run.config, vocab=run.vocab)
     test = data.split.test
     users = list(test.inputs.user_ids)
@@ -218,25 +219,28 @@ def _explain_pathways(model, inputs, history, titles, args) -> dict:
                        "kept": [bool(masks[l, i]) for l in range(layers)]} for i in range(len(history))]}
 
 
-def _explain_interests(model, inputs, history, titles, args) -> dict:
-    found = {k: v.numpy()[0] for k, v in model.interests(inputs).items()}
+def _explain_groups(method, noun, model, inputs, history, titles, args) -> dict:
+    """RDRSR's interests / AdaSplit's sub-sequences: the window's items by group."""
+    found = {k: v.numpy()[0] for k, v in getattr(model, method)(inputs).items()}
     window = history[-len(found["assignment"]):]
     assignment = found["assignment"][-len(window):]
     count = int(found["count"])
-    print(f"user {args.user}: {count} interest(s) over the last {len(window)} items (of {len(history)})")
+    print(f"user {args.user}: {count} {noun}(s) over the last {len(window)} items (of {len(history)})")
     groups = []
-    for interest in range(count):
-        members = [(i, window[i]) for i in range(len(window)) if assignment[i] == interest]
+    for group in range(count):
+        members = [(i, window[i]) for i in range(len(window)) if assignment[i] == group]
         groups.append([item for _, item in members])
-        print(f"  interest {interest + 1}: {len(members)} item(s)")
+        print(f"  {noun} {group + 1}: {len(members)} item(s)")
         for position, item in members:
             print(f"    {position + 1:>3}. {item:<8} {titles.get(item, '')}")
-    return {"count": count, "interests": [[{"item": item, "title": titles.get(item)} for item in group]
-                                          for group in groups]}
+    return {"count": count, method: [[{"item": item, "title": titles.get(item)} for item in group]
+                                     for group in groups]}
 
 
 # model attribute -> how to show it
-EXPLAINERS = (("pathways", _explain_pathways), ("interests", _explain_interests))
+EXPLAINERS = (("pathways", _explain_pathways),
+              ("interests", functools.partial(_explain_groups, "interests", "interest")),
+              ("subsequences", functools.partial(_explain_groups, "subsequences", "sub-sequence")))
 
 
 def _datasets(args) -> dict:

@@ -1,5 +1,6 @@
 """Reusable Keras layers (all registered under the `tfrec_dyn` package)."""
 
+from tfrec_dyn.layers.attention_gru import AttentionGRU
 from tfrec_dyn.layers.embedding import ItemPositionEmbedding
 from tfrec_dyn.layers.gumbel import gumbel_noise, gumbel_softmax
 from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
@@ -7,10 +8,13 @@ from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator
 from tfrec_dyn.layers.masks import attention_mask, causal_mask, padding_mask
 from tfrec_dyn.layers.path_attention import PathMultiHeadAttention, PathTransformerBlock
 from tfrec_dyn.layers.pathway_router import PathwayRouter
-from tfrec_dyn.layers.policy import CategoricalPolicy, discounted_returns, reinforce_loss
+from tfrec_dyn.layers.policy import (CategoricalPolicy, discounted_returns, orthogonality_reward, reinforce_loss,
+                                     sample_action)
+from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator, curriculum_weight
 from tfrec_dyn.layers.transformer import CausalTransformerBlock
 
 __all__ = [
+    "AttentionGRU",
     "CategoricalPolicy",
     "CausalTransformerBlock",
     "DynamicInterestAllocator",
@@ -19,12 +23,16 @@ __all__ = [
     "PathMultiHeadAttention",
     "PathTransformerBlock",
     "PathwayRouter",
+    "SubsequenceAllocator",
     "active_interests",
     "attention_mask",
     "causal_mask",
+    "curriculum_weight",
     "discounted_returns",
     "gumbel_noise",
     "gumbel_softmax",
+    "orthogonality_reward",
     "padding_mask",
     "reinforce_loss",
+    "sample_action",
 ]

@@ -22,6 +22,7 @@ class ItemPositionEmbedding(keras.layers.Layer):
       max_len: longest input sequence L (number of position embeddings).
       dropout: dropout rate applied to the sum.
       scale: multiply item embeddings by sqrt(d) (SASRec's choice).
+      positions: False leaves the position embedding out (no position table).
 
     Input: int `item_ids` [B, L<=max_len]. Output: float [B, L, d].
 
@@ -32,7 +33,7 @@ class ItemPositionEmbedding(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size, embed_dim, max_len, dropout=0.0, scale=True,
-                 embeddings_initializer="glorot_uniform", **kwargs):
+                 embeddings_initializer="glorot_uniform", positions=True, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("max_len", max_len)):
             if int(value) <= 0:
@@ -42,6 +43,7 @@ class ItemPositionEmbedding(keras.layers.Layer):
         self.max_len = int(max_len)
         self.dropout = float(dropout)
         self.scale = bool(scale)
+        self.positions = bool(positions)
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
 
     def build(self, input_shape):
@@ -53,10 +55,11 @@ class ItemPositionEmbedding(keras.layers.Layer):
             self.vocab_size, self.embed_dim,
             embeddings_initializer=initializer(), name="item_embedding", dtype=self.dtype_policy)
         self.item_embedding.build(input_shape)
-        self.position_embedding = keras.layers.Embedding(
-            self.max_len, self.embed_dim,
-            embeddings_initializer=initializer(), name="position_embedding", dtype=self.dtype_policy)
-        self.position_embedding.build((self.max_len,))
+        if self.positions:
+            self.position_embedding = keras.layers.Embedding(
+                self.max_len, self.embed_dim,
+                embeddings_initializer=initializer(), name="position_embedding", dtype=self.dtype_policy)
+            self.position_embedding.build((self.max_len,))
         self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout", dtype=self.dtype_policy)
         super().build(input_shape)
 
@@ -64,9 +67,9 @@ class ItemPositionEmbedding(keras.layers.Layer):
         x = self.item_embedding(item_ids)
         if self.scale:
             x = x * math.sqrt(self.embed_dim)
-        length = tf.shape(item_ids)[1]
-        # Positions count from the left edge of the (left-padded) window.
-        x = x + self.position_embedding(tf.range(length))[tf.newaxis]
+        if self.positions:
+            # Positions count from the left edge of the (left-padded) window.
+            x = x + self.position_embedding(tf.range(tf.shape(item_ids)[1]))[tf.newaxis]
         x = self.dropout_layer(x, training=training)
         return x * tf.cast(padding_mask(item_ids), x.dtype)[..., tf.newaxis]
 
@@ -74,7 +77,7 @@ class ItemPositionEmbedding(keras.layers.Layer):
         config = super().get_config()
         config.update({
             "vocab_size": self.vocab_size, "embed_dim": self.embed_dim,
-            "max_len": self.max_len, "dropout": self.dropout, "scale": self.scale,
+            "max_len": self.max_len, "dropout": self.dropout, "scale": self.scale, "positions": self.positions,
             "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
         })
         return config

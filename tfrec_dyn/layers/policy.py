@@ -7,8 +7,11 @@ with a stochastic policy trained by REINFORCE (Williams, 1992):
   actions allowed for each row; samples in training (Gumbel-max, so the draw
   uses the same noise as `gumbel_softmax`), takes the arg-max at inference, and
   returns the log-probability of the action it took;
+* `sample_action` – that draw for logits computed elsewhere (AdaSplit scores
+  each sub-sequence separately);
 * `reinforce_loss` – −Σ_t log π(a_t | s_t) · (R − b), rewards held constant;
-* `discounted_returns` – G_t = Σ_{t' ≥ t} γ^{t'−t} r_{t'} over the valid steps.
+* `discounted_returns` – G_t = Σ_{t' ≥ t} γ^{t'−t} r_{t'} over the valid steps;
+* `orthogonality_reward` – −mean |p_i · p_j| over pairs of active interests.
 """
 
 import tensorflow as tf
@@ -24,6 +27,16 @@ def masked_log_softmax(logits: tf.Tensor, allowed: tf.Tensor) -> tf.Tensor:
     """log-softmax of `logits` [..., A] over the actions where `allowed` is true."""
     logits = tf.where(tf.cast(allowed, tf.bool), tf.cast(logits, tf.float32), _DISALLOWED)
     return tf.nn.log_softmax(logits, axis=-1)
+
+
+def sample_action(log_probs: tf.Tensor, training=None):
+    """(action [...], its log-probability [...]) from log-probabilities [..., A]:
+    a Gumbel-max sample in training, the arg-max at inference."""
+    if training:
+        action = tf.argmax(log_probs + gumbel_noise(tf.shape(log_probs)), axis=-1, output_type=tf.int32)
+    else:
+        action = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+    return action, tf.gather(log_probs, action, batch_dims=len(action.shape))
 
 
 @keras.utils.register_keras_serializable(package="tfrec_dyn")
@@ -69,11 +82,7 @@ class CategoricalPolicy(keras.layers.Layer):
 
     def call(self, state, allowed, training=None):
         log_probs = masked_log_softmax(self.logits(state), allowed)
-        if training:
-            action = tf.argmax(log_probs + gumbel_noise(tf.shape(log_probs)), axis=-1, output_type=tf.int32)
-        else:
-            action = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
-        log_prob = tf.gather(log_probs, action, batch_dims=len(action.shape))
+        action, log_prob = sample_action(log_probs, training)
         return action, log_prob, log_probs
 
     def get_config(self):
@@ -127,3 +136,19 @@ def discounted_returns(rewards: tf.Tensor, gamma: float, mask=None) -> tf.Tensor
                                (tf.transpose(tf.reverse(rewards, [1])), tf.transpose(tf.reverse(mask, [1]))),
                                initializer=tf.zeros_like(rewards[:, 0]))
     return tf.reverse(tf.transpose(reversed_returns), [1]) * mask
+
+
+def orthogonality_reward(interests: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
+    """−mean over pairs i < j of active interests of |p_i · p_j| (RDRSR eq. 16,
+    AdaSplit eq. 15); [B, k, d], [B, k] -> [B]. 0 for a single interest (no pair).
+
+    >>> orthogonality_reward(tf.constant([[[1.0, 0.0], [1.0, 1.0]]]), tf.constant([[1.0, 1.0]])).numpy().tolist()
+    [-1.0]
+    """
+    interests = tf.cast(interests, tf.float32)
+    active = tf.cast(active, tf.float32)
+    dots = tf.abs(tf.einsum("bid,bjd->bij", interests, interests))
+    k = tf.shape(active)[-1]
+    upper = tf.linalg.band_part(tf.ones([k, k]), 0, -1) - tf.eye(k)          # i < j
+    pairs = upper[tf.newaxis] * active[:, :, tf.newaxis] * active[:, tf.newaxis, :]
+    return -tf.reduce_sum(dots * pairs, [1, 2]) / tf.maximum(tf.reduce_sum(pairs, [1, 2]), 1.0)

@@ -4,47 +4,16 @@
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
+from tfrec_dyn.data.vocabulary import NUM_RESERVED
 from tfrec_dyn.layers import ItemPositionEmbedding
 from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
 from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator, active_interests
 from tfrec_dyn.layers.masks import padding_mask
-from tfrec_dyn.layers.policy import reinforce_loss
+from tfrec_dyn.layers.policy import orthogonality_reward, reinforce_loss
 from tfrec_dyn.models.base import SequentialRecommender
+from tfrec_dyn.models.episodes import episode_windows
 
 SCORINGS = ("max", "policy")
-
-
-def orthogonality_reward(interests: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
-    """Eq. 16: −mean over pairs i < j of active interests of |p_i · p_j|; [B, k, d] -> [B].
-
-    0 for a user with a single interest (no pair).
-    """
-    interests = tf.cast(interests, tf.float32)
-    active = tf.cast(active, tf.float32)
-    dots = tf.abs(tf.einsum("bid,bjd->bij", interests, interests))
-    k = tf.shape(active)[-1]
-    upper = tf.linalg.band_part(tf.ones([k, k]), 0, -1) - tf.eye(k)          # i < j
-    pairs = upper[tf.newaxis] * active[:, :, tf.newaxis] * active[:, tf.newaxis, :]
-    return -tf.reduce_sum(dots * pairs, [1, 2]) / tf.maximum(tf.reduce_sum(pairs, [1, 2]), 1.0)
-
-
-def episode_windows(item_ids: tf.Tensor, targets: tf.Tensor, window_len: int):
-    """One episode per position that has a target: (windows [N, t], targets [N], keep [B·L]).
-
-    The window of position p holds the t items up to and including p (left
-    padded with 0); positions whose target is padding are dropped.
-
-    >>> windows, targets, _ = episode_windows(tf.constant([[0, 3, 4]]), tf.constant([[0, 4, 5]]), 2)
-    >>> windows.numpy().tolist(), targets.numpy().tolist()
-    ([[0, 3], [3, 4]], [4, 5])
-    """
-    item_ids = tf.cast(item_ids, tf.int32)
-    targets = tf.reshape(tf.cast(targets, tf.int32), [-1])
-    padded = tf.pad(item_ids, [[0, 0], [window_len - 1, 0]])
-    windows = tf.reshape(tf.signal.frame(padded, window_len, 1, axis=1), [-1, window_len])
-    keep = tf.not_equal(targets, PAD_ID)
-    return tf.boolean_mask(windows, keep), tf.boolean_mask(targets, keep), keep
 
 
 def best_interest_scores(per_interest: tf.Tensor, active: tf.Tensor) -> tf.Tensor:

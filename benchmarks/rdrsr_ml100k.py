@@ -1,0 +1,130 @@
+"""RDRSR vs its fixed-count variants and the baselines on MovieLens-100K (the RDRSR paper's Table 1/2 setting).
+
+The paper's protocol: leave-one-out, every item the user has not interacted
+with a candidate (our `full` protocol), d = 64, window t = 10, k = 4 interests,
+o = 99 sampled negatives, Adam 1e-3; HR and NDCG at 10 and 50.
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/rdrsr_ml100k.py --seeds 0 1 2 \\
+        --out benchmarks/results/rdrsr_ml100k.md --json benchmarks/results/rdrsr_ml100k.json
+
+Variants: `rdrsr` (k = 4, the count chosen by the DID), `rdrsr-3` (k = 3),
+`rdrsr-f3` (RDRSR-F: the DID's count head off, always 3 interests), and
+SASRec, GRU4Rec and Caser with their budgets from `baselines_ml100k.py`.
+For every RDRSR variant the report also gives the distribution of the
+interest count chosen for the test users (inference-time arg-max).
+
+The RDRSR epoch budget (60) was picked with the validation sweep: validation
+NDCG@10 still rising at 50 epochs, best at 55 (benchmarks/results/rdrsr_epoch_sweep.md):
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/rdrsr_ml100k.py --variants rdrsr --seeds 0 \
+        --epochs 60 --validate-every 5 --out benchmarks/results/rdrsr_epoch_sweep.md \
+        --json benchmarks/results/rdrsr_epoch_sweep.json
+
+A full run takes hours on 2 CPU cores (an RDRSR epoch is about 12-19 s there):
+`--json` is rewritten after every training run and `--resume` keeps the runs
+already in it (same configuration), so the benchmark can go on where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+
+import numpy as np
+
+import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from baselines_ml100k import DEFAULT_EPOCHS, mean_std, report, resumable, run
+from tfrec_dyn.training import TrainConfig
+
+RDRSR_EPOCHS = 60
+# name -> (model, hyperparameters, epochs); d = 64 is every model's default.
+VARIANTS = {
+    "rdrsr": ("rdrsr", {"window_len": 10, "max_interests": 4, "num_negatives": 99}, RDRSR_EPOCHS),
+    "rdrsr-3": ("rdrsr", {"window_len": 10, "max_interests": 3, "num_negatives": 99}, RDRSR_EPOCHS),
+    "rdrsr-f3": ("rdrsr", {"window_len": 10, "max_interests": 3, "fixed_interests": 3, "num_negatives": 99},
+                 RDRSR_EPOCHS),
+    "sasrec": ("sasrec", {}, DEFAULT_EPOCHS["sasrec"]),
+    "gru4rec": ("gru4rec", {}, DEFAULT_EPOCHS["gru4rec"]),
+    "caser": ("caser", {}, DEFAULT_EPOCHS["caser"]),
+}
+METRICS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
+PAPER = {"HR@10": 0.1480, "NDCG@10": 0.0660, "HR@50": 0.4390, "NDCG@50": 0.1290}  # RDRSR, Table 1
+
+
+def configs(names, epochs, max_len, validate_every):
+    return {name: TrainConfig(model=VARIANTS[name][0], data="ml-100k", max_len=max_len,
+                              epochs=epochs or VARIANTS[name][2], hyperparameters=dict(VARIANTS[name][1]),
+                              validate_every=validate_every, restore_best=False)
+            for name in names}
+
+
+def interest_counts(name, result, batch_size=256):
+    """Share of test users per chosen interest count (1..k), for RDRSR variants."""
+    model = result.model
+    if not hasattr(model, "interests"):
+        return {}
+    histories = result.data.eval_arrays("test", model.max_len).histories
+    counts = np.concatenate([model.interests({"item_ids": histories[i:i + batch_size]})["count"].numpy()
+                             for i in range(0, len(histories), batch_size)])
+    k = model.max_interests
+    return {"interest_counts": (np.bincount(counts, minlength=k + 1)[1:] / len(counts)).tolist()}
+
+
+def count_table(results) -> str:
+    rows = {name: runs for name, runs in results.items() if "interest_counts" in runs[0]}
+    if not rows:
+        return ""
+    k = max(len(runs[0]["interest_counts"]) for runs in rows.values())
+    lines = ["\n#### Interest count chosen for the test users (share of users, mean ± std over seeds)\n",
+             "| model | " + " | ".join(f"{n} interest{'s' if n > 1 else ''}" for n in range(1, k + 1)) + " |",
+             "|---|" + "---:|" * k]
+    for name, runs in rows.items():
+        shares = np.array([r["interest_counts"] + [0.0] * (k - len(r["interest_counts"])) for r in runs])
+        lines.append(f"| {name} | " + " | ".join(mean_std(shares[:, n]) for n in range(k)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, help="one epoch budget for every variant (default: each its own)")
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--validate-every", type=int, default=0,
+                        help="also report validation HR@10 / NDCG@10 every N epochs (the sweep)")
+    parser.add_argument("--out", help="also write the Markdown tables to this file")
+    parser.add_argument("--json", dest="json_out", help="also write every run's figures as JSON here "
+                                                        "(after every training run)")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+    args = parser.parse_args(argv)
+
+    model_configs = configs(args.variants, args.epochs, args.max_len, args.validate_every)
+    command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/rdrsr_ml100k.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
+
+    def write_json(results):
+        if args.json_out:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
+            with open(args.json_out, "w") as f:
+                json.dump({"command": command, "configs": {n: dataclasses.asdict(c) for n, c in model_configs.items()},
+                           "results": results}, f, indent=2, default=float)
+
+    done = resumable(args.json_out, model_configs) if args.resume else {}
+    results = run(model_configs, args.seeds, extra=interest_counts, done=done, checkpoint=write_json)
+    write_json(results)
+    paper = " | ".join(f"{PAPER[m]:.4f}" for m in METRICS)
+    text = report(results, model_configs, args.seeds, command.strip(), metrics=METRICS) + count_table(results) + \
+        f"\nThe paper's RDRSR on MovieLens-100K (Table 1, full ranking): {paper} ({' / '.join(METRICS)}).\n"
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()

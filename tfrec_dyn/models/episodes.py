@@ -1,0 +1,25 @@
+"""Training episodes of the allocation models (RDRSR, AdaSplit): one per target position."""
+
+import tensorflow as tf
+
+from tfrec_dyn.data.vocabulary import PAD_ID
+
+
+def episode_windows(item_ids: tf.Tensor, targets: tf.Tensor, window_len: int):
+    """One episode per position that has a target: (windows [N, t], targets [N], keep [B·L]).
+
+    The window of position p holds the t items up to and including p (left
+    padded with 0); positions whose target is padding are dropped. Built in
+    the graph, so a batch of B sequences of length L gives up to B·L episodes
+    without a Python loop.
+
+    >>> windows, targets, _ = episode_windows(tf.constant([[0, 3, 4]]), tf.constant([[0, 4, 5]]), 2)
+    >>> windows.numpy().tolist(), targets.numpy().tolist()
+    ([[0, 3], [3, 4]], [4, 5])
+    """
+    item_ids = tf.cast(item_ids, tf.int32)
+    targets = tf.reshape(tf.cast(targets, tf.int32), [-1])
+    padded = tf.pad(item_ids, [[0, 0], [window_len - 1, 0]])
+    windows = tf.reshape(tf.signal.frame(padded, window_len, 1, axis=1), [-1, window_len])
+    keep = tf.not_equal(targets, PAD_ID)
+    return tf.boolean_mask(windows, keep), tf.boolean_mask(targets, keep), keep
