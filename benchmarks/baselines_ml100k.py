@@ -93,15 +93,16 @@ def configs(args):
             for name in args.models}
 
 
-def run(model_configs, seeds, log=sys.stderr, extra=None, done=None, checkpoint=None):
+def run(model_configs, seeds, log=sys.stderr, extra=None, done=None, checkpoint=None, data=None):
     """{model: [per-seed {"seed", "train_seconds", "full": {...}, "sampled": {...}}]}.
 
     `extra(name, result)` may add figures of the trained model to each record;
     `done` holds records of earlier runs to keep instead of training again
     (same layout; see `--resume`), and `checkpoint(results)` is called after
-    every run so a long benchmark can be stopped and resumed.
+    every run so a long benchmark can be stopped and resumed. `data`: the
+    prepared data (default: read from the first config).
     """
-    data = PreparedData.from_config(next(iter(model_configs.values())))
+    data = data or PreparedData.from_config(next(iter(model_configs.values())))
     results = {}
     for name, base in model_configs.items():
         for seed in seeds:
@@ -126,6 +127,34 @@ def run(model_configs, seeds, log=sys.stderr, extra=None, done=None, checkpoint=
             if checkpoint:
                 checkpoint(results)
     return results
+
+
+def group_counts(name, result, batch_size=256):
+    """Share of test users per number of groups the model formed (RDRSR's
+    interests, AdaSplit's sub-sequences; inference time): {"group_counts": [1, 2, ...]}."""
+    model = result.model
+    method = next((getattr(model, m) for m in ("interests", "subsequences") if hasattr(model, m)), None)
+    if method is None:
+        return {}
+    histories = result.data.eval_arrays("test", model.max_len).histories
+    counts = np.concatenate([method({"item_ids": histories[i:i + batch_size]})["count"].numpy()
+                             for i in range(0, len(histories), batch_size)])
+    k = getattr(model, "max_interests", None) or model.allocator.max_subsequences
+    return {"group_counts": (np.bincount(counts, minlength=k + 1)[1:] / len(counts)).tolist()}
+
+
+def count_table(results, what: str) -> str:
+    """Markdown: share of test users per group count, mean ± std over seeds."""
+    rows = {name: runs for name, runs in results.items() if "group_counts" in runs[0]}
+    if not rows:
+        return ""
+    k = max(len(runs[0]["group_counts"]) for runs in rows.values())
+    lines = [f"\n#### {what} chosen for the test users (share of users, mean ± std over seeds)\n",
+             "| model | " + " | ".join(str(n) for n in range(1, k + 1)) + " |", "|---|" + "---:|" * k]
+    for name, runs in rows.items():
+        shares = np.array([r["group_counts"] + [0.0] * (k - len(r["group_counts"])) for r in runs])
+        lines.append(f"| {name} | " + " | ".join(mean_std(shares[:, n]) for n in range(k)) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def resumable(json_path, model_configs):

@@ -37,7 +37,7 @@ import sys
 import numpy as np
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import DEFAULT_EPOCHS, mean_std, report, resumable, run
+from baselines_ml100k import DEFAULT_EPOCHS, count_table, group_counts, report, resumable, run
 from tfrec_dyn.training import TrainConfig
 
 RDRSR_EPOCHS = 60
@@ -60,32 +60,6 @@ def configs(names, epochs, max_len, validate_every):
                               epochs=epochs or VARIANTS[name][2], hyperparameters=dict(VARIANTS[name][1]),
                               validate_every=validate_every, restore_best=False)
             for name in names}
-
-
-def interest_counts(name, result, batch_size=256):
-    """Share of test users per chosen interest count (1..k), for RDRSR variants."""
-    model = result.model
-    if not hasattr(model, "interests"):
-        return {}
-    histories = result.data.eval_arrays("test", model.max_len).histories
-    counts = np.concatenate([model.interests({"item_ids": histories[i:i + batch_size]})["count"].numpy()
-                             for i in range(0, len(histories), batch_size)])
-    k = model.max_interests
-    return {"interest_counts": (np.bincount(counts, minlength=k + 1)[1:] / len(counts)).tolist()}
-
-
-def count_table(results) -> str:
-    rows = {name: runs for name, runs in results.items() if "interest_counts" in runs[0]}
-    if not rows:
-        return ""
-    k = max(len(runs[0]["interest_counts"]) for runs in rows.values())
-    lines = ["\n#### Interest count chosen for the test users (share of users, mean ± std over seeds)\n",
-             "| model | " + " | ".join(f"{n} interest{'s' if n > 1 else ''}" for n in range(1, k + 1)) + " |",
-             "|---|" + "---:|" * k]
-    for name, runs in rows.items():
-        shares = np.array([r["interest_counts"] + [0.0] * (k - len(r["interest_counts"])) for r in runs])
-        lines.append(f"| {name} | " + " | ".join(mean_std(shares[:, n]) for n in range(k)) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
@@ -114,10 +88,11 @@ def main(argv=None):
                            "results": results}, f, indent=2, default=float)
 
     done = resumable(args.json_out, model_configs) if args.resume else {}
-    results = run(model_configs, args.seeds, extra=interest_counts, done=done, checkpoint=write_json)
+    results = run(model_configs, args.seeds, extra=group_counts, done=done, checkpoint=write_json)
     write_json(results)
     paper = " | ".join(f"{PAPER[m]:.4f}" for m in METRICS)
-    text = report(results, model_configs, args.seeds, command.strip(), metrics=METRICS) + count_table(results) + \
+    text = report(results, model_configs, args.seeds, command.strip(), metrics=METRICS) + \
+        count_table(results, "Interest count") + \
         f"\nThe paper's RDRSR on MovieLens-100K (Table 1, full ranking): {paper} ({' / '.join(METRICS)}).\n"
     print(text)
     if args.out:
