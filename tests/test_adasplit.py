@@ -17,7 +17,9 @@ WINDOW = tf.constant([[0, 0, 3, 4, 5, 6], [2, 3, 4, 5, 6, 7]], tf.int32)
 
 
 def _allocator_args(d=8):
-    return [tf.random.stateless_normal([2, 6, d], [0, 1]), WINDOW, tf.random.stateless_normal([V, d], [0, 2])]
+    """items, ids, context, reward items."""
+    return [tf.random.stateless_normal([2, 6, d], [0, 1]), WINDOW, tf.random.stateless_normal([2, 6, d], [0, 3]),
+            tf.random.stateless_normal([V, d], [0, 2])]
 
 
 # ------------------------------------------------------------------ Attention-GRU
@@ -50,8 +52,8 @@ def test_creation_is_never_taken_past_the_maximum(training):
     """ε far above every relevance: the policy creates whenever it may – and
     never holds more than `max_subsequences`."""
     allocator = SubsequenceAllocator(max_subsequences=3, create_logit=50.0, entropy_weight=0.0)
-    items, window, table = _allocator_args()
-    _, active, actions, log_probs, _ = allocator(items, window, table, training=training)
+    items, window, context, table = _allocator_args()
+    _, active, actions, log_probs, _ = allocator(items, window, context, table, training=training)
     real = window.numpy() > 0
     np.testing.assert_array_equal(active.numpy().sum(-1), [3, 3])
     assert np.all(actions.numpy()[real] < 3) and np.all(actions.numpy()[~real] == -1)
@@ -70,8 +72,8 @@ def test_without_creation_all_subsequences_exist_from_the_start():
 
 def test_empty_window_keeps_one_subsequence_at_the_start_vector():
     allocator = SubsequenceAllocator(max_subsequences=3)
-    items, _, table = _allocator_args()
-    subsequences, active, actions, _, rewards = allocator(items, tf.zeros([2, 6], tf.int32), table)
+    items, _, context, table = _allocator_args()
+    subsequences, active, actions, _, rewards = allocator(items, tf.zeros([2, 6], tf.int32), context, table)
     np.testing.assert_array_equal(active.numpy(), [[1, 0, 0]] * 2)
     np.testing.assert_allclose(subsequences[:, 0], tf.tile(allocator.start[tf.newaxis], [2, 1]), atol=1e-6)
     assert np.all(actions.numpy() == -1) and np.all(rewards.numpy() == 0)

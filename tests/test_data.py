@@ -145,3 +145,17 @@ def test_impossible_negatives_fail_clearly():
     sampler = NegativeSampler(5, "uniform")
     with pytest.raises(tf.errors.InvalidArgumentError, match="could not draw negatives"):
         sampler.sample(tf.constant([[2, 3, 4]], tf.int32), [1, 3], tf.constant([0, 0], tf.int64))
+
+
+def test_collapse_repeats_gives_the_item_level_of_a_micro_behaviour_log():
+    data = Interactions(
+        ["s1", "s2", "s3"],
+        [np.array(["a", "a", "a", "b", "a", "c", "c"]), np.array(["x"]), np.array([], dtype=str)],
+        {"behavior": [np.array(["1", "2", "3", "1", "1", "1", "4"]), np.array(["1"]), np.array([], dtype=str)],
+         "dwell_time": [np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), np.array([9.0]), np.array([])]})
+    collapsed = data.collapse_repeats()
+    assert collapsed.items[0].tolist() == ["a", "b", "a", "c"]       # a later return to "a" stays apart
+    assert collapsed.side["behavior"][0].tolist() == ["1", "1", "1", "1"]  # each run's first behaviour
+    assert collapsed.side["dwell_time"][0].tolist() == [6.0, 4.0, 5.0, 13.0]
+    assert collapsed.items[1].tolist() == ["x"] and collapsed.side["dwell_time"][1].tolist() == [9.0]
+    assert collapsed.items[2].tolist() == [] and collapsed.user_ids == data.user_ids

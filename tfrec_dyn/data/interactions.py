@@ -214,6 +214,34 @@ class Interactions:
             report=self.report,
         )
 
+    def collapse_repeats(self) -> "Interactions":
+        """Merges each run of consecutive interactions with the same item into one:
+        the item level of a micro-behaviour log (JD: click, then add-to-cart, ... on
+        one SKU). Side fields keep the run's first value, except `dwell_time`,
+        which is summed over the run (the time spent on the item).
+
+        >>> data = Interactions(["u"], [np.array(["a", "a", "b", "a"])],
+        ...                     {"dwell_time": [np.array([1.0, 2.0, 4.0, 8.0])]})
+        >>> collapsed = data.collapse_repeats()
+        >>> collapsed.items[0].tolist(), collapsed.side["dwell_time"][0].tolist()
+        (['a', 'b', 'a'], [3.0, 4.0, 8.0])
+        """
+        starts = [np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, np.int64)
+                  for s in self.items]
+
+        def first(seqs):
+            return [seq[idx] for seq, idx in zip(seqs, starts)]
+
+        def summed(seqs):
+            return [np.add.reduceat(seq, idx) if len(seq) else seq for seq, idx in zip(seqs, starts)]
+
+        return Interactions(
+            user_ids=list(self.user_ids),
+            items=first(self.items),
+            side={k: summed(v) if k == "dwell_time" else first(v) for k, v in self.side.items()},
+            report=self.report,
+        )
+
     def __repr__(self) -> str:
         return (
             f"Interactions(users={self.num_users}, interactions={self.num_interactions}, "

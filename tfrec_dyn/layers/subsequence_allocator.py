@@ -56,8 +56,9 @@ class SubsequenceAllocator(keras.layers.Layer):
 
     Reward of each step (eq. 14-18, before discounting):
       r_loss: `allocation_reward="prediction"` (default): log P(v_T | p_a),
-               the softmax over the item table of the chosen sub-sequence's
-               representation *before* it takes v_T – the paper's "common
+               the softmax of the chosen sub-sequence's representation
+               *before* it takes v_T over v_T and the `reward_items` (the
+               model passes sampled items) – the paper's "common
                target [with the recommender] is to lower the loss" (sec. 3.1);
                a sub-sequence that predicts its items well is a coherent one.
                `"nearest"` is eq. 14 as printed, softmax_i(p_i · v_T)[a] after
@@ -74,11 +75,12 @@ class SubsequenceAllocator(keras.layers.Layer):
     lengths are static, so the steps are unrolled in the graph and vectorised
     over episodes.
 
-    Call: `allocator(items, item_ids, item_table, context=None, training=...)`
-    with the items v [B, T, d] that sub-sequences are made of and compared
-    with, ids [B, T] (0 = padding: no action; the labels of the prediction
-    reward), the output item embeddings [V, d] (used by the prediction reward
-    only) and optional per-item context c [B, T, d] for the state. Returns `(subsequences [B, K, d], active
+    Call: `allocator(items, item_ids, context=None, reward_items=None,
+    training=...)` with the items v [B, T, d] that sub-sequences are made of
+    and compared with, ids [B, T] (0 = padding: no action), optional
+    per-item context c [B, T, d] for the state, and the contrast items [S, d]
+    of the prediction reward (without them that reward is 0: inference needs
+    no rewards). Returns `(subsequences [B, K, d], active
     [B, K], actions [B, T] (−1 at padding), log_probs [B, T] (0 at padding),
     rewards [B, T])`.
 
@@ -122,7 +124,7 @@ class SubsequenceAllocator(keras.layers.Layer):
 
     Example:
     >>> allocator = SubsequenceAllocator(max_subsequences=3)
-    >>> P, active, actions, _, _ = allocator(tf.ones([1, 4, 8]), tf.constant([[0, 3, 4, 5]]), tf.ones([6, 8]))
+    >>> P, active, actions, _, _ = allocator(tf.ones([1, 4, 8]), tf.constant([[0, 3, 4, 5]]))
     >>> P.shape, actions.numpy()[0, 0], bool(tf.reduce_sum(active) <= 3)
     (TensorShape([1, 3, 8]), -1, True)
     """
@@ -209,12 +211,11 @@ class SubsequenceAllocator(keras.layers.Layer):
         return (action[:, 0], log_prob[:, 0]) if single else (action, log_prob)
 
     # ------------------------------------------------------------- an episode
-    def call(self, items, item_ids, item_table, context=None, training=None):
+    def call(self, items, item_ids, context=None, reward_items=None, training=None):
         k = self.max_subsequences
         item_ids = tf.cast(item_ids, tf.int32)
         valid = padding_mask(item_ids)
         items = tf.cast(items, self.compute_dtype)
-        table = tf.cast(item_table, tf.float32)
         batch = tf.shape(items)[0]
         subsequences = tf.cast(self.start, self.compute_dtype) + tf.zeros([batch, k, 1], self.compute_dtype)
         active = tf.zeros([batch, k]) if self.allow_create else tf.ones([batch, k])
@@ -240,9 +241,12 @@ class SubsequenceAllocator(keras.layers.Layer):
             updated = self.gru(subsequences, vector[:, tf.newaxis] + tf.zeros_like(subsequences))
             subsequences = tf.where(chosen[..., tf.newaxis] > 0, updated, subsequences)
 
-            if self.allocation_reward == "prediction":
-                fit = tf.gather(tf.nn.log_softmax(tf.matmul(before, table, transpose_b=True)), item_ids[:, step],
-                                batch_dims=1)
+            if self.allocation_reward == "prediction" and reward_items is None:
+                fit = tf.zeros_like(real)
+            elif self.allocation_reward == "prediction":
+                target = tf.reduce_sum(before * tf.cast(vector, tf.float32), -1, keepdims=True)
+                contrast = tf.matmul(before, tf.cast(reward_items, tf.float32), transpose_b=True)
+                fit = tf.nn.log_softmax(tf.concat([target, contrast], -1))[:, 0]
             else:
                 affinity = tf.einsum("bkd,bd->bk", tf.cast(subsequences, tf.float32), tf.cast(vector, tf.float32))
                 fit = tf.exp(tf.gather(masked_log_softmax(affinity, active > 0), action, batch_dims=1))

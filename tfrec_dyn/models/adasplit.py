@@ -45,7 +45,8 @@ class AdaSplit(SequentialRecommender):
         sub-sequence predicted the item, orthogonality, creation penalty with
         the curriculum; see `SubsequenceAllocator`), plus a final target step
         rewarded with log P(target | p_a) − mean_j log P(target | p_j) over the
-        sub-sequences (routing the target well). Returns are discounted with γ
+        sub-sequences (routing the target well). Reward softmaxes contrast an
+        item with `num_reward_items` items drawn uniformly for each batch. Returns are discounted with γ
         (`discount`, the paper's λ_d, eq. 18) and a baseline – the batch mean
         return at each step – is subtracted;
       * loss = L_seq + β · L_rl (eq. 21).
@@ -74,6 +75,7 @@ class AdaSplit(SequentialRecommender):
         encoder (the paper; default False, see above).
       discount: γ of the discounted returns (λ_d).
       rl_weight: β.
+      num_reward_items: S, items drawn per batch for the rewards' softmaxes.
       scoring: "policy" or "max".
 
     Example:
@@ -87,8 +89,8 @@ class AdaSplit(SequentialRecommender):
                  create_logit=0.5, learn_create_logit=True, curriculum="linear", curriculum_rate=1.0,
                  create_penalty=1.0, orthogonality_weight=0.01, allocation_reward="prediction", policy_temperature=0.1,
                  entropy_weight=0.05, policy_hidden_dim=None, num_blocks=1, num_heads=1,
-                 dropout=0.2, position_embeddings=False, discount=0.9, rl_weight=1.0, scoring="policy", loss="ce",
-                 **kwargs):
+                 dropout=0.2, position_embeddings=False, discount=0.9, rl_weight=1.0, num_reward_items=100,
+                 scoring="policy", loss="ce", **kwargs):
         if loss != "ce":
             raise ValueError(f"AdaSplit trains with the full-softmax L_seq (eq. 20): loss='ce', got loss={loss!r}")
         if scoring not in SCORINGS:
@@ -106,6 +108,9 @@ class AdaSplit(SequentialRecommender):
         self.position_embeddings = bool(position_embeddings)
         self.discount = float(discount)
         self.rl_weight = float(rl_weight)
+        if int(num_reward_items) <= 0:
+            raise ValueError(f"`num_reward_items` must be positive, got num_reward_items={num_reward_items}")
+        self.num_reward_items = int(num_reward_items)
         self.scoring = scoring
         self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, self.window_len, dropout=dropout,
                                                positions=self.position_embeddings, name="embedding")
@@ -129,9 +134,10 @@ class AdaSplit(SequentialRecommender):
     def _table(self):
         return self.embedding.item_embedding.embeddings
 
-    def episode(self, window, training=False):
+    def episode(self, window, training=False, reward_ids=None):
         """Encoder + allocator over windows [N, t]: a dict with subsequences
-        [N, K, d], active [N, K], actions [N, t], log_probs [N, t], rewards [N, t]."""
+        [N, K, d], active [N, K], actions [N, t], log_probs [N, t], rewards [N, t]
+        (the prediction reward contrasts with the items `reward_ids`; 0 without)."""
         x = self.embedding(window, training=training)
         for block in self.blocks:
             x = block(x, window, training=training)
@@ -141,7 +147,8 @@ class AdaSplit(SequentialRecommender):
         # each item (global context, position) informs the policy's state only.
         items = tf.gather(tf.cast(self._table(), encoded.dtype), window) * tf.cast(valid, encoded.dtype)
         subsequences, active, actions, log_probs, rewards = self.allocator(
-            items, window, self._table(), context=encoded, training=training)
+            items, window, context=encoded, training=training,
+            reward_items=None if reward_ids is None else tf.gather(tf.cast(self._table(), tf.float32), reward_ids))
         return {"subsequences": subsequences, "active": active, "actions": actions, "log_probs": log_probs,
                 "rewards": rewards}
 
@@ -176,21 +183,29 @@ class AdaSplit(SequentialRecommender):
     # --------------------------------------------------------------- losses
     def sequence_loss(self, batch, training=False):
         windows, targets, _ = episode_windows(batch["item_ids"], batch["targets"], self.window_len)
-        episode = self({"item_ids": windows}, training=training)  # windows are their own last window
+        # The rewards contrast each item with S items drawn for the batch (a full
+        # softmax per step and sub-sequence would cost steps × K × V per episode).
+        sampled_ids = tf.random.uniform([self.num_reward_items], NUM_RESERVED, self.vocab_size, tf.int32)
+        episode = self.episode(windows, training=training, reward_ids=sampled_ids)
         table = tf.cast(self._table(), tf.float32)
+        sampled = tf.gather(table, sampled_ids)
         subsequences = tf.cast(episode["subsequences"], tf.float32)
-        routed, routed_log_prob = self.allocator.route(subsequences, episode["active"],
-                                                       tf.gather(table, targets), training=training)
-        # Log-softmax of the target under every sub-sequence; padding and OOV never targets.
-        logits = tf.einsum("nkd,vd->nkv", subsequences, table)
-        logits = tf.concat([tf.fill(tf.concat([tf.shape(logits)[:2], [NUM_RESERVED]], 0), -1e9),
-                            logits[..., NUM_RESERVED:]], -1)
-        target_log_prob = tf.gather(tf.nn.log_softmax(logits, -1), targets, axis=2, batch_dims=1)   # [N, K]
-        routed_target = tf.gather(target_log_prob, routed, batch_dims=1)
-        seq_loss = -tf.reduce_mean(routed_target)                                                  # eq. 20
+        target_vectors = tf.gather(table, targets)
+        routed, routed_log_prob = self.allocator.route(subsequences, episode["active"], target_vectors,
+                                                       training=training)
+        chosen = tf.gather(subsequences, routed, batch_dims=1)
+        logits = tf.matmul(chosen, table, transpose_b=True)
+        # Padding and OOV are never targets: keep them out of the softmax.
+        logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
+        seq_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))  # eq. 20
 
+        # Target step reward: log P(target | p_routed) − mean_j log P(target | p_j), sampled softmax.
+        target_logit = tf.einsum("nkd,nd->nk", subsequences, target_vectors)[..., tf.newaxis]
+        contrast = tf.einsum("nkd,sd->nks", subsequences, sampled)
+        target_log_prob = tf.nn.log_softmax(tf.concat([target_logit, contrast], -1))[..., 0]        # [N, K]
         active = tf.cast(episode["active"], tf.float32)
-        advantage = routed_target - tf.reduce_sum(target_log_prob * active, -1) / tf.reduce_sum(active, -1)
+        advantage = tf.gather(target_log_prob, routed, batch_dims=1) - \
+            tf.reduce_sum(target_log_prob * active, -1) / tf.reduce_sum(active, -1)
         rewards = tf.concat([episode["rewards"], advantage[:, tf.newaxis]], 1)
         log_probs = tf.concat([episode["log_probs"], routed_log_prob[:, tf.newaxis]], 1)
         steps = tf.concat([tf.cast(episode["actions"] >= 0, tf.float32), tf.ones_like(advantage)[:, tf.newaxis]], 1)
@@ -213,5 +228,5 @@ class AdaSplit(SequentialRecommender):
             "embed_dim": self.embed_dim, "window_len": self.window_len, "num_blocks": self.num_blocks,
             "num_heads": self.num_heads, "dropout": self.dropout, "position_embeddings": self.position_embeddings,
             "discount": self.discount,
-            "rl_weight": self.rl_weight, "scoring": self.scoring})
+            "rl_weight": self.rl_weight, "num_reward_items": self.num_reward_items, "scoring": self.scoring})
         return config

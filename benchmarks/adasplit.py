@@ -1,0 +1,114 @@
+"""AdaSplit, its ablations, RDRSR and SASRec on MovieLens-100K and the JD samples (the AdaSplit paper's Table 2 setting).
+
+Leave-one-out, full ranking (every item a candidate, the input history's items
+excluded except the target), NDCG and MRR at 5 and 10 as in the paper:
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/adasplit.py --data ml-100k --seeds 0 1 2 \\
+        --out benchmarks/results/adasplit_ml100k.md --json benchmarks/results/adasplit_ml100k.json
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/adasplit.py --data jd-computers --seeds 0 1 2 \\
+        --out benchmarks/results/adasplit_jd_computers.md --json benchmarks/results/adasplit_jd_computers.json
+
+`--data`: `ml-100k`, or `jd-appliances` / `jd-computers`, the 1,000-session
+JD micro-behaviour samples in `../shared/data/jd-micro/` (or `--jd-dir`),
+items only: each session is a sequence, consecutive micro-behaviours on the
+same SKU are one item (`Interactions.collapse_repeats`), sessions left with
+fewer than 3 items are trained on but not evaluated (the leave-one-out rule).
+
+Variants: `adasplit` (the library defaults), `adasplit-no-create` (K fixed
+sub-sequences, no create action), `adasplit-no-curriculum` (a constant
+creation penalty), `rdrsr` and `sasrec`. The report adds the share of test
+users per number of sub-sequences (AdaSplit) or interests (RDRSR).
+
+Epoch budgets: `--epochs N` for every variant, or each variant's own
+(`EPOCHS`; pick them with `--validate-every 5` on seed 0). `--json` is
+rewritten after every run and `--resume` keeps the runs already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+
+import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from baselines_ml100k import DEFAULT_EPOCHS, count_table, group_counts, report, resumable, run
+from tfrec_dyn.data import load_dataset
+from tfrec_dyn.training import PreparedData, TrainConfig
+
+JD_FILES = {"jd-appliances": "JD_Applicances_sample", "jd-computers": "JD_Computers_sample"}
+DEFAULT_JD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "jd-micro")
+VARIANTS = {
+    "adasplit": ("adasplit", {}),
+    "adasplit-no-create": ("adasplit", {"allow_create": False}),
+    "adasplit-no-curriculum": ("adasplit", {"curriculum": "none"}),
+    "rdrsr": ("rdrsr", {}),
+    "sasrec": ("sasrec", {}),
+}
+EPOCHS = {"adasplit": 60, "rdrsr": 60, "sasrec": DEFAULT_EPOCHS["sasrec"]}
+METRICS = ("NDCG@5", "MRR@5", "NDCG@10", "MRR@10", "HR@10")
+
+
+def prepared_data(name: str, jd_dir: str) -> PreparedData:
+    if name == "ml-100k":
+        return PreparedData.from_config(TrainConfig(data="ml-100k"))
+    if name not in JD_FILES:
+        raise SystemExit(f"--data: expected ml-100k or one of {sorted(JD_FILES)}, got {name!r}")
+    path = os.path.join(jd_dir, JD_FILES[name])
+    if not os.path.exists(path):
+        raise SystemExit(f"{path} not found: pass --jd-dir (the folder of the JD micro-behaviour samples)")
+    return PreparedData.from_interactions(load_dataset(path, format="jd").collapse_repeats())
+
+
+def configs(names, data_name, epochs, max_len, validate_every):
+    return {name: TrainConfig(model=VARIANTS[name][0], data=data_name, max_len=max_len,
+                              epochs=epochs or EPOCHS[VARIANTS[name][0]], hyperparameters=dict(VARIANTS[name][1]),
+                              validate_every=validate_every, restore_best=False)
+            for name in names}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="ml-100k", help="ml-100k, jd-appliances or jd-computers")
+    parser.add_argument("--jd-dir", default=DEFAULT_JD_DIR, help="folder of the JD micro-behaviour samples")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, help="one epoch budget for every variant (default: each its own)")
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--validate-every", type=int, default=0,
+                        help="also report validation HR@10 / NDCG@10 every N epochs (the sweep)")
+    parser.add_argument("--out", help="also write the Markdown tables to this file")
+    parser.add_argument("--json", dest="json_out", help="also write every run's figures here (after every run)")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+    args = parser.parse_args(argv)
+
+    data = prepared_data(args.data, args.jd_dir)
+    model_configs = configs(args.variants, args.data, args.epochs, args.max_len, args.validate_every)
+    command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/adasplit.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
+
+    def write_json(results):
+        if args.json_out:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
+            with open(args.json_out, "w") as f:
+                json.dump({"command": command, "configs": {n: dataclasses.asdict(c) for n, c in model_configs.items()},
+                           "results": results}, f, indent=2, default=float)
+
+    done = resumable(args.json_out, model_configs) if args.resume else {}
+    results = run(model_configs, args.seeds, extra=group_counts, done=done, checkpoint=write_json, data=data)
+    write_json(results)
+    stats = (f"Data: {args.data}, {data.interactions.num_users} sequences, {data.interactions.num_interactions} interactions, "
+             f"{data.vocab.size - 2} items.  \n")
+    text = stats + report(results, model_configs, args.seeds, command.strip(), metrics=METRICS) + \
+        count_table(results, "Sub-sequences (AdaSplit) / interests (RDRSR)")
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
