@@ -13,6 +13,7 @@ from tfrec_dyn.models.base import SequentialRecommender
 from tfrec_dyn.models.episodes import episode_windows
 
 SCORINGS = ("policy", "max")
+CANDIDATE_CHUNK = 1024  # items routed at once by `scoring="policy"`
 
 
 @keras.utils.register_keras_serializable(package="tfrec_dyn")
@@ -53,8 +54,8 @@ class AdaSplit(SequentialRecommender):
 
     Scoring: `scoring="policy"` (the paper, sec. 3.3): every candidate is
     routed (arg-max) to one sub-sequence and scored by its dot product with
-    it; memory grows as users × items × K, so `scoring="max"` (best
-    sub-sequence) is offered for large catalogues.
+    it (candidates in chunks of 1,024; the work grows as users × items × K),
+    so `scoring="max"` (best sub-sequence) is offered for large catalogues.
 
     Ablations: `allow_create=False` (K fixed sub-sequences), `curriculum="none"`
     (a constant creation penalty).
@@ -156,9 +157,13 @@ class AdaSplit(SequentialRecommender):
         """Scores [N, V] of every item from an episode's sub-sequences (see `scoring`)."""
         subsequences = tf.cast(episode["subsequences"], tf.float32)
         if self.scoring == "policy":
-            candidates = tf.zeros_like(subsequences[:, :1, :1]) + table[tf.newaxis]      # [N, V, d]
-            routed, _ = self.allocator.route(subsequences, episode["active"], candidates, training=False)
-            return tf.einsum("nvd,nvd->nv", tf.gather(subsequences, routed, batch_dims=1), candidates)
+            # Routing costs users × candidates × K × hidden: candidates go in chunks.
+            scores = []
+            for start in range(0, self.vocab_size, CANDIDATE_CHUNK):
+                candidates = tf.zeros_like(subsequences[:, :1, :1]) + table[tf.newaxis, start:start + CANDIDATE_CHUNK]
+                routed, _ = self.allocator.route(subsequences, episode["active"], candidates, training=False)
+                scores.append(tf.einsum("ncd,ncd->nc", tf.gather(subsequences, routed, batch_dims=1), candidates))
+            return tf.concat(scores, 1)
         per_subsequence = tf.einsum("nkd,vd->nkv", subsequences, table)
         return tf.reduce_max(tf.where(episode["active"][..., tf.newaxis] > 0, per_subsequence, -1e9), axis=1)
 
