@@ -1,4 +1,5 @@
-"""AdaSplit, its ablations, RDRSR and SASRec on MovieLens-100K and the JD samples (the AdaSplit paper's Table 2 setting).
+"""AdaSplit, its ablations, RDRSR and SASRec on MovieLens-100K and the JD samples
+(the setting of the AdaSplit paper's Table 2).
 
 Leave-one-out, full ranking (every item a candidate, the input history's items
 excluded except the target), NDCG and MRR at 5 and 10 as in the paper:
@@ -99,8 +100,8 @@ def main(argv=None):
     done = resumable(args.json_out, model_configs) if args.resume else {}
     results = run(model_configs, args.seeds, extra=group_counts, done=done, checkpoint=write_json, data=data)
     write_json(results)
-    stats = (f"Data: {args.data}, {data.interactions.num_users} sequences, {data.interactions.num_interactions} interactions, "
-             f"{data.vocab.size - 2} items.  \n")
+    stats = (f"Data: {args.data}, {data.interactions.num_users} sequences, "
+             f"{data.interactions.num_interactions} interactions, {data.vocab.size - 2} items.  \n")
     text = stats + report(results, model_configs, args.seeds, command.strip(), metrics=METRICS) + \
         count_table(results, "Sub-sequences (AdaSplit) / interests (RDRSR)")
     print(text)

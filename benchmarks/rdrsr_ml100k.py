@@ -34,8 +34,6 @@ import os
 import shlex
 import sys
 
-import numpy as np
-
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from baselines_ml100k import DEFAULT_EPOCHS, count_table, group_counts, report, resumable, run
 from tfrec_dyn.training import TrainConfig

@@ -122,7 +122,8 @@ def test_bad_allocator_arguments():
 
 # -------------------------------------------------------------------- the model
 @pytest.mark.parametrize("kwargs", [{}, {"allow_create": False}, {"curriculum": "none"},
-                                    {"scoring": "max"}, {"allocation_reward": "nearest"}, {"position_embeddings": True}])
+                                    {"scoring": "max"}, {"allocation_reward": "nearest"},
+                                    {"position_embeddings": True}])
 def test_model_scores_and_gradients_reach_every_weight(kwargs):
     model = AdaSplit(V, L, embed_dim=16, window_len=5, **kwargs)
     scores = model.score(BATCH)

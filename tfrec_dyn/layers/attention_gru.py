@@ -29,8 +29,10 @@ class AttentionGRU(keras.layers.Layer):
 
     def build(self, input_shape):
         d = int(input_shape[-1])
-        dense = lambda units, name, **kw: keras.layers.Dense(  # noqa: E731
-            units, name=name, dtype=self.dtype_policy, **kw)
+
+        def dense(units, name, **kwargs):
+            return keras.layers.Dense(units, name=name, dtype=self.dtype_policy, **kwargs)
+
         # Input terms carry the biases; state terms have none (one bias per gate).
         self.update_input = dense(1, "update_input")      # W_z
         self.update_state = dense(1, "update_state", use_bias=False, kernel_initializer="orthogonal")  # U_z

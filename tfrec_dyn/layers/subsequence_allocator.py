@@ -131,7 +131,8 @@ class SubsequenceAllocator(keras.layers.Layer):
 
     def __init__(self, max_subsequences=4, allow_create=True, create_logit=0.5, learn_create_logit=True,
                  curriculum="linear", curriculum_rate=1.0, create_penalty=1.0, orthogonality_weight=0.01,
-                 allocation_reward="prediction", policy_temperature=0.1, entropy_weight=0.05, policy_hidden_dim=None, **kwargs):
+                 allocation_reward="prediction", policy_temperature=0.1, entropy_weight=0.05, policy_hidden_dim=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if int(max_subsequences) <= 0:
             raise ValueError(f"`max_subsequences` must be positive, got max_subsequences={max_subsequences}")
@@ -158,7 +159,10 @@ class SubsequenceAllocator(keras.layers.Layer):
     def build(self, input_shape):
         d = int(input_shape[-1])
         hidden = self.policy_hidden_dim or d
-        dense = lambda units, name, **kw: keras.layers.Dense(units, name=name, dtype=self.dtype_policy, **kw)  # noqa: E731
+
+        def dense(units, name, **kwargs):
+            return keras.layers.Dense(units, name=name, dtype=self.dtype_policy, **kwargs)
+
         self.state_projection = dense(d, "state_projection", use_bias=False)          # W0
         self.step_weights = dense(d, "step_weights", use_bias=False)                  # W_s
         self.subsequence_weights = dense(d, "subsequence_weights", use_bias=False)    # W_p

@@ -10,7 +10,7 @@ from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import discounted_returns, reinforce_loss
 from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator
 from tfrec_dyn.models.base import SequentialRecommender
-from tfrec_dyn.models.episodes import episode_windows
+from tfrec_dyn.models.episodes import episode_windows, last_window
 
 SCORINGS = ("policy", "max")
 CANDIDATE_CHUNK = 1024  # items routed at once by `scoring="policy"`
@@ -126,12 +126,6 @@ class AdaSplit(SequentialRecommender):
             entropy_weight=entropy_weight, policy_hidden_dim=policy_hidden_dim, name="allocator")
 
     # ------------------------------------------------------------- episodes
-    def _last_window(self, item_ids):
-        """[B, t]: the last t items of each row, left padded when shorter."""
-        item_ids = tf.cast(item_ids, tf.int32)
-        padded = tf.concat([tf.zeros([tf.shape(item_ids)[0], self.window_len], tf.int32), item_ids], 1)
-        return tf.ensure_shape(padded[:, -self.window_len:], [None, self.window_len])
-
     def _table(self):
         return self.embedding.item_embedding.embeddings
 
@@ -170,7 +164,7 @@ class AdaSplit(SequentialRecommender):
     # ---------------------------------------------------------- model API
     def call(self, inputs, training=False):
         """The episode (see `episode`) of each row's last `window_len` items."""
-        return self.episode(self._last_window(inputs["item_ids"]), training=training)
+        return self.episode(last_window(inputs["item_ids"], self.window_len), training=training)
 
     def next_item_logits(self, inputs, training=False):
         return self._scores(self(inputs, training=training), tf.cast(self._table(), tf.float32))
@@ -183,7 +177,8 @@ class AdaSplit(SequentialRecommender):
             inputs = {"item_ids": inputs}
         episode = self(inputs, training=False)
         count = tf.cast(tf.reduce_sum(episode["active"], -1), tf.int32)
-        return {"count": count, "assignment": episode["actions"], "item_ids": self._last_window(inputs["item_ids"])}
+        return {"count": count, "assignment": episode["actions"],
+                "item_ids": last_window(inputs["item_ids"], self.window_len)}
 
     # --------------------------------------------------------------- losses
     def sequence_loss(self, batch, training=False):

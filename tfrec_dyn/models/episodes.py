@@ -1,4 +1,4 @@
-"""Training episodes of the allocation models (RDRSR, AdaSplit): one per target position."""
+"""Episodes of the allocation models (RDRSR, AdaSplit): windows of a sequence's items."""
 
 import tensorflow as tf
 
@@ -23,3 +23,14 @@ def episode_windows(item_ids: tf.Tensor, targets: tf.Tensor, window_len: int):
     windows = tf.reshape(tf.signal.frame(padded, window_len, 1, axis=1), [-1, window_len])
     keep = tf.not_equal(targets, PAD_ID)
     return tf.boolean_mask(windows, keep), tf.boolean_mask(targets, keep), keep
+
+
+def last_window(item_ids: tf.Tensor, window_len: int) -> tf.Tensor:
+    """[B, t]: the last t items of each row of [B, L], left padded with 0 when L < t.
+
+    >>> last_window(tf.constant([[0, 3, 4]]), 2).numpy().tolist(), last_window(tf.constant([[3]]), 2).numpy().tolist()
+    ([[3, 4]], [[0, 3]])
+    """
+    item_ids = tf.cast(item_ids, tf.int32)
+    padded = tf.concat([tf.zeros([tf.shape(item_ids)[0], window_len], tf.int32), item_ids], 1)
+    return tf.ensure_shape(padded[:, -window_len:], [None, window_len])
