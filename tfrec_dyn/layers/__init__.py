@@ -1,6 +1,7 @@
 """Reusable Keras layers (all registered under the `tfrec_dyn` package)."""
 
 from tfrec_dyn.layers.attention_gru import AttentionGRU
+from tfrec_dyn.layers.behavior_lstm import BehaviorLSTMCell
 from tfrec_dyn.layers.embedding import ItemPositionEmbedding
 from tfrec_dyn.layers.gumbel import gumbel_noise, gumbel_softmax
 from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
@@ -15,6 +16,7 @@ from tfrec_dyn.layers.transformer import CausalTransformerBlock
 
 __all__ = [
     "AttentionGRU",
+    "BehaviorLSTMCell",
     "CategoricalPolicy",
     "CausalTransformerBlock",
     "DynamicInterestAllocator",
