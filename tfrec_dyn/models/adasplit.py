@@ -129,10 +129,13 @@ class AdaSplit(SequentialRecommender):
     def _table(self):
         return self.embedding.item_embedding.embeddings
 
-    def episode(self, window, training=False, reward_ids=None):
+    def episode(self, window, training=False):
         """Encoder + allocator over windows [N, t]: a dict with subsequences
         [N, K, d], active [N, K], actions [N, t], log_probs [N, t], rewards [N, t]
-        (the prediction reward contrasts with the items `reward_ids`; 0 without)."""
+        and reward_ids [S], the items drawn for the rewards' softmaxes."""
+        # The rewards contrast each item with S items drawn for the batch (a full
+        # softmax per step and sub-sequence would cost steps × K × V per episode).
+        reward_ids = tf.random.uniform([self.num_reward_items], NUM_RESERVED, self.vocab_size, tf.int32)
         x = self.embedding(window, training=training)
         for block in self.blocks:
             x = block(x, window, training=training)
@@ -143,9 +146,9 @@ class AdaSplit(SequentialRecommender):
         items = tf.gather(tf.cast(self._table(), encoded.dtype), window) * tf.cast(valid, encoded.dtype)
         subsequences, active, actions, log_probs, rewards = self.allocator(
             items, window, context=encoded, training=training,
-            reward_items=None if reward_ids is None else tf.gather(tf.cast(self._table(), tf.float32), reward_ids))
+            reward_items=tf.gather(tf.cast(self._table(), tf.float32), reward_ids))
         return {"subsequences": subsequences, "active": active, "actions": actions, "log_probs": log_probs,
-                "rewards": rewards}
+                "rewards": rewards, "reward_ids": reward_ids}
 
     def _scores(self, episode, table):
         """Scores [N, V] of every item from an episode's sub-sequences (see `scoring`)."""
@@ -183,12 +186,9 @@ class AdaSplit(SequentialRecommender):
     # --------------------------------------------------------------- losses
     def sequence_loss(self, batch, training=False):
         windows, targets, _ = episode_windows(batch["item_ids"], batch["targets"], self.window_len)
-        # The rewards contrast each item with S items drawn for the batch (a full
-        # softmax per step and sub-sequence would cost steps × K × V per episode).
-        sampled_ids = tf.random.uniform([self.num_reward_items], NUM_RESERVED, self.vocab_size, tf.int32)
-        episode = self.episode(windows, training=training, reward_ids=sampled_ids)
+        episode = self({"item_ids": windows}, training=training)  # windows are their own last window
         table = tf.cast(self._table(), tf.float32)
-        sampled = tf.gather(table, sampled_ids)
+        sampled = tf.gather(table, episode["reward_ids"])
         subsequences = tf.cast(episode["subsequences"], tf.float32)
         target_vectors = tf.gather(table, targets)
         routed, routed_log_prob = self.allocator.route(subsequences, episode["active"], target_vectors,
