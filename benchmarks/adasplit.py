@@ -28,14 +28,13 @@ rewritten after every run and `--resume` keeps the runs already there.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import shlex
 import sys
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import DEFAULT_EPOCHS, count_table, group_counts, report, resumable, run
+from baselines_ml100k import (DEFAULT_EPOCHS, count_table, group_counts, json_writer, report, resumable, run,
+                              write_file)
 from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig
 
@@ -90,13 +89,7 @@ def main(argv=None):
     command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/adasplit.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
 
-    def write_json(results):
-        if args.json_out:
-            os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
-            with open(args.json_out, "w") as f:
-                json.dump({"command": command, "configs": {n: dataclasses.asdict(c) for n, c in model_configs.items()},
-                           "results": results}, f, indent=2, default=float)
-
+    write_json = json_writer(args.json_out, command, model_configs)
     done = resumable(args.json_out, model_configs) if args.resume else {}
     results = run(model_configs, args.seeds, extra=group_counts, done=done, checkpoint=write_json, data=data)
     write_json(results)
@@ -106,9 +99,7 @@ def main(argv=None):
         count_table(results, "Sub-sequences (AdaSplit) / interests (RDRSR)")
     print(text)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text)
+        write_file(args.out, text)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,21 @@ def count_table(results, what: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_file(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def json_writer(path, command: str, model_configs):
+    """A `checkpoint` for `run`: rewrites `path` (when given) with the runs so far."""
+    def write(results):
+        if path:
+            write_file(path, json.dumps({"command": command, "results": results, "configs": {
+                name: dataclasses.asdict(c) for name, c in model_configs.items()}}, indent=2, default=float))
+    return write
+
+
 def resumable(json_path, model_configs):
     """Records of an earlier run of the same command (same configs) in `json_path`, by model."""
     if not json_path or not os.path.exists(json_path):

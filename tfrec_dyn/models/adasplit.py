@@ -10,7 +10,7 @@ from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import discounted_returns, reinforce_loss
 from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator
 from tfrec_dyn.models.base import SequentialRecommender
-from tfrec_dyn.models.episodes import episode_windows, last_window
+from tfrec_dyn.models.episodes import episode_windows, last_window, window_groups
 
 SCORINGS = ("policy", "max")
 CANDIDATE_CHUNK = 1024  # items routed at once by `scoring="policy"`
@@ -176,12 +176,7 @@ class AdaSplit(SequentialRecommender):
         """Inference-time split of each row's last `window_len` items: `count`
         [B] (sub-sequences used), `assignment` [B, t] (0-based sub-sequence of
         each item, −1 at padding) and `item_ids` [B, t]."""
-        if not isinstance(inputs, dict):
-            inputs = {"item_ids": inputs}
-        episode = self(inputs, training=False)
-        count = tf.cast(tf.reduce_sum(episode["active"], -1), tf.int32)
-        return {"count": count, "assignment": episode["actions"],
-                "item_ids": last_window(inputs["item_ids"], self.window_len)}
+        return window_groups(self, inputs)
 
     # --------------------------------------------------------------- losses
     def sequence_loss(self, batch, training=False):

@@ -34,3 +34,16 @@ def last_window(item_ids: tf.Tensor, window_len: int) -> tf.Tensor:
     item_ids = tf.cast(item_ids, tf.int32)
     padded = tf.concat([tf.zeros([tf.shape(item_ids)[0], window_len], tf.int32), item_ids], 1)
     return tf.ensure_shape(padded[:, -window_len:], [None, window_len])
+
+
+def window_groups(model, inputs) -> dict:
+    """Inference-time grouping of each row's last `model.window_len` items by an
+    allocation model (RDRSR's interests, AdaSplit's sub-sequences): `count` [B]
+    (groups used), `assignment` [B, t] (0-based group of each item, −1 at
+    padding) and `item_ids` [B, t]. The model's call returns `active` [B, K]
+    and `actions` [B, t]."""
+    if not isinstance(inputs, dict):
+        inputs = {"item_ids": inputs}
+    episode = model(inputs, training=False)
+    return {"count": tf.cast(tf.reduce_sum(episode["active"], -1), tf.int32), "assignment": episode["actions"],
+            "item_ids": last_window(inputs["item_ids"], model.window_len)}

@@ -11,7 +11,7 @@ from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import orthogonality_reward, reinforce_loss
 from tfrec_dyn.models.base import SequentialRecommender
-from tfrec_dyn.models.episodes import episode_windows, last_window
+from tfrec_dyn.models.episodes import episode_windows, last_window, window_groups
 
 SCORINGS = ("max", "policy")
 
@@ -173,12 +173,7 @@ class RDRSR(SequentialRecommender):
         """Inference-time allocation of each row's last `window_len` items:
         `count` [B] (interests chosen, 1..k), `assignment` [B, t] (0-based
         interest of each window item, −1 at padding) and `item_ids` [B, t]."""
-        if not isinstance(inputs, dict):
-            inputs = {"item_ids": inputs}
-        episode = self(inputs, training=False)
-        count = tf.cast(tf.reduce_sum(episode["active"], -1), tf.int32)
-        return {"count": count, "assignment": episode["actions"],
-                "item_ids": last_window(inputs["item_ids"], self.window_len)}
+        return window_groups(self, inputs)
 
     # --------------------------------------------------------------- losses
     def sequence_loss(self, batch, training=False):
