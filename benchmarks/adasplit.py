@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import sys
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import (DEFAULT_EPOCHS, count_table, group_counts, json_writer, report, resumable, run,
-                              write_file)
+from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, command_line, count_table, group_counts,
+                              json_writer, report, resumable, run, write_file)
 from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig
 
@@ -73,21 +71,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="ml-100k", help="ml-100k, jd-appliances or jd-computers")
     parser.add_argument("--jd-dir", default=DEFAULT_JD_DIR, help="folder of the JD micro-behaviour samples")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, help="one epoch budget for every variant (default: each its own)")
-    parser.add_argument("--max-len", type=int, default=50)
-    parser.add_argument("--validate-every", type=int, default=0,
-                        help="also report validation HR@10 / NDCG@10 every N epochs (the sweep)")
-    parser.add_argument("--out", help="also write the Markdown tables to this file")
-    parser.add_argument("--json", dest="json_out", help="also write every run's figures here (after every run)")
-    parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+    add_variant_arguments(parser, VARIANTS)
     args = parser.parse_args(argv)
 
     data = prepared_data(args.data, args.jd_dir)
     model_configs = configs(args.variants, args.data, args.epochs, args.max_len, args.validate_every)
-    command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/adasplit.py " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
+    command = command_line("adasplit.py", argv)
 
     write_json = json_writer(args.json_out, command, model_configs)
     done = resumable(args.json_out, model_configs) if args.resume else {}

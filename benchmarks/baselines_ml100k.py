@@ -157,6 +157,27 @@ def count_table(results, what: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_variant_arguments(parser, variants) -> None:
+    """The options of the resumable variant benchmarks (rdrsr_ml100k.py, adasplit.py)."""
+    parser.add_argument("--variants", nargs="+", default=list(variants), choices=list(variants))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, help="one epoch budget for every variant (default: each its own)")
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--validate-every", type=int, default=0,
+                        help="also report validation HR@10 / NDCG@10 every N epochs (the sweep)")
+    parser.add_argument("--out", help="also write the Markdown tables to this file")
+    parser.add_argument("--json", dest="json_out", help="also write every run's figures as JSON here "
+                                                        "(after every training run)")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+
+
+def command_line(script: str, argv=None) -> str:
+    """The command that reproduces this run (`--resume` left out: the output is the same)."""
+    args = sys.argv[1:] if argv is None else argv
+    return f"TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/{script} " + \
+        " ".join(shlex.quote(a) for a in args if a != "--resume")
+
+
 def write_file(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

@@ -28,12 +28,10 @@ already in it (same configuration), so the benchmark can go on where it stopped.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import (DEFAULT_EPOCHS, count_table, group_counts, json_writer, report, resumable, run,
-                              write_file)
+from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, command_line, count_table, group_counts,
+                              json_writer, report, resumable, run, write_file)
 from tfrec_dyn.training import TrainConfig
 
 RDRSR_EPOCHS = 60
@@ -60,21 +58,11 @@ def configs(names, epochs, max_len, validate_every):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, help="one epoch budget for every variant (default: each its own)")
-    parser.add_argument("--max-len", type=int, default=50)
-    parser.add_argument("--validate-every", type=int, default=0,
-                        help="also report validation HR@10 / NDCG@10 every N epochs (the sweep)")
-    parser.add_argument("--out", help="also write the Markdown tables to this file")
-    parser.add_argument("--json", dest="json_out", help="also write every run's figures as JSON here "
-                                                        "(after every training run)")
-    parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+    add_variant_arguments(parser, VARIANTS)
     args = parser.parse_args(argv)
 
     model_configs = configs(args.variants, args.epochs, args.max_len, args.validate_every)
-    command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/rdrsr_ml100k.py " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
+    command = command_line("rdrsr_ml100k.py", argv)
 
     write_json = json_writer(args.json_out, command, model_configs)
     done = resumable(args.json_out, model_configs) if args.resume else {}
