@@ -17,7 +17,9 @@ fewer than 3 items are trained on but not evaluated (the leave-one-out rule).
 
 Variants: `adasplit` (the library defaults), `adasplit-no-create` (K fixed
 sub-sequences, no create action), `adasplit-no-curriculum` (a constant
-creation penalty), `rdrsr` and `sasrec`. The report adds the share of test
+creation penalty), `rdrsr` and `sasrec`; `adasplit-readout-none` (scores
+from the sub-sequence states as the paper) and `adasplit-readout-dense` for
+the readout comparison. The report adds the share of test
 users per number of sub-sequences (AdaSplit) or interests (RDRSR).
 
 Epoch budgets: `--epochs N` for every variant, or each variant's own
@@ -42,9 +44,12 @@ VARIANTS = {
     "adasplit": ("adasplit", {}),
     "adasplit-no-create": ("adasplit", {"allow_create": False}),
     "adasplit-no-curriculum": ("adasplit", {"curriculum": "none"}),
+    "adasplit-readout-none": ("adasplit", {"readout": "none"}),
+    "adasplit-readout-dense": ("adasplit", {"readout": "dense"}),
     "rdrsr": ("rdrsr", {}),
     "sasrec": ("sasrec", {}),
 }
+MAIN_VARIANTS = ("adasplit", "adasplit-no-create", "adasplit-no-curriculum", "rdrsr", "sasrec")
 EPOCHS = {"adasplit": 60, "rdrsr": 60, "sasrec": DEFAULT_EPOCHS["sasrec"]}
 METRICS = ("NDCG@5", "MRR@5", "NDCG@10", "MRR@10", "HR@10")
 
@@ -71,7 +76,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="ml-100k", help="ml-100k, jd-appliances or jd-computers")
     parser.add_argument("--jd-dir", default=DEFAULT_JD_DIR, help="folder of the JD micro-behaviour samples")
-    add_variant_arguments(parser, VARIANTS)
+    add_variant_arguments(parser, VARIANTS, default=MAIN_VARIANTS)
     args = parser.parse_args(argv)
 
     data = prepared_data(args.data, args.jd_dir)

@@ -157,9 +157,10 @@ def count_table(results, what: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_variant_arguments(parser, variants) -> None:
-    """The options of the resumable variant benchmarks (rdrsr_ml100k.py, adasplit.py)."""
-    parser.add_argument("--variants", nargs="+", default=list(variants), choices=list(variants))
+def add_variant_arguments(parser, variants, default=None) -> None:
+    """The options of the resumable variant benchmarks (rdrsr_ml100k.py, adasplit.py);
+    `default`: the variants run without --variants (all of them unless given)."""
+    parser.add_argument("--variants", nargs="+", default=list(default or variants), choices=list(variants))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, help="one epoch budget for every variant (default: each its own)")
     parser.add_argument("--max-len", type=int, default=50)

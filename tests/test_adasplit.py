@@ -118,12 +118,27 @@ def test_bad_allocator_arguments():
         SubsequenceAllocator(allocation_reward="dot")
     with pytest.raises(ValueError, match="policy_temperature"):
         SubsequenceAllocator(policy_temperature=0)
+    with pytest.raises(ValueError, match="readout"):
+        SubsequenceAllocator(readout="softmax")
+
+
+@pytest.mark.parametrize("readout", ["layer_norm", "none"])
+def test_readout(readout):
+    allocator = SubsequenceAllocator(readout=readout)
+    states = tf.random.stateless_normal([2, 3, 8], [0, 1]) * 0.01  # small, as Attention-GRU states start
+    allocator(tf.ones([1, 2, 8]), tf.constant([[3, 4]]))  # builds it
+    vectors = allocator.readout(states).numpy()
+    if readout == "none":
+        np.testing.assert_array_equal(vectors, states.numpy())
+    else:  # each vector normalised over its d features, whatever its scale
+        np.testing.assert_allclose(vectors.mean(-1), 0.0, atol=1e-5)
+        np.testing.assert_allclose(vectors.std(-1), 1.0, atol=1e-3)
 
 
 # -------------------------------------------------------------------- the model
 @pytest.mark.parametrize("kwargs", [{}, {"allow_create": False}, {"curriculum": "none"},
                                     {"scoring": "max"}, {"allocation_reward": "nearest"},
-                                    {"position_embeddings": True}])
+                                    {"position_embeddings": True}, {"readout": "dense"}])
 def test_model_scores_and_gradients_reach_every_weight(kwargs):
     model = AdaSplit(V, L, embed_dim=16, window_len=5, **kwargs)
     scores = model.score(BATCH)

@@ -41,7 +41,8 @@ class AdaSplit(SequentialRecommender):
     Training (`sequence_loss`), one episode per target position of a batch
     (built in the graph, as RDRSR):
       * the policy routes the target item (its embedding) to a sub-sequence a;
-      * L_seq: full-softmax cross-entropy of the target scored by p_a (eq. 20);
+      * L_seq: full-softmax cross-entropy of the target scored by p_a (eq. 20;
+        p_a through the allocator's `readout`, as every score here);
       * rewards: the allocator's per-step rewards (how well the chosen
         sub-sequence predicted the item, orthogonality, creation penalty with
         the curriculum; see `SubsequenceAllocator`), plus a final target step
@@ -70,7 +71,7 @@ class AdaSplit(SequentialRecommender):
       max_subsequences, allow_create, create_logit, learn_create_logit,
       curriculum, curriculum_rate, create_penalty, orthogonality_weight,
       allocation_reward, policy_temperature, entropy_weight,
-      policy_hidden_dim: see `SubsequenceAllocator`.
+      policy_hidden_dim, readout: see `SubsequenceAllocator`.
       num_blocks, num_heads, dropout: the bidirectional encoder.
       position_embeddings: add learned position embeddings before the
         encoder (the paper; default False, see above).
@@ -89,7 +90,7 @@ class AdaSplit(SequentialRecommender):
     def __init__(self, vocab_size, max_len, embed_dim=64, window_len=10, max_subsequences=4, allow_create=True,
                  create_logit=0.5, learn_create_logit=True, curriculum="linear", curriculum_rate=1.0,
                  create_penalty=1.0, orthogonality_weight=0.01, allocation_reward="prediction", policy_temperature=0.1,
-                 entropy_weight=0.05, policy_hidden_dim=None, num_blocks=1, num_heads=1,
+                 entropy_weight=0.05, policy_hidden_dim=None, readout="layer_norm", num_blocks=1, num_heads=1,
                  dropout=0.2, position_embeddings=False, discount=0.9, rl_weight=1.0, num_reward_items=100,
                  scoring="policy", loss="ce", **kwargs):
         if loss != "ce":
@@ -123,7 +124,7 @@ class AdaSplit(SequentialRecommender):
             learn_create_logit=learn_create_logit, curriculum=curriculum, curriculum_rate=curriculum_rate,
             create_penalty=create_penalty, orthogonality_weight=orthogonality_weight,
             allocation_reward=allocation_reward, policy_temperature=policy_temperature,
-            entropy_weight=entropy_weight, policy_hidden_dim=policy_hidden_dim, name="allocator")
+            entropy_weight=entropy_weight, policy_hidden_dim=policy_hidden_dim, readout=readout, name="allocator")
 
     # ------------------------------------------------------------- episodes
     def _table(self):
@@ -153,15 +154,16 @@ class AdaSplit(SequentialRecommender):
     def _scores(self, episode, table):
         """Scores [N, V] of every item from an episode's sub-sequences (see `scoring`)."""
         subsequences = tf.cast(episode["subsequences"], tf.float32)
+        interests = self.allocator.readout(subsequences)
         if self.scoring == "policy":
             # Routing costs users × candidates × K × hidden: candidates go in chunks.
             scores = []
             for start in range(0, self.vocab_size, CANDIDATE_CHUNK):
                 candidates = tf.zeros_like(subsequences[:, :1, :1]) + table[tf.newaxis, start:start + CANDIDATE_CHUNK]
                 routed, _ = self.allocator.route(subsequences, episode["active"], candidates, training=False)
-                scores.append(tf.einsum("ncd,ncd->nc", tf.gather(subsequences, routed, batch_dims=1), candidates))
+                scores.append(tf.einsum("ncd,ncd->nc", tf.gather(interests, routed, batch_dims=1), candidates))
             return tf.concat(scores, 1)
-        per_subsequence = tf.einsum("nkd,vd->nkv", subsequences, table)
+        per_subsequence = tf.einsum("nkd,vd->nkv", interests, table)
         return tf.reduce_max(tf.where(episode["active"][..., tf.newaxis] > 0, per_subsequence, -1e9), axis=1)
 
     # ---------------------------------------------------------- model API
@@ -185,18 +187,19 @@ class AdaSplit(SequentialRecommender):
         table = tf.cast(self._table(), tf.float32)
         sampled = tf.gather(table, episode["reward_ids"])
         subsequences = tf.cast(episode["subsequences"], tf.float32)
+        interests = self.allocator.readout(subsequences)
         target_vectors = tf.gather(table, targets)
         routed, routed_log_prob = self.allocator.route(subsequences, episode["active"], target_vectors,
                                                        training=training)
-        chosen = tf.gather(subsequences, routed, batch_dims=1)
+        chosen = tf.gather(interests, routed, batch_dims=1)
         logits = tf.matmul(chosen, table, transpose_b=True)
         # Padding and OOV are never targets: keep them out of the softmax.
         logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
         seq_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))  # eq. 20
 
         # Target step reward: log P(target | p_routed) − mean_j log P(target | p_j), sampled softmax.
-        target_logit = tf.einsum("nkd,nd->nk", subsequences, target_vectors)[..., tf.newaxis]
-        contrast = tf.einsum("nkd,sd->nks", subsequences, sampled)
+        target_logit = tf.einsum("nkd,nd->nk", interests, target_vectors)[..., tf.newaxis]
+        contrast = tf.einsum("nkd,sd->nks", interests, sampled)
         target_log_prob = tf.nn.log_softmax(tf.concat([target_logit, contrast], -1))[..., 0]        # [N, K]
         active = tf.cast(episode["active"], tf.float32)
         advantage = tf.gather(target_log_prob, routed, batch_dims=1) - \
@@ -218,7 +221,7 @@ class AdaSplit(SequentialRecommender):
         config.update({key: allocator[key] for key in (
             "max_subsequences", "allow_create", "create_logit", "learn_create_logit", "curriculum",
             "curriculum_rate", "create_penalty", "orthogonality_weight", "allocation_reward", "policy_temperature",
-            "entropy_weight", "policy_hidden_dim")})
+            "entropy_weight", "policy_hidden_dim", "readout")})
         config.update({
             "embed_dim": self.embed_dim, "window_len": self.window_len, "num_blocks": self.num_blocks,
             "num_heads": self.num_heads, "dropout": self.dropout, "position_embeddings": self.position_embeddings,
