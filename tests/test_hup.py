@@ -1,11 +1,13 @@
-"""HUP: the Behavior-LSTM cell."""
+"""HUP: the Behavior-LSTM cell, the pyramid layers and the model."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_dyn.layers import BehaviorLSTMCell
+from tfrec_dyn.layers import BehaviorLSTMCell, PrefixAttention, SegmentCell, padding_mask
+from tfrec_dyn.models import HUP
+from tfrec_dyn.models.hup import INTERVAL_BOUNDARIES, bucketize, category_dwell, run_ends, run_starts
 
 B, T = 3, 5
 
@@ -105,3 +107,131 @@ def test_time_gate_lets_less_in_where_it_learns_to():
 def test_bad_units():
     with pytest.raises(ValueError, match="units"):
         BehaviorLSTMCell(0)
+
+
+# ------------------------------------------------------------- pyramid pieces
+def test_segment_cell_steps_from_the_state_committed_at_the_last_segment_end():
+    """Output t = the plain cell run over the segment ends before t, then step t."""
+    cell = BehaviorLSTMCell(8)
+    x, behavior, delta = _inputs()
+    ends = np.array([[0, 1, 0, 0, 1], [1, 1, 1, 1, 1], [0, 0, 0, 1, 0]], np.float32)
+    outputs = keras.layers.RNN(SegmentCell(cell), return_sequences=True)(((x, behavior, delta), ends[..., None]))
+    plain = keras.layers.RNN(cell)  # same cell, same weights
+    for row in range(B):
+        for t in range(T):
+            steps = [s for s in range(t) if ends[row, s]] + [t]
+            picked = tuple(tf.gather(v[row:row + 1], steps, axis=1) for v in (x, behavior, delta))
+            np.testing.assert_allclose(outputs[row, t], plain(picked)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_prefix_attention_weights_by_hand():
+    attention = PrefixAttention(4)
+    y = tf.random.stateless_normal([1, 4, 3], [5, 1])
+    signal = tf.random.stateless_normal([1, 4, 2], [5, 2])
+    ends = tf.constant([[0., 1., 0., 1.]])
+    valid = tf.constant([[0., 1., 1., 1.]])
+    contexts, weights = attention((y, signal), ends=ends, valid=valid)
+    w = {v.name.split("/")[-1][:-2]: v.numpy() for v in attention.weights}
+    yn, an = y.numpy()[0], signal.numpy()[0]
+    for t, keys in ((1, [1]), (2, [1, 2]), (3, [1, 3])):  # earlier segment ends, then t itself
+        e = np.array([np.tanh(yn[i] @ w["key_weights"] + yn[t] @ w["query_weights"] + an[i] @ w["signal_weights"]
+                              + w["hidden_bias"]) @ w["score_weights"] for i in keys])
+        alpha = np.exp(e - e.max()) / np.exp(e - e.max()).sum()
+        expected = np.zeros(4)
+        expected[keys] = alpha
+        np.testing.assert_allclose(weights[0, t], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(contexts[0, t], alpha @ yn[keys], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(weights[0, 0], 0.0)  # padding row
+
+
+def test_levels_aggregate_a_hand_made_session():
+    """item runs, category runs and the time spent in a category run."""
+    items = tf.constant([[0, 0, 5, 5, 9, 7, 7, 5]])
+    categories = tf.constant([[0, 0, 2, 2, 3, 3, 3, 2]])
+    dwell = tf.constant([[-1, -1, 30., 30., 10., 50., 50., 8.]])
+    valid = padding_mask(items)
+    item_ends = run_ends(items, valid)
+    np.testing.assert_array_equal(item_ends[0], [0, 0, 0, 1, 1, 0, 1, 1])
+    np.testing.assert_array_equal(run_ends(categories, valid)[0], [0, 0, 0, 1, 0, 0, 1, 1])
+    starts = run_starts(categories, valid)
+    np.testing.assert_array_equal(starts[0], [0, 0, 1, 0, 1, 0, 0, 1])
+    # item 5 (30 s) | item 9 (10 s) then item 7 (50 s) in category 3 | item 5 again, category 2 anew
+    np.testing.assert_allclose(category_dwell(dwell, item_ends, starts)[0], [0, 0, 30, 30, 10, 60, 60, 8])
+
+
+def test_bucketize_with_the_readme_buckets_and_unknown():
+    seconds = tf.constant([-1.0, 0.0, 0.99, 1.0, 14.0, 15.0, 39.0, 40.0, 89.0, 90.0, 1e6])
+    np.testing.assert_array_equal(bucketize(seconds, INTERVAL_BOUNDARIES), [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
+
+
+# --------------------------------------------------------------------- the model
+V, C, NB, L = 40, 7, 6, 8
+
+
+def _batch(seed=0, rows=4):
+    rng = np.random.default_rng(seed)
+    items = rng.integers(2, V, (rows, L + 1))
+    items[:, 3] = items[:, 2]  # a run of two behaviours on one item
+    categories = 2 + items % (C - 2)
+    features = {"item_ids": items[:, :-1], "targets": items[:, 1:],
+                "category_ids": categories[:, :-1], "next_category_ids": categories[:, 1:],
+                "behavior_ids": rng.integers(2, NB, (rows, L)),
+                "time_interval": rng.uniform(0, 120, (rows, L)).astype(np.float32),
+                "dwell_time": rng.uniform(0, 700, (rows, L)).astype(np.float32)}
+    features["item_ids"][0, :3] = 0  # left padding
+    for name in ("category_ids", "behavior_ids", "targets", "next_category_ids"):
+        features[name][0, :3] = 0
+    for name in ("time_interval", "dwell_time"):
+        features[name][0, :3] = -1
+    return {k: tf.constant(v) for k, v in features.items()}
+
+
+def _model(**kwargs):
+    return HUP(V, L, num_categories=C, num_behaviors=NB, embed_dim=8, side_dim=4, hidden_dim=8, attention_dim=4,
+               dropout=0.0, **kwargs)
+
+
+def test_one_pass_gives_every_prefix_its_profiles():
+    """The profiles at step t of the whole window equal those of the window cut
+    after t (left padded): what training uses is what serving computes."""
+    model = _model()
+    batch = {k: v for k, v in _batch().items() if k not in ("targets", "next_category_ids")}
+    full = model(batch)
+    for t in (3, 5, L - 1):
+        cut = {k: tf.concat([tf.fill([4, L - 1 - t], tf.constant(0 if v.dtype.is_integer else -1, v.dtype)),
+                             v[:, :t + 1]], 1) for k, v in batch.items()}
+        prefix = model(cut)
+        for level in ("item", "category"):
+            np.testing.assert_allclose(full[level][1:, t], prefix[level][1:, -1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("field, value", [("behavior_ids", 2), ("time_interval", 0.5), ("dwell_time", 5.0)])
+def test_profiles_change_when_only_a_side_field_changes(field, value):
+    batch = _batch()
+    changed = dict(batch, **{field: tf.where(batch["item_ids"] > 0, tf.constant(value, batch[field].dtype),
+                                             batch[field])})
+    model = _model()
+    assert np.abs(model.score(batch) - model.score(changed))[:, 2:].max() > 1e-4
+
+
+def test_missing_side_fields_mean_unknown():
+    model = _model()
+    batch = _batch()
+    unknown = {"item_ids": batch["item_ids"], "category_ids": tf.zeros_like(batch["category_ids"]),
+               "behavior_ids": tf.ones_like(batch["behavior_ids"]),  # the OOV id
+               "time_interval": -tf.ones_like(batch["time_interval"]), "dwell_time": -tf.ones_like(batch["dwell_time"])}
+    np.testing.assert_allclose(model.score({"item_ids": batch["item_ids"]}), model.score(unknown), rtol=1e-5, atol=1e-6)
+
+
+def test_pyramid_layers_save_and_load(tmp_path):
+    x, behavior, delta = (keras.Input((T, n)) for n in (6, 4, 2))
+    ends = keras.Input((T, 1))
+    valid = keras.Input((T,))
+    outputs = keras.layers.RNN(SegmentCell(BehaviorLSTMCell(8)), return_sequences=True)(((x, behavior, delta), ends))
+    contexts, _ = PrefixAttention(4)((outputs, behavior), ends=ends[..., 0], valid=valid)
+    model = keras.Model([x, behavior, delta, ends, valid], contexts)
+    values = list(_inputs()) + [tf.constant([[[0.], [1.], [0.], [1.], [1.]]] * B), tf.ones([B, T])]
+    model.save(str(tmp_path / "pyramid"))
+    restored = keras.models.load_model(str(tmp_path / "pyramid"))
+    np.testing.assert_allclose(restored(values), model(values), rtol=1e-6)
+    assert keras.utils.get_registered_name(SegmentCell) == "tfrec_dyn>SegmentCell"

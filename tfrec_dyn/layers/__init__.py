@@ -9,6 +9,7 @@ from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator
 from tfrec_dyn.layers.masks import attention_mask, causal_mask, padding_mask
 from tfrec_dyn.layers.path_attention import PathMultiHeadAttention, PathTransformerBlock
 from tfrec_dyn.layers.pathway_router import PathwayRouter
+from tfrec_dyn.layers.pyramid import PrefixAttention, SegmentCell
 from tfrec_dyn.layers.policy import (CategoricalPolicy, discounted_returns, orthogonality_reward, reinforce_loss,
                                      sample_action)
 from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator, curriculum_weight
@@ -25,6 +26,8 @@ __all__ = [
     "PathMultiHeadAttention",
     "PathTransformerBlock",
     "PathwayRouter",
+    "PrefixAttention",
+    "SegmentCell",
     "SubsequenceAllocator",
     "active_interests",
     "attention_mask",

@@ -38,6 +38,9 @@ def mask_seen(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
 class SequentialRecommender(keras.Model):
     """Base class for next-item recommenders over left-padded item sequences.
 
+    A subclass with losses of its own lists them in `supported_losses` (and
+    implements them in `sequence_loss`).
+
     Args:
       vocab_size: item vocabulary size including padding (0) and OOV (1).
       max_len: longest input sequence the model takes.
@@ -48,14 +51,16 @@ class SequentialRecommender(keras.Model):
         "ce" (full-softmax cross-entropy over all items).
     """
 
+    supported_losses = LOSSES
+
     def __init__(self, vocab_size, max_len, loss="bce", **kwargs):
         super().__init__(**kwargs)
         if int(vocab_size) <= NUM_RESERVED:
             raise ValueError(f"`vocab_size` must exceed {NUM_RESERVED} (padding and OOV), got {vocab_size}")
         if int(max_len) <= 0:
             raise ValueError(f"`max_len` must be positive, got max_len={max_len}")
-        if loss not in LOSSES:
-            raise ValueError(f"`loss` must be one of {LOSSES}, got loss={loss!r}")
+        if loss not in self.supported_losses:
+            raise ValueError(f"`loss` must be one of {self.supported_losses}, got loss={loss!r}")
         self.vocab_size = int(vocab_size)
         self.max_len = int(max_len)
         self.loss_name = loss

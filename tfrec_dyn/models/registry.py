@@ -3,13 +3,14 @@
 from tfrec_dyn.models.adasplit import AdaSplit
 from tfrec_dyn.models.caser import Caser
 from tfrec_dyn.models.gru4rec import GRU4Rec
+from tfrec_dyn.models.hup import HUP
 from tfrec_dyn.models.poprec import PopRec
 from tfrec_dyn.models.rdrsr import RDRSR
 from tfrec_dyn.models.retr import RETR
 from tfrec_dyn.models.sasrec import SASRec
 
 MODELS = {"poprec": PopRec, "gru4rec": GRU4Rec, "caser": Caser, "sasrec": SASRec, "retr": RETR, "rdrsr": RDRSR,
-          "adasplit": AdaSplit}
+          "adasplit": AdaSplit, "hup": HUP}
 
 
 def build_model(name: str, vocab_size: int, max_len: int, **hyperparameters):

@@ -1,0 +1,325 @@
+"""HUP: hierarchical user profiling over micro-behaviours with a pyramid of
+Behavior-LSTMs (Gu et al., WSDM 2020, "Hierarchical User Profiling for
+E-commerce Recommender Systems")."""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
+from tfrec_dyn.layers.behavior_lstm import BehaviorLSTMCell
+from tfrec_dyn.layers.masks import padding_mask
+from tfrec_dyn.layers.pyramid import PrefixAttention, SegmentCell
+from tfrec_dyn.models.base import SequentialRecommender
+
+# Seconds; the buckets of the JD data's README (time interval 0-1, 1-15,
+# 15-40, 40-90, 90+; dwell time 0-15, 15-40, 40-100, 100-600, 600+).
+INTERVAL_BOUNDARIES = (1.0, 15.0, 40.0, 90.0)
+DWELL_BOUNDARIES = (15.0, 40.0, 100.0, 600.0)
+LEVELS = ("micro", "item", "category")
+
+
+def bucketize(seconds, boundaries):
+    """Bucket ids of durations: 1 + the number of boundaries ≤ the value; 0 for
+    unknown (negative, e.g. a field the caller left out), whose embedding is 0."""
+    seconds = tf.cast(seconds, tf.float32)
+    buckets = 1 + tf.reduce_sum(tf.cast(seconds[..., tf.newaxis] >= tf.constant(boundaries, tf.float32), tf.int32), -1)
+    return tf.where(seconds >= 0, buckets, 0)
+
+
+def run_ends(ids, valid):
+    """[B, T] bool: the last step of each run of equal consecutive ids (the
+    last valid step always ends one)."""
+    changes = tf.not_equal(ids[:, 1:], ids[:, :-1])
+    return tf.concat([changes, tf.ones_like(changes[:, :1])], 1) & valid
+
+
+def run_starts(ids, valid):
+    """[B, T] bool: the first valid step of each run of equal consecutive ids."""
+    previous_valid = tf.concat([tf.zeros_like(valid[:, :1]), valid[:, :-1]], 1)
+    changes = tf.concat([tf.ones_like(valid[:, :1]), tf.not_equal(ids[:, 1:], ids[:, :-1])], 1)
+    return valid & (changes | ~previous_valid)
+
+
+def category_dwell(dwell, item_ends, category_starts):
+    """Seconds spent in the current category run up to each step: the dwell
+    times of its finished item runs plus the current item's (every
+    micro-behaviour of an item carries that item's dwell time)."""
+    dwell = tf.maximum(tf.cast(dwell, tf.float32), 0.0)  # unknown counts as 0 s
+    finished = tf.cumsum(dwell * tf.cast(item_ends, tf.float32), axis=1, exclusive=True)
+    # The `finished` sum where the current category run started: a running maximum
+    # (`finished` never decreases) of its values at the run starts.
+    at_starts = tf.where(category_starts, finished, 0.0)
+    run_base = tf.transpose(tf.scan(tf.maximum, tf.transpose(at_starts)))
+    return finished - run_base + dwell
+
+
+@keras.utils.register_keras_serializable(package="tfrec_dyn")
+class HUP(SequentialRecommender):
+    """Pyramid of Behavior-LSTMs over a user's micro-behaviours: micro → item → category.
+
+    Inputs (a dict, [B, T] each, left padded; one step per micro-behaviour):
+    `item_ids`, and optionally `behavior_ids`, `category_ids` (vocabulary ids,
+    0 = padding, 1 = unknown), `time_interval` (seconds to the next
+    behaviour) and `dwell_time` (seconds on the item). A missing field, or an
+    unknown value (id < 2, negative seconds), enters as a zero embedding, so a
+    caller with item ids only still gets recommendations (the serving module
+    fills categories in from the items).
+
+    Sec. 4: every micro-behaviour is embedded as [e_v; e_c; e_b; e_dwell;
+    e_interval] (durations in the README's 5 buckets, `interval_boundaries`
+    and `dwell_boundaries`). Three Behavior-LSTM levels (eq. 1-4):
+      micro:    every behaviour; behaviour gate ← behaviour type, time gate ← interval;
+      item:     [e_v; y_micro], steps once per run of behaviours on one item;
+                behaviour gate ← dwell time;
+      category: [e_c; y_item], steps once per run of items of one category;
+                behaviour gate ← time in the category run (summed item dwell times).
+    Each level has its attention (eq. 5, `PrefixAttention`, the signal a_i
+    being the behaviour type or the dwell time) and a dense layer giving
+    the profiles p_micro, p_item, p_category (sec. 4.5). A `SegmentCell`
+    lets one pass give the profiles of every prefix, so training uses every
+    position where the user moves to a new item.
+
+    Loss (eq. 6-7): Σ_level λ_level · (−cos(p_level, e_target)), the target
+    being the next item (micro, item levels) or its category; `loss="sampled_ce"`
+    is the sampled-softmax option (dot products; the target against the
+    batch's `negatives` for items, full softmax over the categories).
+    Ranking: cosine similarity of p_item with every item (full ranking);
+    `category_scores` ranks categories with p_category.
+
+    Choices of ours: the JD data has one (leaf) category level, so the
+    pyramid has one category level (the paper's K levels stack the same way);
+    the paper retrieves candidate items by embedding similarity before
+    ranking: full ranking is the default here, see `candidate_neighbors`.
+
+    Args:
+      vocab_size, max_len: see `SequentialRecommender`.
+      num_categories, num_behaviors: sizes of the category and behaviour-type
+        vocabularies (2 reserved ids included).
+      embed_dim: item and category embedding (and profile) width.
+      side_dim: behaviour, dwell and interval embedding width.
+      hidden_dim: Behavior-LSTM width.
+      attention_dim: hidden width of the attention's alignment model.
+      time_gate, behavior_gate: the Behavior-LSTM gates (both off: HUP-LSTM;
+        time only: HUP-TLSTM).
+      attention_signal: feed the behaviour type / dwell time to the attention
+        (the paper's HUP; off in its ablations).
+      level_weights: (λ_M, λ_I, λ_C); the paper's best is (0, 0.5, 0.5).
+      interval_boundaries, dwell_boundaries: bucket boundaries in seconds.
+      candidate_neighbors: 0 (default) ranks every item; n > 0 ranks only the
+        n items most similar (cosine of embeddings) to each item of the
+        window, the paper's retrieval step.
+      dropout: on the embeddings.
+      loss: "cosine" (the paper) or "sampled_ce".
+
+    Example:
+    >>> model = HUP(vocab_size=50, max_len=6, num_categories=6, num_behaviors=5)
+    >>> batch = {"item_ids": tf.constant([[0, 5, 5, 9, 7, 7]]), "category_ids": tf.constant([[0, 2, 2, 3, 3, 3]])}
+    >>> model.score(batch).shape, model.category_scores(batch).shape
+    (TensorShape([1, 50]), TensorShape([1, 6]))
+    """
+
+    supported_losses = ("cosine", "sampled_ce")
+
+    def __init__(self, vocab_size, max_len, num_categories=NUM_RESERVED, num_behaviors=NUM_RESERVED, embed_dim=64,
+                 side_dim=16, hidden_dim=64, attention_dim=32, time_gate=True, behavior_gate=True,
+                 attention_signal=True, level_weights=(0.0, 0.5, 0.5), interval_boundaries=INTERVAL_BOUNDARIES,
+                 dwell_boundaries=DWELL_BOUNDARIES, candidate_neighbors=0, dropout=0.2, loss="cosine", **kwargs):
+        super().__init__(vocab_size, max_len, loss=loss, **kwargs)
+        for name, value in (("num_categories", num_categories), ("num_behaviors", num_behaviors)):
+            if int(value) < NUM_RESERVED:
+                raise ValueError(f"`{name}` counts the {NUM_RESERVED} reserved ids too: at least {NUM_RESERVED}, "
+                                 f"got {name}={value}")
+        if len(level_weights) != len(LEVELS) or min(level_weights) < 0 or sum(level_weights) <= 0:
+            raise ValueError(f"`level_weights` must be 3 non-negative weights (micro, item, category) with a "
+                             f"positive sum, got {level_weights}")
+        for name, boundaries in (("interval_boundaries", interval_boundaries), ("dwell_boundaries", dwell_boundaries)):
+            if list(boundaries) != sorted(boundaries) or len(set(boundaries)) != len(boundaries):
+                raise ValueError(f"`{name}` must be strictly increasing, got {boundaries}")
+        if int(candidate_neighbors) < 0:
+            raise ValueError(f"`candidate_neighbors` must be >= 0, got {candidate_neighbors}")
+        self.num_categories = int(num_categories)
+        self.num_behaviors = int(num_behaviors)
+        self.embed_dim = int(embed_dim)
+        self.side_dim = int(side_dim)
+        self.hidden_dim = int(hidden_dim)
+        self.attention_dim = int(attention_dim)
+        self.time_gate = bool(time_gate)
+        self.behavior_gate = bool(behavior_gate)
+        self.attention_signal = bool(attention_signal)
+        self.level_weights = tuple(float(w) for w in level_weights)
+        self.interval_boundaries = tuple(float(b) for b in interval_boundaries)
+        self.dwell_boundaries = tuple(float(b) for b in dwell_boundaries)
+        self.candidate_neighbors = int(candidate_neighbors)
+        self.dropout = float(dropout)
+
+        def embedding(size, width, name):
+            return keras.layers.Embedding(size, width, name=name)
+
+        self.item_embedding = embedding(vocab_size, embed_dim, "item_embedding")
+        self.category_embedding = embedding(self.num_categories, embed_dim, "category_embedding")
+        self.behavior_embedding = embedding(self.num_behaviors, side_dim, "behavior_embedding")
+        self.interval_embedding = embedding(len(self.interval_boundaries) + 2, side_dim, "interval_embedding")
+        self.dwell_embedding = embedding(len(self.dwell_boundaries) + 2, side_dim, "dwell_embedding")
+        self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
+
+        def cell():
+            return BehaviorLSTMCell(hidden_dim, time_gate=time_gate, behavior_gate=behavior_gate)
+
+        self.rnns = {
+            "micro": keras.layers.RNN(cell(), return_sequences=True, name="micro_rnn"),
+            "item": keras.layers.RNN(SegmentCell(cell()), return_sequences=True, name="item_rnn"),
+            "category": keras.layers.RNN(SegmentCell(cell()), return_sequences=True, name="category_rnn"),
+        }
+        # Items and categories are ranked with their profiles; the micro level has a
+        # profile only when it has a loss (λ_M > 0), otherwise it only feeds the item level.
+        self.profiled_levels = (["micro"] if self.level_weights[0] else []) + ["item", "category"]
+        self.attentions = {level: PrefixAttention(attention_dim, name=f"{level}_attention")
+                           for level in self.profiled_levels}
+        self.profile_layers = {level: keras.layers.Dense(embed_dim, name=f"{level}_profile")
+                               for level in self.profiled_levels}
+
+    # --------------------------------------------------------------- inputs
+    def _side_inputs(self, inputs):
+        """The five fields [B, T], defaults where a field is missing."""
+        item_ids = tf.cast(inputs["item_ids"], tf.int32)
+
+        def field(name, default, dtype):
+            value = inputs.get(name)
+            return tf.fill(tf.shape(item_ids), tf.constant(default, dtype)) if value is None else tf.cast(value, dtype)
+
+        return (item_ids, field("category_ids", PAD_ID, tf.int32), field("behavior_ids", PAD_ID, tf.int32),
+                field("time_interval", -1.0, tf.float32), field("dwell_time", -1.0, tf.float32))
+
+    def _embed(self, layer, ids, known, training):
+        vectors = layer(ids) * tf.cast(known, layer.compute_dtype)[..., tf.newaxis]  # unknown -> 0
+        return self.embedding_dropout(vectors, training=training)
+
+    # ------------------------------------------------------------- the pyramid
+    def call(self, inputs, training=False):
+        """Every prefix's profiles: {"item" | "category" (| "micro"): [B, T, d]},
+        one per level with a loss weight, plus that level's attention weights
+        {"<level>_attention": [B, T, T]} and run ends {"<level>_ends": [B, T]}."""
+        item_ids, category_ids, behavior_ids, interval, dwell = self._side_inputs(inputs)
+        valid = padding_mask(item_ids)
+        item_ends = run_ends(item_ids, valid)
+        category_ends = run_ends(category_ids, valid)
+        category_seconds = category_dwell(dwell, item_ends, run_starts(category_ids, valid))
+
+        e_item = self._embed(self.item_embedding, item_ids, item_ids >= NUM_RESERVED, training)
+        e_category = self._embed(self.category_embedding, category_ids, category_ids >= NUM_RESERVED, training)
+        e_behavior = self._embed(self.behavior_embedding, behavior_ids, behavior_ids >= NUM_RESERVED, training)
+        interval_ids = bucketize(interval, self.interval_boundaries)
+        e_interval = self._embed(self.interval_embedding, interval_ids, interval_ids > 0, training)
+        dwell_ids = bucketize(dwell, self.dwell_boundaries)
+        e_dwell = self._embed(self.dwell_embedding, dwell_ids, dwell_ids > 0, training)
+        category_dwell_ids = tf.where(dwell >= 0, bucketize(category_seconds, self.dwell_boundaries), 0)
+        e_category_dwell = self._embed(self.dwell_embedding, category_dwell_ids, category_dwell_ids > 0, training)
+
+        micro = self.rnns["micro"](
+            (tf.concat([e_item, e_category, e_behavior, e_dwell, e_interval], -1), e_behavior, e_interval),
+            mask=valid, training=training)
+        item = self.rnns["item"](
+            ((tf.concat([e_item, micro], -1), e_dwell, e_interval), tf.cast(item_ends, tf.float32)[..., tf.newaxis]),
+            mask=valid, training=training)
+        category = self.rnns["category"](
+            ((tf.concat([e_category, item], -1), e_category_dwell, e_interval),
+             tf.cast(category_ends, tf.float32)[..., tf.newaxis]),
+            mask=valid, training=training)
+
+        result = {}
+        for level, outputs, signal, ends in (("micro", micro, e_behavior, valid),
+                                             ("item", item, e_dwell, item_ends),
+                                             ("category", category, e_category_dwell, category_ends)):
+            if level not in self.profiled_levels:
+                continue
+            attention_inputs = (outputs, signal) if self.attention_signal else outputs
+            context, weights = self.attentions[level](attention_inputs, ends=ends, valid=valid)
+            profile = self.profile_layers[level](context)
+            result[level] = profile * tf.cast(valid, profile.dtype)[..., tf.newaxis]
+            result[f"{level}_attention"] = weights
+            result[f"{level}_ends"] = ends
+        return result
+
+    def output_embeddings(self):
+        return self.item_embedding.embeddings
+
+    # -------------------------------------------------------------- scoring
+    def logits(self, representations):
+        """Cosine similarity of profiles [..., d] with every item (the paper's ranking score)."""
+        table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
+        return tf.matmul(tf.math.l2_normalize(tf.cast(representations, tf.float32), -1), table, transpose_b=True)
+
+    def next_item_logits(self, inputs, training=False):
+        scores = self.logits(self(inputs, training=training)["item"][:, -1])
+        if not self.candidate_neighbors:
+            return scores
+        # The paper's retrieval: only items among the n nearest neighbours
+        # (cosine of embeddings) of an item of the window are candidates.
+        table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
+        window = tf.gather(table, tf.cast(inputs["item_ids"], tf.int32))                   # [B, T, d]
+        similarity = tf.einsum("btd,vd->btv", window, table)
+        _, neighbours = tf.math.top_k(similarity, k=min(self.candidate_neighbors + 1, self.vocab_size))
+        valid = padding_mask(inputs["item_ids"])
+        neighbours = tf.where(valid[..., tf.newaxis], neighbours, PAD_ID)
+        batch = tf.shape(scores)[0]
+        rows = tf.broadcast_to(tf.range(batch)[:, tf.newaxis, tf.newaxis], tf.shape(neighbours))
+        indices = tf.reshape(tf.stack([rows, neighbours], -1), [-1, 2])
+        candidates = tf.scatter_nd(indices, tf.ones([tf.shape(indices)[0]]), tf.shape(scores)) > 0
+        return tf.where(candidates, scores, -1e9)
+
+    def category_scores(self, inputs, training=False):
+        """Cosine scores [B, num_categories] of every category for the next
+        item's category (reserved ids -inf)."""
+        profile = tf.math.l2_normalize(tf.cast(self(inputs, training=training)["category"][:, -1], tf.float32), -1)
+        table = tf.math.l2_normalize(tf.cast(self.category_embedding.embeddings, tf.float32), -1)
+        scores = tf.matmul(profile, table, transpose_b=True)
+        reserved = tf.concat([tf.fill([NUM_RESERVED], -float("inf")), tf.zeros([self.num_categories - NUM_RESERVED])], 0)
+        return scores + reserved
+
+    # ---------------------------------------------------------------- losses
+    def sequence_loss(self, batch, training=False):
+        """Eq. 7 over every position where the user moves on to another item."""
+        profiles = self(batch, training=training)
+        item_ids = tf.cast(batch["item_ids"], tf.int32)
+        targets = tf.cast(batch["targets"], tf.int32)
+        moves = (targets >= NUM_RESERVED) & tf.not_equal(targets, item_ids)
+        next_categories = tf.cast(batch.get("next_category_ids", tf.zeros_like(targets)), tf.int32)
+        total = 0.0
+        for level in self.profiled_levels:
+            if level == "category":
+                loss = self._level_loss(profiles[level], next_categories, moves & (next_categories >= NUM_RESERVED),
+                                        self.category_embedding.embeddings, None)
+            else:
+                loss = self._level_loss(profiles[level], targets, moves, self.item_embedding.embeddings,
+                                        batch.get("negatives"))
+            total += self.level_weights[LEVELS.index(level)] * loss
+        return total
+
+    def _level_loss(self, profile, targets, weights, table, negatives):
+        profile = tf.cast(profile, tf.float32)
+        table = tf.cast(table, tf.float32)
+        weights = tf.cast(weights, tf.float32)
+        if self.loss_name == "cosine":  # eq. 6: cosine proximity
+            per_position = -tf.reduce_sum(tf.math.l2_normalize(profile, -1) *
+                                          tf.math.l2_normalize(tf.gather(table, targets), -1), -1)
+        elif negatives is not None:  # items: the target against the sampled negatives
+            candidates = tf.concat([targets[..., tf.newaxis], tf.cast(negatives, tf.int32)], -1)
+            logits = tf.einsum("btd,btnd->btn", profile, tf.gather(table, candidates))
+            per_position = -tf.nn.log_softmax(logits, -1)[..., 0]
+        else:  # categories: a full softmax (there are few)
+            logits = tf.matmul(profile, table, transpose_b=True)
+            logits = tf.concat([tf.fill(tf.concat([tf.shape(logits)[:-1], [NUM_RESERVED]], 0), -1e9),
+                                logits[..., NUM_RESERVED:]], -1)
+            per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(targets, 0), logits)
+        return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_categories": self.num_categories, "num_behaviors": self.num_behaviors,
+            "embed_dim": self.embed_dim, "side_dim": self.side_dim, "hidden_dim": self.hidden_dim,
+            "attention_dim": self.attention_dim, "time_gate": self.time_gate, "behavior_gate": self.behavior_gate,
+            "attention_signal": self.attention_signal, "level_weights": list(self.level_weights),
+            "interval_boundaries": list(self.interval_boundaries), "dwell_boundaries": list(self.dwell_boundaries),
+            "candidate_neighbors": self.candidate_neighbors, "dropout": self.dropout})
+        return config
