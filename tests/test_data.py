@@ -12,6 +12,7 @@ from tfrec_dyn.data import (
     k_core,
     leave_one_out,
     pad_left,
+    session_split,
     training_dataset,
 )
 from tfrec_dyn.data.input_pipeline import NegativeSampler
@@ -103,6 +104,41 @@ def test_training_dataset_targets_are_the_next_items():
     np.testing.assert_array_equal(batch["targets"], [[4, 5, 6], [0, 0, 8]])  # user with 1 item left out
 
 
+def test_training_dataset_carries_side_fields_and_the_next_category():
+    sequences = [np.array([2, 3, 4, 5])]
+    side = {"category": [np.array([2, 2, 3, 4])], "dwell_time": [np.array([5.0, 6.0, 7.0, 8.0])]}
+    batch = next(iter(training_dataset(sequences, 8, 4, 8, num_negatives=0, side=side, shuffle=False)))
+    np.testing.assert_array_equal(batch["category_ids"], [[0, 2, 2, 3]])
+    np.testing.assert_array_equal(batch["next_category_ids"], [[0, 2, 3, 4]])  # the target's category
+    np.testing.assert_array_equal(batch["dwell_time"], [[0.0, 5.0, 6.0, 7.0]])
+    assert "next_dwell_time" not in batch
+
+
+def test_session_split_holds_out_whole_sessions_predicting_their_last_item():
+    sessions = [["a", "b", "b", "c", "c"], ["x", "x"], ["p", "q"], ["m", "n", "n", "m"]] * 5
+    categories = [[s.upper() for s in session] for session in sessions]
+    data = _interactions(sessions, category=categories)
+    split = session_split(data, 0.2, 0.2, seed=3)
+    held_out = split.validation.inputs.user_ids + split.test.inputs.user_ids
+    # 8 sessions drawn for evaluation; those of one item only ("x x") train instead, counted.
+    assert len(held_out) + split.num_short_users == 8 and split.num_short_users > 0
+    assert not set(held_out) & set(split.train.user_ids)  # whole sessions, never both
+    assert len(held_out) + len(split.train.user_ids) == 20
+    for part in (split.validation, split.test):
+        for user, history, target, category in zip(part.inputs.user_ids, part.inputs.items, part.targets.items,
+                                                   part.targets.side["category"]):
+            full = data.items[data.user_ids.index(user)].tolist()
+            last_run = len(full) - 1
+            while full[last_run - 1] == full[-1]:
+                last_run -= 1
+            assert history.tolist() == full[:last_run] and target.tolist() == [full[-1]]
+            assert category.tolist() == [full[-1].upper()]
+    again = session_split(data, 0.2, 0.2, seed=3)
+    assert again.test.inputs.user_ids == split.test.inputs.user_ids  # seeded
+    with pytest.raises(ValueError, match="fraction"):
+        session_split(data, 0.5, 0.5)
+
+
 @pytest.mark.parametrize("sampler", ["uniform", "popularity"])
 def test_negatives_are_never_history_items(sampler):
     rng = np.random.default_rng(0)
@@ -152,10 +188,12 @@ def test_collapse_repeats_gives_the_item_level_of_a_micro_behaviour_log():
         ["s1", "s2", "s3"],
         [np.array(["a", "a", "a", "b", "a", "c", "c"]), np.array(["x"]), np.array([], dtype=str)],
         {"behavior": [np.array(["1", "2", "3", "1", "1", "1", "4"]), np.array(["1"]), np.array([], dtype=str)],
-         "dwell_time": [np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), np.array([9.0]), np.array([])]})
+         "dwell_time": [np.array([6.0, 6.0, 6.0, 4.0, 5.0, 7.0, 7.0]), np.array([9.0]), np.array([])],
+         "time_interval": [np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), np.array([9.0]), np.array([])]})
     collapsed = data.collapse_repeats()
     assert collapsed.items[0].tolist() == ["a", "b", "a", "c"]       # a later return to "a" stays apart
     assert collapsed.side["behavior"][0].tolist() == ["1", "1", "1", "1"]  # each run's first behaviour
-    assert collapsed.side["dwell_time"][0].tolist() == [6.0, 4.0, 5.0, 13.0]
+    assert collapsed.side["dwell_time"][0].tolist() == [6.0, 4.0, 5.0, 7.0]  # the item's, shared by its run
+    assert collapsed.side["time_interval"][0].tolist() == [3.0, 4.0, 5.0, 7.0]  # from the run's last behaviour
     assert collapsed.items[1].tolist() == ["x"] and collapsed.side["dwell_time"][1].tolist() == [9.0]
     assert collapsed.items[2].tolist() == [] and collapsed.user_ids == data.user_ids

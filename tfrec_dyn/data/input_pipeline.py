@@ -10,7 +10,8 @@ sequence.  Everything random is seeded: the same seed gives the same batches.
 Batch keys: `item_ids` [B, L], `targets` [B, L], `negatives` [B, L, n]
 (when `num_negatives > 0`), and for each requested side field its aligned
 input window (`behavior_ids`, `category_ids` for categorical fields; the field
-name for numeric ones).
+name for numeric ones) and, for categorical fields, the next event's value at
+every position (`next_category_ids`: what HUP's category level predicts).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def next_item_arrays(sequences: Sequence[np.ndarray], max_len: int, side: Option
     """Input/target arrays for every user with at least 2 items.
 
     Returns (features dict, kept row indices).  Features: `item_ids` and
-    `targets` [U, max_len] plus each side field's input window.
+    `targets` [U, max_len] plus each side field's input window (and its
+    `next_` window for categorical fields).
     """
     rows = [i for i, s in enumerate(sequences) if len(s) >= 2]
     features = {
@@ -56,6 +58,8 @@ def next_item_arrays(sequences: Sequence[np.ndarray], max_len: int, side: Option
     for name, seqs in (side or {}).items():
         dtype = np.int32 if name in CATEGORICAL_SIDE_FIELDS else np.float32
         features[feature_name(name)] = pad_left([seqs[i][:-1] for i in rows], max_len, dtype=dtype)
+        if name in CATEGORICAL_SIDE_FIELDS:
+            features["next_" + feature_name(name)] = pad_left([seqs[i][1:] for i in rows], max_len, dtype=dtype)
     return features, rows
 
 

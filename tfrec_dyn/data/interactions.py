@@ -217,28 +217,29 @@ class Interactions:
     def collapse_repeats(self) -> "Interactions":
         """Merges each run of consecutive interactions with the same item into one:
         the item level of a micro-behaviour log (JD: click, then add-to-cart, ... on
-        one SKU). Side fields keep the run's first value, except `dwell_time`,
-        which is summed over the run (the time spent on the item).
+        one SKU). Side fields keep the run's first value, except `time_interval`
+        (the time to the next behaviour), which keeps the run's last: the time
+        from this item to the next. `dwell_time` keeps the first value because
+        in the JD logs every micro-behaviour on an item carries the item's
+        dwell time.
 
         >>> data = Interactions(["u"], [np.array(["a", "a", "b", "a"])],
-        ...                     {"dwell_time": [np.array([1.0, 2.0, 4.0, 8.0])]})
+        ...                     {"time_interval": [np.array([1.0, 2.0, 4.0, 8.0])]})
         >>> collapsed = data.collapse_repeats()
-        >>> collapsed.items[0].tolist(), collapsed.side["dwell_time"][0].tolist()
-        (['a', 'b', 'a'], [3.0, 4.0, 8.0])
+        >>> collapsed.items[0].tolist(), collapsed.side["time_interval"][0].tolist()
+        (['a', 'b', 'a'], [2.0, 4.0, 8.0])
         """
-        starts = [np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, np.int64)
-                  for s in self.items]
+        changes = [np.r_[True, s[1:] != s[:-1]] if len(s) else np.zeros(0, bool) for s in self.items]
+        starts = [np.flatnonzero(c) for c in changes]
+        ends = [np.flatnonzero(np.r_[c[1:], True]) if len(c) else np.zeros(0, np.int64) for c in changes]
 
-        def first(seqs):
-            return [seq[idx] for seq, idx in zip(seqs, starts)]
-
-        def summed(seqs):
-            return [np.add.reduceat(seq, idx) if len(seq) else seq for seq, idx in zip(seqs, starts)]
+        def pick(seqs, positions):
+            return [seq[idx] for seq, idx in zip(seqs, positions)]
 
         return Interactions(
             user_ids=list(self.user_ids),
-            items=first(self.items),
-            side={k: summed(v) if k == "dwell_time" else first(v) for k, v in self.side.items()},
+            items=pick(self.items, starts),
+            side={k: pick(v, ends if k == "time_interval" else starts) for k, v in self.side.items()},
             report=self.report,
         )
 

@@ -1,4 +1,4 @@
-"""Reusable splits: leave-one-out, k-core filtering, head/tail and existing/new users."""
+"""Reusable splits: leave-one-out, by session, k-core filtering, head/tail and existing/new users."""
 
 from __future__ import annotations
 
@@ -34,15 +34,16 @@ class EvalSplit:
 
 
 @dataclasses.dataclass
-class LeaveOneOut:
-    """train / validation / test of the leave-one-out protocol.
+class Split:
+    """train / validation / test of an evaluation protocol (`leave_one_out`,
+    `session_split`): sequences to train on, and the held-out next events.
 
-    For a user with items i_1..i_n (n >= 3): train holds i_1..i_{n-2},
+    Leave-one-out: for a user with items i_1..i_n (n >= 3): train holds i_1..i_{n-2},
     validation predicts i_{n-1} from i_1..i_{n-2}, test predicts i_n from
     i_1..i_{n-1}.  Users with fewer than 3 interactions are too short to hold
     out both a validation and a test item: by the rule here they are kept in
     `train` only (they help training and are never evaluated); their count is
-    in `num_short_users`.
+    in `num_short_users`. See `session_split` for the other protocol.
     """
 
     train: Interactions
@@ -59,7 +60,7 @@ def _eval_split(data: Interactions, rows: List[int], end: int) -> EvalSplit:
     return EvalSplit(inputs=inputs, targets=targets)
 
 
-def leave_one_out(data: Interactions) -> LeaveOneOut:
+def leave_one_out(data: Interactions) -> Split:
     """Splits every user's sequence; see `LeaveOneOut` for the rule on short users.
 
     >>> data = Interactions(["u"], [np.array(["a", "b", "c", "d"], dtype=object)])
@@ -70,12 +71,67 @@ def leave_one_out(data: Interactions) -> LeaveOneOut:
     lengths = data.lengths()
     long_rows = [i for i, n in enumerate(lengths) if n >= MIN_LOO_LENGTH]
     train = data.map_sequences(lambda s: s[:-2] if len(s) >= MIN_LOO_LENGTH else s)
-    return LeaveOneOut(
+    return Split(
         train=train,
         validation=_eval_split(data, long_rows, end=2),
         test=_eval_split(data, long_rows, end=1),
         num_short_users=int(len(lengths) - len(long_rows)),
     )
+
+
+def _last_item_split(data: Interactions, rows: List[int]) -> EvalSplit:
+    """History = the events before the session's last item run; target = that
+    run's first event (with its side fields)."""
+    sub = data.subset(rows)
+    # Where each session's last run starts: its length minus the run's length.
+    starts = [len(s) - int(np.argmax(s[::-1] != s[-1])) for s in sub.items]
+
+    def cut(part):
+        def sequences(seqs):
+            return [seq[:start] if part == "inputs" else seq[start:start + 1] for seq, start in zip(seqs, starts)]
+        return Interactions(list(sub.user_ids), sequences(sub.items),
+                            {name: sequences(seqs) for name, seqs in sub.side.items()}, sub.report)
+
+    inputs, targets = cut("inputs"), cut("targets")
+    return EvalSplit(inputs=inputs, targets=targets)
+
+
+def session_split(data: Interactions, validation_fraction: float = 0.1, test_fraction: float = 0.1,
+                  seed: int = 0) -> Split:
+    """Whole sessions (users) for training, validation and testing: the protocol
+    for session logs such as the JD micro-behaviour samples.
+
+    The sessions are shuffled with `seed`; the first `test_fraction` of them
+    are test sessions, the next `validation_fraction` validation sessions, the
+    rest are trained on whole. An evaluation session predicts its last item
+    (the first event of the final run of events on one item: a micro-behaviour
+    log repeats an item) from every event before that run. A held-out session
+    whose events are all on one item has nothing to predict from: it joins the
+    training sessions instead and is counted in `num_short_users`.
+
+    >>> data = Interactions([f"s{i}" for i in range(10)],
+    ...                     [np.array(["a", "b", "b", "c", "c"], dtype=object)] * 9 + [np.array(["a"], dtype=object)])
+    >>> split = session_split(data, 0.2, 0.2, seed=0)
+    >>> split.test.inputs.items[0].tolist(), split.test.target_items().tolist()
+    (['a', 'b', 'b'], ['c', 'c'])
+    """
+    if min(validation_fraction, test_fraction) < 0 or validation_fraction + test_fraction >= 1:
+        raise ValueError(f"`validation_fraction` and `test_fraction` must be >= 0 and sum to less than 1, "
+                         f"got {validation_fraction} and {test_fraction}")
+    order = np.random.default_rng(seed).permutation(data.num_users)
+    num_test = int(round(test_fraction * data.num_users))
+    num_validation = int(round(validation_fraction * data.num_users))
+    held_out = {"test": order[:num_test], "validation": order[num_test:num_test + num_validation]}
+
+    def predictable(row):
+        items = data.items[row]
+        return len(items) > 0 and bool(np.any(items != items[-1]))
+
+    short = sorted(int(r) for rows in held_out.values() for r in rows if not predictable(r))
+    evaluated = {name: sorted(int(r) for r in rows if predictable(r)) for name, rows in held_out.items()}
+    train_rows = sorted(set(range(data.num_users)) - set(evaluated["test"]) - set(evaluated["validation"]))
+    return Split(train=data.subset(train_rows), validation=_last_item_split(data, evaluated["validation"]),
+                 test=_last_item_split(data, evaluated["test"]), num_short_users=len(short))
 
 
 def k_core(data: Interactions, k: int) -> Interactions:

@@ -326,13 +326,24 @@ def _check_batch_size(batch_size) -> int:
     return int(batch_size)
 
 
-def _score_batches(score_fn: ScoreFn, histories: np.ndarray, batch_size: int):
+def _check_features(features, histories: np.ndarray) -> Dict[str, np.ndarray]:
+    features = {name: np.asarray(values) for name, values in (features or {}).items()}
+    for name, values in features.items():
+        if values.shape[:2] != histories.shape:
+            raise ValueError(f"feature {name!r} must be aligned with the histories {histories.shape}, "
+                             f"got shape {values.shape}")
+    return features
+
+
+def _score_batches(score_fn: ScoreFn, histories: np.ndarray, batch_size: int, features=None):
     """Yields (start, item_ids [B, L] int32, scores float32 tensor [B, V]) batch by batch,
     checking that every batch has the same vocabulary size V."""
     vocab_size = None
+    features = _check_features(features, histories)
     for start in range(0, histories.shape[0], batch_size):
         item_ids = histories[start:start + batch_size]
-        scores = tf.cast(tf.convert_to_tensor(score_fn({"item_ids": item_ids})), tf.float32)
+        batch = {"item_ids": item_ids, **{name: values[start:start + batch_size] for name, values in features.items()}}
+        scores = tf.cast(tf.convert_to_tensor(score_fn(batch)), tf.float32)
         if scores.shape.rank != 2 or scores.shape[0] != item_ids.shape[0]:
             raise ValueError(f"score_fn must return scores [batch, V] = [{item_ids.shape[0]}, V], "
                              f"got shape {scores.shape}")
@@ -386,7 +397,7 @@ def _negatives_array(negatives, num_users: int) -> Tuple[np.ndarray, Optional[in
 
 def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
              ks: Iterable[int] = DEFAULT_KS, negatives=None, exclude_seen: bool = True,
-             batch_size: int = 256) -> EvaluationResult:
+             batch_size: int = 256, features=None) -> EvaluationResult:
     """Ranks every user's target with the named protocol and returns the metrics.
 
     Args:
@@ -404,6 +415,9 @@ def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
         (never the target itself; see the module docstring).  The sampled
         negatives already exclude them.
       batch_size: users scored per call of `score_fn`.
+      features: optional {name: [U, L, ...]} model inputs aligned with the
+        histories (side fields: `behavior_ids`, `dwell_time`, ...), passed to
+        `score_fn` with the item ids.
 
     Returns:
       `EvaluationResult` with `.metrics` (e.g. "HR@10", "NDCG@10", "MRR",
@@ -437,7 +451,7 @@ def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
 
     ranks = np.empty(histories.shape[0], np.int64)
     num_candidates = np.empty(histories.shape[0], np.int64)
-    for start, item_ids, scores in _score_batches(score_fn, histories, batch_size):
+    for start, item_ids, scores in _score_batches(score_fn, histories, batch_size, features):
         vocab_size = int(scores.shape[1])
         if start == 0:
             if targets.max() >= vocab_size:
@@ -467,11 +481,11 @@ def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
 
 
 def top_k_items(score_fn: ScoreFn, histories, k: int = 10, exclude_seen: bool = True,
-                batch_size: int = 256) -> np.ndarray:
+                batch_size: int = 256, features=None) -> np.ndarray:
     """Top-k recommended real items per user (full ranking), for the beyond-accuracy figures.
 
     Args:
-      score_fn, histories, batch_size: as in `evaluate`.
+      score_fn, histories, batch_size, features: as in `evaluate`.
       k: list length.
       exclude_seen: leave the user's history items out of the list.
 
@@ -489,7 +503,7 @@ def top_k_items(score_fn: ScoreFn, histories, k: int = 10, exclude_seen: bool = 
     histories = _as_histories(histories)
     out = np.zeros((histories.shape[0], int(k)), np.int32)
     lowest = tf.constant(np.finfo(np.float32).min, tf.float32)
-    for start, item_ids, scores in _score_batches(score_fn, histories, batch_size):
+    for start, item_ids, scores in _score_batches(score_fn, histories, batch_size, features):
         vocab_size = int(scores.shape[1])
         columns = tf.range(vocab_size)[tf.newaxis, :]
         candidates = tf.broadcast_to(columns >= NUM_RESERVED, tf.shape(scores))

@@ -93,8 +93,9 @@ class HUP(SequentialRecommender):
 
     Args:
       vocab_size, max_len: see `SequentialRecommender`.
-      num_categories, num_behaviors: sizes of the category and behaviour-type
-        vocabularies (2 reserved ids included).
+      category_vocab_size, behavior_vocab_size: sizes of the category and
+        behaviour-type vocabularies (2 reserved ids included; the trainer
+        passes them from the data).
       embed_dim: item and category embedding (and profile) width.
       side_dim: behaviour, dwell and interval embedding width.
       hidden_dim: Behavior-LSTM width.
@@ -112,20 +113,22 @@ class HUP(SequentialRecommender):
       loss: "cosine" (the paper) or "sampled_ce".
 
     Example:
-    >>> model = HUP(vocab_size=50, max_len=6, num_categories=6, num_behaviors=5)
+    >>> model = HUP(vocab_size=50, max_len=6, category_vocab_size=6, behavior_vocab_size=5)
     >>> batch = {"item_ids": tf.constant([[0, 5, 5, 9, 7, 7]]), "category_ids": tf.constant([[0, 2, 2, 3, 3, 3]])}
     >>> model.score(batch).shape, model.category_scores(batch).shape
     (TensorShape([1, 50]), TensorShape([1, 6]))
     """
 
     supported_losses = ("cosine", "sampled_ce")
+    side_fields = ("behavior", "category", "time_interval", "dwell_time")  # what the trainer feeds it
 
-    def __init__(self, vocab_size, max_len, num_categories=NUM_RESERVED, num_behaviors=NUM_RESERVED, embed_dim=64,
-                 side_dim=16, hidden_dim=64, attention_dim=32, time_gate=True, behavior_gate=True,
+    def __init__(self, vocab_size, max_len, category_vocab_size=NUM_RESERVED, behavior_vocab_size=NUM_RESERVED,
+                 embed_dim=64, side_dim=16, hidden_dim=64, attention_dim=32, time_gate=True, behavior_gate=True,
                  attention_signal=True, level_weights=(0.0, 0.5, 0.5), interval_boundaries=INTERVAL_BOUNDARIES,
                  dwell_boundaries=DWELL_BOUNDARIES, candidate_neighbors=0, dropout=0.2, loss="cosine", **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, **kwargs)
-        for name, value in (("num_categories", num_categories), ("num_behaviors", num_behaviors)):
+        for name, value in (("category_vocab_size", category_vocab_size),
+                            ("behavior_vocab_size", behavior_vocab_size)):
             if int(value) < NUM_RESERVED:
                 raise ValueError(f"`{name}` counts the {NUM_RESERVED} reserved ids too: at least {NUM_RESERVED}, "
                                  f"got {name}={value}")
@@ -137,8 +140,8 @@ class HUP(SequentialRecommender):
                 raise ValueError(f"`{name}` must be strictly increasing, got {boundaries}")
         if int(candidate_neighbors) < 0:
             raise ValueError(f"`candidate_neighbors` must be >= 0, got {candidate_neighbors}")
-        self.num_categories = int(num_categories)
-        self.num_behaviors = int(num_behaviors)
+        self.category_vocab_size = int(category_vocab_size)
+        self.behavior_vocab_size = int(behavior_vocab_size)
         self.embed_dim = int(embed_dim)
         self.side_dim = int(side_dim)
         self.hidden_dim = int(hidden_dim)
@@ -156,8 +159,8 @@ class HUP(SequentialRecommender):
             return keras.layers.Embedding(size, width, name=name)
 
         self.item_embedding = embedding(vocab_size, embed_dim, "item_embedding")
-        self.category_embedding = embedding(self.num_categories, embed_dim, "category_embedding")
-        self.behavior_embedding = embedding(self.num_behaviors, side_dim, "behavior_embedding")
+        self.category_embedding = embedding(self.category_vocab_size, embed_dim, "category_embedding")
+        self.behavior_embedding = embedding(self.behavior_vocab_size, side_dim, "behavior_embedding")
         self.interval_embedding = embedding(len(self.interval_boundaries) + 2, side_dim, "interval_embedding")
         self.dwell_embedding = embedding(len(self.dwell_boundaries) + 2, side_dim, "dwell_embedding")
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
@@ -268,12 +271,12 @@ class HUP(SequentialRecommender):
         return tf.where(candidates, scores, -1e9)
 
     def category_scores(self, inputs, training=False):
-        """Cosine scores [B, num_categories] of every category for the next
+        """Cosine scores [B, category_vocab_size] of every category for the next
         item's category (reserved ids -inf)."""
         profile = tf.math.l2_normalize(tf.cast(self(inputs, training=training)["category"][:, -1], tf.float32), -1)
         table = tf.math.l2_normalize(tf.cast(self.category_embedding.embeddings, tf.float32), -1)
         scores = tf.matmul(profile, table, transpose_b=True)
-        reserved = tf.concat([tf.fill([NUM_RESERVED], -float("inf")), tf.zeros([self.num_categories - NUM_RESERVED])], 0)
+        reserved = tf.concat([tf.fill([NUM_RESERVED], -float("inf")), tf.zeros([self.category_vocab_size - NUM_RESERVED])], 0)
         return scores + reserved
 
     # ---------------------------------------------------------------- losses
@@ -316,7 +319,7 @@ class HUP(SequentialRecommender):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "num_categories": self.num_categories, "num_behaviors": self.num_behaviors,
+            "category_vocab_size": self.category_vocab_size, "behavior_vocab_size": self.behavior_vocab_size,
             "embed_dim": self.embed_dim, "side_dim": self.side_dim, "hidden_dim": self.hidden_dim,
             "attention_dim": self.attention_dim, "time_gate": self.time_gate, "behavior_gate": self.behavior_gate,
             "attention_signal": self.attention_signal, "level_weights": list(self.level_weights),

@@ -6,6 +6,8 @@ import dataclasses
 import json
 from typing import Any, Dict, Optional, Tuple
 
+SPLITS = ("leave_one_out", "session")
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -16,6 +18,11 @@ class TrainConfig:
       data: built-in data set name ("ml-100k") or a path.
       data_format / columns: passed to `tfrec_dyn.data.load_dataset`.
       k_core: drop users and items with fewer interactions (0 = keep all).
+      split: "leave_one_out" (each user's last items held out) or "session"
+        (whole sessions held out, each predicting its last item; see
+        `tfrec_dyn.data.splits.session_split`).
+      split_seed: seeds the session split (not the model seed, so runs with
+        different seeds are evaluated on the same sessions).
       max_len: input window (most recent items) the model sees.
       epochs: passes over the training users.
       batch_size: examples per replica; the global batch is
@@ -42,6 +49,8 @@ class TrainConfig:
     data_format: Optional[str] = None
     columns: Optional[Dict[str, str]] = None
     k_core: int = 0
+    split: str = "leave_one_out"
+    split_seed: int = 0
     max_len: int = 50
     epochs: int = 50
     batch_size: int = 128
@@ -66,6 +75,8 @@ class TrainConfig:
                 raise ValueError(f"`{name}` must be positive, got {name}={getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate}")
+        if self.split not in SPLITS:
+            raise ValueError(f"`split` must be one of {SPLITS}, got split={self.split!r}")
         self.eval_protocols = tuple(self.eval_protocols)
 
     def to_json(self) -> str:

@@ -7,14 +7,14 @@ exact split a run was trained on from its saved config.
 from __future__ import annotations
 
 import dataclasses
-from typing import List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 from tfrec_dyn.data import input_pipeline
 from tfrec_dyn.data.datasets import load_dataset
-from tfrec_dyn.data.interactions import Interactions
-from tfrec_dyn.data.splits import LeaveOneOut, k_core, leave_one_out
+from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS, Interactions
+from tfrec_dyn.data.splits import Split, k_core, leave_one_out, session_split
 from tfrec_dyn.data.vocabulary import Vocabulary
 from tfrec_dyn.training.config import TrainConfig
 
@@ -27,50 +27,82 @@ class EvalArrays:
     histories: np.ndarray  # [U, max_len] left-padded encoded inputs
     targets: np.ndarray  # [U] encoded target ids
     known_items: List[np.ndarray]  # every encoded item of the user (for sampled negatives)
+    # Side-field windows aligned with `histories`, by model input name (`behavior_ids`, `dwell_time`, ...).
+    features: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    # Encoded side fields of each target, by field name (e.g. "category": [U] ids).
+    target_side: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class PreparedData:
-    """A data set read, filtered, split leave-one-out and encoded.
+    """A data set read, filtered, split (leave-one-out or by session) and encoded.
 
     The item vocabulary covers the whole catalogue (every item in the data,
     including items seen only as validation/test targets), so a held-out target
-    is rankable; popularity counts come from the training split only.
+    is rankable; popularity counts come from the training split only. Side
+    fields come along: categorical ones (`behavior`, `category`) through
+    vocabularies of their own (built the same way), numeric ones as float32.
     """
 
     interactions: Interactions
-    split: LeaveOneOut
+    split: Split
     vocab: Vocabulary
     train_sequences: List[np.ndarray]
     item_counts: np.ndarray  # [V] training-split counts
+    side_vocabs: Dict[str, Vocabulary] = dataclasses.field(default_factory=dict)  # categorical side fields
+    train_side: Dict[str, List[np.ndarray]] = dataclasses.field(default_factory=dict)  # aligned with train_sequences
 
     @classmethod
     def from_config(cls, config: TrainConfig, vocab: Vocabulary = None) -> "PreparedData":
         data = load_dataset(config.data, format=config.data_format, columns=config.columns)
         if config.k_core:
             data = k_core(data, config.k_core)
-        return cls.from_interactions(data, vocab)
+        return cls.from_interactions(data, vocab, split=config.split, split_seed=config.split_seed)
 
     @classmethod
-    def from_interactions(cls, data: Interactions, vocab: Vocabulary = None) -> "PreparedData":
+    def from_interactions(cls, data: Interactions, vocab: Vocabulary = None, split: str = "leave_one_out",
+                          split_seed: int = 0) -> "PreparedData":
         if data.num_users == 0:
             raise ValueError("the data set has no users left (after filtering)")
-        split = leave_one_out(data)
+        if split not in ("leave_one_out", "session"):
+            raise ValueError(f"`split` must be 'leave_one_out' or 'session', got {split!r}")
+        parts = leave_one_out(data) if split == "leave_one_out" else session_split(data, seed=split_seed)
         vocab = vocab or Vocabulary.build(data.items)
-        train = [vocab.encode(s) for s in split.train.items]
+        train = [vocab.encode(s) for s in parts.train.items]
         counts = np.bincount(np.concatenate(train + [np.zeros(0, np.int32)]), minlength=vocab.size)
-        return cls(data, split, vocab, train, counts.astype(np.int64))
+        side_vocabs = {name: Vocabulary.build(seqs) for name, seqs in data.side.items()
+                       if name in CATEGORICAL_SIDE_FIELDS}
+        prepared = cls(data, parts, vocab, train, counts.astype(np.int64), side_vocabs)
+        prepared.train_side = {name: prepared.encode_side(name, seqs) for name, seqs in parts.train.side.items()}
+        return prepared
+
+    def encode_side(self, name: str, sequences: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Categorical side values to vocabulary ids (unknown: OOV), numeric ones to float32."""
+        if name in self.side_vocabs:
+            return [self.side_vocabs[name].encode(s) for s in sequences]
+        return [np.asarray(s, np.float32) for s in sequences]
+
+    def side_vocab_sizes(self) -> Dict[str, int]:
+        return {name: vocab.size for name, vocab in self.side_vocabs.items()}
 
     def eval_arrays(self, which: str, max_len: int) -> EvalArrays:
-        """"validation" or "test" inputs, targets and known items."""
+        """"validation" or "test" inputs (with their side fields), targets and known items."""
         if which not in ("validation", "test"):
             raise ValueError(f"`which` must be 'validation' or 'test', got {which!r}")
         part = getattr(self.split, which)
         encoded_inputs = [self.vocab.encode(s) for s in part.inputs.items]
         full = {u: s for u, s in zip(self.interactions.user_ids, self.interactions.items)}
+        features = {}
+        for name, seqs in part.inputs.side.items():
+            encoded = self.encode_side(name, seqs)
+            features[input_pipeline.feature_name(name)] = input_pipeline.pad_left(
+                encoded, max_len, dtype=np.int32 if name in self.side_vocabs else np.float32)
         return EvalArrays(
             user_ids=list(part.inputs.user_ids),
             histories=input_pipeline.pad_left(encoded_inputs, max_len),
             targets=self.vocab.encode(part.target_items()),
             known_items=[self.vocab.encode(full[u]) for u in part.inputs.user_ids],
+            features=features,
+            target_side={name: np.concatenate(self.encode_side(name, seqs) + [np.zeros(0)]).astype(
+                np.int32 if name in self.side_vocabs else np.float32) for name, seqs in part.targets.side.items()},
         )

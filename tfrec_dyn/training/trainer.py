@@ -18,8 +18,11 @@ import tf_keras as keras
 
 from tfrec_dyn.metrics import (SampledNegatives, evaluate, gini_index, head_tail_items, item_coverage,
                                tail_share, top_k_items)
-from tfrec_dyn.data.input_pipeline import training_dataset
-from tfrec_dyn.models import build_model
+from tfrec_dyn.metrics.protocols import EvaluationResult
+from tfrec_dyn.metrics.ranking import metrics_from_ranks, rank_of_target
+from tfrec_dyn.data.input_pipeline import feature_name, training_dataset
+from tfrec_dyn.data.vocabulary import NUM_RESERVED
+from tfrec_dyn.models import MODELS, build_model
 from tfrec_dyn.training.config import TrainConfig
 from tfrec_dyn.training.experiment import EvalArrays, PreparedData
 from tfrec_dyn.training.run import save_run
@@ -70,25 +73,56 @@ def sampled_negatives(data: PreparedData, arrays: EvalArrays, config: TrainConfi
     return negatives
 
 
+def model_features(model, features):
+    """The side-field inputs among `features` that `model` reads (its `side_fields`)."""
+    wanted = {feature_name(field) for field in getattr(model, "side_fields", ())}
+    return {name: values for name, values in features.items() if name in wanted}
+
+
 def evaluate_model(model, data: PreparedData, config: TrainConfig, which: str = "test",
                    protocols=None, ks=(5, 10, 20, 50)):
-    """{protocol: figures} of `model` on the validation or test split."""
+    """{protocol: figures} of `model` on the validation or test split; models
+    that rank categories too (HUP) add a "category" entry (next-item category,
+    all categories ranked)."""
     arrays = data.eval_arrays(which, config.max_len)
+    features = model_features(model, arrays.features)
     score_fn = score_function(model)
     results = {}
     for protocol in protocols or config.eval_protocols:
         negatives = sampled_negatives(data, arrays, config) if protocol == "sampled" else None
         results[protocol] = evaluate(score_fn, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
-                                     negatives=negatives, exclude_seen=config.exclude_seen)
+                                     negatives=negatives, exclude_seen=config.exclude_seen, features=features)
         if protocol == "full":
-            results[protocol].metrics.update(beyond_accuracy(score_fn, arrays, data, config.exclude_seen))
+            results[protocol].metrics.update(beyond_accuracy(score_fn, arrays, data, config.exclude_seen, features))
+    if hasattr(model, "category_scores") and "category" in arrays.target_side:
+        results["category"] = evaluate_categories(model, arrays, features, ks)
     return results
 
 
-def beyond_accuracy(score_fn, arrays: EvalArrays, data: PreparedData, exclude_seen: bool, k: int = 10):
+def evaluate_categories(model, arrays: EvalArrays, features, ks=(5, 10, 20), batch_size: int = 256):
+    """Ranks each target's category among all categories with `model.category_scores`."""
+    targets = arrays.target_side["category"]
+    if targets.size and targets.min() < NUM_RESERVED:
+        raise ValueError("a target's category is not in the category vocabulary")
+    score_fn = tf.function(lambda batch: model.category_scores(batch), reduce_retracing=True)
+    ranks = []
+    for start in range(0, len(targets), batch_size):
+        batch = {"item_ids": arrays.histories[start:start + batch_size],
+                 **{name: values[start:start + batch_size] for name, values in features.items()}}
+        scores = score_fn(batch).numpy()
+        candidates = np.ones_like(scores, bool)
+        candidates[:, :NUM_RESERVED] = False
+        ranks.append(rank_of_target(scores, targets[start:start + batch_size], candidates))
+    ranks = np.concatenate(ranks)
+    return EvaluationResult(metrics_from_ranks(ranks, ks), ranks, np.full(len(ranks), scores.shape[1] - NUM_RESERVED),
+                            "category", tuple(ks))
+
+
+def beyond_accuracy(score_fn, arrays: EvalArrays, data: PreparedData, exclude_seen: bool, features=None,
+                    k: int = 10):
     """Item coverage, Gini index and tail-item share of everyone's top-k list
     (tail items: all but the 20 % most interacted-with training items)."""
-    top_k = top_k_items(score_fn, arrays.histories, k=k, exclude_seen=exclude_seen)
+    top_k = top_k_items(score_fn, arrays.histories, k=k, exclude_seen=exclude_seen, features=features)
     _, tail = head_tail_items(data.item_counts)
     return {f"Coverage@{k}": item_coverage(top_k, data.vocab.size),
             f"Gini@{k}": gini_index(top_k, data.vocab.size),
@@ -102,6 +136,7 @@ class ValidationCallback(keras.callbacks.Callback):
     def __init__(self, data: PreparedData, config: TrainConfig):
         super().__init__()
         self.arrays = data.eval_arrays("validation", config.max_len)
+        self.features = None
         self.config = config
         self.best = -1.0
         self.best_weights = None
@@ -111,12 +146,13 @@ class ValidationCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         # Traced once per fit, not once per validation.
         self.score_fn = score_function(self.model)
+        self.features = model_features(self.model, self.arrays.features)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.config.validate_every:
             return
         figures = evaluate(self.score_fn, self.arrays.histories, self.arrays.targets,
-                           ks=(10,), exclude_seen=self.config.exclude_seen).metrics
+                           ks=(10,), exclude_seen=self.config.exclude_seen, features=self.features).metrics
         logs = logs if logs is not None else {}
         logs["val_HR@10"], logs["val_NDCG@10"] = figures["HR@10"], figures["NDCG@10"]
         if figures["NDCG@10"] > self.best:
@@ -129,9 +165,15 @@ class ValidationCallback(keras.callbacks.Callback):
 
 
 def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=(), verbose: int = 1,
-        backup_dir: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None):
+        backup_dir: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None,
+        side=None, side_vocab_sizes=None):
     """Builds `config.model` inside the strategy's scope and trains it on encoded
     training sequences; returns (model, keras History, training seconds).
+
+    `side` ({field: encoded sequences aligned with `sequences`}) and
+    `side_vocab_sizes` ({categorical field: vocabulary size}) feed the models
+    that read side fields (their `side_fields`, e.g. HUP): such a model gets
+    `<field>_vocab_size` arguments and its fields in every batch.
 
     The global batch is `config.batch_size * num_replicas_in_sync`.  With
     `backup_dir`, `BackupAndRestore` saves the state every epoch, so a run that
@@ -139,15 +181,19 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     """
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
+    side, side_vocab_sizes = side or {}, side_vocab_sizes or {}
+    fields = [f for f in getattr(MODELS.get(config.model.lower()), "side_fields", ()) if f in side]
+    sizes = {f"{field}_vocab_size": side_vocab_sizes[field] for field in fields if field in side_vocab_sizes}
     with strategy.scope(), precision_scope(config.mixed_precision):
-        model = build_model(config.model, vocab_size, config.max_len, **config.model_kwargs())
+        model = build_model(config.model, vocab_size, config.max_len, **{**sizes, **config.model_kwargs()})
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none) ...
     if num_negatives and config.num_negatives is not None:
         num_negatives = config.num_negatives              # ... unless the config says how many
     dataset = training_dataset(sequences, vocab_size, config.max_len,
                                config.batch_size * strategy.num_replicas_in_sync, num_negatives=num_negatives,
-                               sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed)
+                               sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
+                               side={field: side[field] for field in fields})
     callbacks = list(callbacks) + ([keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else [])
     start = time.perf_counter()
     history = model.fit(dataset, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
@@ -164,7 +210,8 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
     data = data or PreparedData.from_config(config)
     callbacks = [ValidationCallback(data, config)] if config.validate_every else []
     model, history, train_seconds = fit(config, data.train_sequences, data.vocab.size, data.item_counts,
-                                        callbacks, verbose, backup_dir, strategy)
+                                        callbacks, verbose, backup_dir, strategy, side=data.train_side,
+                                        side_vocab_sizes=data.side_vocab_sizes())
 
     metrics = {protocol: result.metrics for protocol, result in evaluate_model(model, data, config).items()}
     history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
