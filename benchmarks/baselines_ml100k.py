@@ -120,10 +120,9 @@ def run(model_configs, seeds, log=sys.stderr, extra=None, done=None, checkpoint=
                  "validation_ndcg10": result.history.get("val_NDCG@10", []),
                  "validation_hr10": result.history.get("val_HR@10", []),
                  **(extra(name, result) if extra else {})})
-            full = result.metrics["full"]
-            print(f"{name} seed {seed}: full HR@10 {full['HR@10']:.4f} NDCG@10 {full['NDCG@10']:.4f}, "
-                  f"sampled NDCG@10 {result.metrics['sampled']['NDCG@10']:.4f} "
-                  f"({result.train_seconds:.0f} s training)", file=log, flush=True)
+            figures = ", ".join(f"{protocol} NDCG@10 {values['NDCG@10']:.4f}"
+                                for protocol, values in result.metrics.items() if "NDCG@10" in values)
+            print(f"{name} seed {seed}: {figures} ({result.train_seconds:.0f} s training)", file=log, flush=True)
             if checkpoint:
                 checkpoint(results)
     return results
@@ -219,6 +218,8 @@ def table(results, protocol: str, model_configs, metrics=METRICS) -> str:
     lines = [f"| model | epochs | {' | '.join(metrics)} | train s |",
              "|---|---:|" + "---:|" * len(metrics) + "---:|"]
     for name, runs in results.items():
+        if protocol not in runs[0]:  # e.g. category ranking, which only some models do
+            continue
         cells = [mean_std([r[protocol][metric] for r in runs]) for metric in metrics]
         times = np.array([r["train_seconds"] for r in runs])
         seconds = f"{times.mean():.0f} ± {times.std(ddof=1) if len(times) > 1 else 0.0:.0f}"
@@ -246,7 +247,9 @@ def curve_table(results, model_configs) -> str:
     return "\n".join(lines)
 
 
-def report(results, model_configs, seeds, command: str, metrics=METRICS) -> str:
+def report(results, model_configs, seeds, command: str, metrics=METRICS, protocols=PROTOCOLS) -> str:
+    """Markdown: the command, the settings and one table per protocol (`metrics`:
+    the columns, or {protocol: columns})."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parts = [f"Command: `{command}`  ",
              f"Seeds: {' '.join(map(str, seeds))}; mean ± sample std over seeds; "
@@ -256,10 +259,12 @@ def report(results, model_configs, seeds, command: str, metrics=METRICS) -> str:
                  f"{name} loss {c.loss or default_loss(c.model)}" + (f" {c.hyperparameters}" if c.hyperparameters else "")
                  for name, c in model_configs.items())]
     titles = {"full": "Full ranking (all items; seen items excluded except the target)",
-              "sampled": "Sampled (target vs. 100 fixed negatives not in the user's sequence)"}
-    for protocol in PROTOCOLS:
+              "sampled": "Sampled (target vs. 100 fixed negatives not in the user's sequence)",
+              "category": "Next category (all categories ranked)"}
+    for protocol in protocols:
         parts.append(f"\n#### {titles[protocol]}\n")
-        parts.append(table(results, protocol, model_configs, metrics))
+        parts.append(table(results, protocol, model_configs,
+                           metrics[protocol] if isinstance(metrics, dict) else metrics))
     curves = curve_table(results, model_configs)
     if curves:
         parts.append("\n### Convergence (test figures above are from the last epoch)" + curves)

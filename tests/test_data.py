@@ -114,25 +114,28 @@ def test_training_dataset_carries_side_fields_and_the_next_category():
     assert "next_dwell_time" not in batch
 
 
-def test_session_split_holds_out_whole_sessions_predicting_their_last_item():
+def test_session_split_holds_out_whole_sessions_predicting_every_move():
     sessions = [["a", "b", "b", "c", "c"], ["x", "x"], ["p", "q"], ["m", "n", "n", "m"]] * 5
-    categories = [[s.upper() for s in session] for session in sessions]
-    data = _interactions(sessions, category=categories)
+    data = _interactions(sessions, category=[[s.upper() for s in session] for session in sessions])
     split = session_split(data, 0.2, 0.2, seed=3)
-    held_out = split.validation.inputs.user_ids + split.test.inputs.user_ids
+    held_out = set(split.validation.inputs.user_ids) | set(split.test.inputs.user_ids)
+    assert not held_out & set(split.train.user_ids)  # whole sessions, never both
+    assert len(held_out) + len(split.train.user_ids) == 20
     # 8 sessions drawn for evaluation; those of one item only ("x x") train instead, counted.
     assert len(held_out) + split.num_short_users == 8 and split.num_short_users > 0
-    assert not set(held_out) & set(split.train.user_ids)  # whole sessions, never both
-    assert len(held_out) + len(split.train.user_ids) == 20
+    expected = {"a b b c c": [("a", "b"), ("a b b", "c")], "p q": [("p", "q")],
+                "m n n m": [("m", "n"), ("m n n", "m")]}
     for part in (split.validation, split.test):
+        rows = {}
         for user, history, target, category in zip(part.inputs.user_ids, part.inputs.items, part.targets.items,
                                                    part.targets.side["category"]):
-            full = data.items[data.user_ids.index(user)].tolist()
-            last_run = len(full) - 1
-            while full[last_run - 1] == full[-1]:
-                last_run -= 1
-            assert history.tolist() == full[:last_run] and target.tolist() == [full[-1]]
-            assert category.tolist() == [full[-1].upper()]
+            assert category.tolist() == [target[0].upper()]
+            rows.setdefault(user, []).append((" ".join(history), target[0]))
+        for user, pairs in rows.items():
+            assert pairs == expected[" ".join(data.items[data.user_ids.index(user)])]
+    last = session_split(data, 0.2, 0.2, seed=3, targets="last")
+    assert [h.tolist() for h in last.test.inputs.items] == [h.tolist() for h, u, n in zip(
+        split.test.inputs.items, split.test.inputs.user_ids, split.test.inputs.user_ids[1:] + [None]) if u != n]
     again = session_split(data, 0.2, 0.2, seed=3)
     assert again.test.inputs.user_ids == split.test.inputs.user_ids  # seeded
     with pytest.raises(ValueError, match="fraction"):

@@ -79,59 +79,71 @@ def leave_one_out(data: Interactions) -> Split:
     )
 
 
-def _last_item_split(data: Interactions, rows: List[int]) -> EvalSplit:
-    """History = the events before the session's last item run; target = that
-    run's first event (with its side fields)."""
-    sub = data.subset(rows)
-    # Where each session's last run starts: its length minus the run's length.
-    starts = [len(s) - int(np.argmax(s[::-1] != s[-1])) for s in sub.items]
+def _run_starts(items: np.ndarray) -> np.ndarray:
+    """Positions where a run of events on one item starts."""
+    return np.flatnonzero(np.r_[True, items[1:] != items[:-1]]) if len(items) else np.zeros(0, np.int64)
 
-    def cut(part):
-        def sequences(seqs):
-            return [seq[:start] if part == "inputs" else seq[start:start + 1] for seq, start in zip(seqs, starts)]
-        return Interactions(list(sub.user_ids), sequences(sub.items),
-                            {name: sequences(seqs) for name, seqs in sub.side.items()}, sub.report)
 
-    inputs, targets = cut("inputs"), cut("targets")
-    return EvalSplit(inputs=inputs, targets=targets)
+def _next_item_split(data: Interactions, rows: List[int], targets: str) -> EvalSplit:
+    """One evaluation row per predicted item of each session: history = the
+    events before the run, target = the run's first event (with its side
+    fields); `targets="last"` keeps only each session's last run."""
+    users, histories, held = [], [], []
+    for row in rows:
+        starts = _run_starts(data.items[row])[1:]
+        for start in (starts[-1:] if targets == "last" else starts):
+            users.append(row)
+            histories.append(slice(0, start))
+            held.append(slice(start, start + 1))
+
+    def cut(slices):
+        return Interactions([data.user_ids[r] for r in users], [data.items[r][c] for r, c in zip(users, slices)],
+                            {name: [seqs[r][c] for r, c in zip(users, slices)] for name, seqs in data.side.items()},
+                            data.report)
+
+    return EvalSplit(inputs=cut(histories), targets=cut(held))
 
 
 def session_split(data: Interactions, validation_fraction: float = 0.1, test_fraction: float = 0.1,
-                  seed: int = 0) -> Split:
+                  seed: int = 0, targets: str = "every") -> Split:
     """Whole sessions (users) for training, validation and testing: the protocol
     for session logs such as the JD micro-behaviour samples.
 
     The sessions are shuffled with `seed`; the first `test_fraction` of them
     are test sessions, the next `validation_fraction` validation sessions, the
-    rest are trained on whole. An evaluation session predicts its last item
-    (the first event of the final run of events on one item: a micro-behaviour
-    log repeats an item) from every event before that run. A held-out session
-    whose events are all on one item has nothing to predict from: it joins the
-    training sessions instead and is counted in `num_short_users`.
+    rest are trained on whole. In an evaluation session every move to another
+    item is predicted from every event before it (GRU4Rec's session protocol;
+    a micro-behaviour log repeats an item, so the target is the first event of
+    a run of events on one item): one evaluation row per move, all with the
+    session's id. `targets="last"` predicts only each session's last item. A
+    held-out session whose events are all on one item has nothing to predict:
+    it joins the training sessions instead and is counted in `num_short_users`.
 
     >>> data = Interactions([f"s{i}" for i in range(10)],
     ...                     [np.array(["a", "b", "b", "c", "c"], dtype=object)] * 9 + [np.array(["a"], dtype=object)])
     >>> split = session_split(data, 0.2, 0.2, seed=0)
-    >>> split.test.inputs.items[0].tolist(), split.test.target_items().tolist()
-    (['a', 'b', 'b'], ['c', 'c'])
+    >>> [h.tolist() for h in split.test.inputs.items[:2]], split.test.target_items()[:2].tolist()
+    ([['a'], ['a', 'b', 'b']], ['b', 'c'])
     """
     if min(validation_fraction, test_fraction) < 0 or validation_fraction + test_fraction >= 1:
         raise ValueError(f"`validation_fraction` and `test_fraction` must be >= 0 and sum to less than 1, "
                          f"got {validation_fraction} and {test_fraction}")
+    if targets not in ("every", "last"):
+        raise ValueError(f"`targets` must be 'every' or 'last', got {targets!r}")
     order = np.random.default_rng(seed).permutation(data.num_users)
     num_test = int(round(test_fraction * data.num_users))
     num_validation = int(round(validation_fraction * data.num_users))
     held_out = {"test": order[:num_test], "validation": order[num_test:num_test + num_validation]}
 
     def predictable(row):
-        items = data.items[row]
-        return len(items) > 0 and bool(np.any(items != items[-1]))
+        return len(_run_starts(data.items[row])) > 1
 
     short = sorted(int(r) for rows in held_out.values() for r in rows if not predictable(r))
     evaluated = {name: sorted(int(r) for r in rows if predictable(r)) for name, rows in held_out.items()}
     train_rows = sorted(set(range(data.num_users)) - set(evaluated["test"]) - set(evaluated["validation"]))
-    return Split(train=data.subset(train_rows), validation=_last_item_split(data, evaluated["validation"]),
-                 test=_last_item_split(data, evaluated["test"]), num_short_users=len(short))
+    return Split(train=data.subset(train_rows),
+                 validation=_next_item_split(data, evaluated["validation"], targets),
+                 test=_next_item_split(data, evaluated["test"], targets), num_short_users=len(short))
 
 
 def k_core(data: Interactions, k: int) -> Interactions:
