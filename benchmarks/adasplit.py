@@ -50,7 +50,7 @@ VARIANTS = {
     "sasrec": ("sasrec", {}),
 }
 MAIN_VARIANTS = ("adasplit", "adasplit-no-create", "adasplit-no-curriculum", "rdrsr", "sasrec")
-EPOCHS = {"adasplit": 60, "rdrsr": 60, "sasrec": DEFAULT_EPOCHS["sasrec"]}
+EPOCHS = {"adasplit": 40, "rdrsr": 60, "sasrec": DEFAULT_EPOCHS["sasrec"]}
 METRICS = ("NDCG@5", "MRR@5", "NDCG@10", "MRR@10", "HR@10")
 
 
