@@ -272,3 +272,50 @@ def test_hup_trains_on_jd_sessions_and_learns_the_pattern(tmp_path, loss, item_r
     assert model.category_vocab_size == 6 + 2 and model.behavior_vocab_size == 4 + 2  # from the data
     assert result.metrics["full"]["Recall@5"] > item_recall, result.metrics["full"]
     assert result.metrics["category"]["MRR@5"] > category_mrr, result.metrics["category"]
+
+
+# ------------------------------------------------------------------- serving
+def test_served_hup_takes_optional_side_fields(tmp_path):
+    from test_rest import _Server
+
+    from tfrec_dyn.data import Vocabulary, pad_left
+    from tfrec_dyn.serving.export import export_saved_model
+
+    vocab = Vocabulary([f"i{n}" for n in range(12)])
+    side_vocabs = {"category": Vocabulary(["c0", "c1", "c2"]), "behavior": Vocabulary(["5", "7", "9"])}
+    item_categories = np.array([0, 0] + [2 + n % 3 for n in range(12)], np.int32)  # i<n> is in c<n % 3>
+    model = HUP(vocab.size, 6, category_vocab_size=5, behavior_vocab_size=5, embed_dim=8, hidden_dim=8,
+                side_dim=4, attention_dim=4)
+    export_saved_model(model, vocab, np.arange(vocab.size), 6, str(tmp_path / "hup" / "1"),
+                       side_vocabs=side_vocabs, item_categories=item_categories)
+    server = _Server({"hup": str(tmp_path / "hup")})
+    try:
+        def predict(**inputs):
+            status, body = server.request("/v1/models/hup:predict", {"inputs": {"k": 3, **inputs}})
+            assert status == 200, body
+            return body["outputs"]
+
+        items = [["i1", "i4", "i4", "i7"]]
+        full = {"item_ids": items, "category": [["c1", "c1", "c1", "c1"]], "behavior": [["5", "7", "9", "5"]],
+                "time_interval": [[3.0, 20.0, 5.0, 100.0]], "dwell_time": [[30.0, 12.0, 12.0, 700.0]]}
+        # Categories left out are those of the items.
+        assert predict(item_ids=items) == predict(item_ids=items, category=[["c1", "c1", "c1", "c1"]])
+        # What the model computes on the same encoded inputs.
+        encoded = {"item_ids": pad_left([vocab.encode(items[0])], 6),
+                   "category_ids": pad_left([side_vocabs["category"].encode(full["category"][0])], 6),
+                   "behavior_ids": pad_left([side_vocabs["behavior"].encode(full["behavior"][0])], 6),
+                   "time_interval": pad_left([np.array(full["time_interval"][0])], 6, np.float32),
+                   "dwell_time": pad_left([np.array(full["dwell_time"][0])], 6, np.float32)}
+        ids, scores = model.recommend(encoded, k=3)
+        served = predict(**full)
+        assert served["item_ids"][0] == list(vocab.decode(ids.numpy()[0]))
+        np.testing.assert_allclose(served["scores"][0], scores.numpy()[0], rtol=1e-5)
+        # An unknown item is dropped together with its side values.
+        with_unknown = {name: [values[0][:2] + [values[0][0]] + values[0][2:]] for name, values in full.items()}
+        with_unknown["item_ids"][0][2] = "never-seen"
+        assert predict(**with_unknown) == served
+        status, body = server.request("/v1/models/hup:predict",
+                                      {"inputs": {"item_ids": items, "behavior": [["5", "7"]]}})
+        assert status == 400 and "behavior" in body["error"], body
+    finally:
+        server.close()

@@ -15,6 +15,15 @@ Signatures:
   one input only, as TFMA feeds it, and the top `example_k` (default 50)
   unseen items, same outputs.
 
+Models that read side fields (HUP: `side_fields`) take four more optional
+inputs in `serving_default`, aligned with `item_ids`: `behavior` and
+`category` (raw strings, as in the logs), `time_interval` and `dwell_time`
+(seconds). Left out (or "" / a negative number at a position) a value is
+unknown, which the model handles; a missing category is filled in from the
+item (the category each training item was last seen with). A side input of
+another shape than `item_ids` is refused with a clear message (a [1, 1]
+value is broadcast).
+
 Robustness rules (none of these crash):
 
 * unknown ids map to the OOV id and are then dropped from the history: the
@@ -37,6 +46,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfrec_dyn.data.input_pipeline import feature_name
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID, PAD_TOKEN, Vocabulary
 from tfrec_dyn.models.base import mask_seen
 
@@ -45,14 +55,27 @@ EXAMPLE_K = 50
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
-def left_align(item_ids: tf.Tensor, max_len: int) -> tf.Tensor:
+# Side inputs of `serving_default` for models with side fields, and their "unknown" value.
+SIDE_INPUTS = {"behavior": (tf.string, ""), "category": (tf.string, ""),
+               "time_interval": (tf.float32, -1.0), "dwell_time": (tf.float32, -1.0)}
+
+
+def left_align(item_ids: tf.Tensor, max_len: int, aligned=None):
     """Drops padding/OOV ids, keeps the last `max_len` real ids of each row and
-    left-pads them to [B, max_len] (the layout the models are trained on)."""
+    left-pads them to [B, max_len] (the layout the models are trained on).
+    With `aligned` ({name: [B, L] tensor}) returns (ids, {name: aligned
+    values moved the same way, padded with 0})."""
     keep = item_ids >= NUM_RESERVED
-    ragged = tf.ragged.boolean_mask(item_ids, keep)
-    reversed_rows = tf.reverse(ragged, axis=[1])  # newest first, so truncation keeps the newest
-    dense = reversed_rows.to_tensor(default_value=PAD_ID, shape=[None, max_len])
-    return tf.reverse(dense, axis=[1])
+
+    def align(values):
+        ragged = tf.ragged.boolean_mask(values, keep)
+        reversed_rows = tf.reverse(ragged, axis=[1])  # newest first, so truncation keeps the newest
+        dense = reversed_rows.to_tensor(default_value=tf.zeros([], values.dtype), shape=[None, max_len])
+        return tf.reverse(dense, axis=[1])
+
+    if aligned is None:
+        return align(item_ids)
+    return align(item_ids), {name: align(values) for name, values in aligned.items()}
 
 
 class RecommenderModule(tf.Module):
@@ -60,13 +83,18 @@ class RecommenderModule(tf.Module):
     exposing string-in / string-out recommendation functions."""
 
     def __init__(self, model, vocab: Vocabulary, item_counts: Sequence[int], max_len: int,
-                 default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K):
+                 default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, side_vocabs=None, item_categories=None):
         super().__init__(name="recommender")
         self.model = model
         self.max_len = int(max_len)
         self.num_items = vocab.size - NUM_RESERVED
         self.lookup = vocab.lookup_layer(name="item_lookup")
         self.inverse_lookup = vocab.inverse_lookup_layer(name="item_inverse_lookup")
+        self.side_fields = [f for f in getattr(model, "side_fields", ()) if f in SIDE_INPUTS]
+        self.side_lookups = {name: side_vocab.lookup_layer(name=f"{name}_lookup")
+                             for name, side_vocab in (side_vocabs or {}).items() if name in self.side_fields}
+        # Each item's category id (0 = unknown), to fill in categories a request leaves out.
+        self.item_categories = None if item_categories is None else tf.constant(item_categories, tf.int32)
         # Popularity scores for the empty-history fallback; reserved ids never win.
         popularity = np.asarray(item_counts, np.float32).copy()
         popularity[:NUM_RESERVED] = -np.inf
@@ -77,6 +105,13 @@ class RecommenderModule(tf.Module):
         def serve(item_ids, k=tf.constant(int(default_k)), exclude_seen=tf.constant(True)):
             return self._serve(item_ids, k, exclude_seen)
 
+        def serve_with_side(item_ids, k=tf.constant(int(default_k)), exclude_seen=tf.constant(True),
+                            behavior=tf.constant([[""]]), category=tf.constant([[""]]),
+                            time_interval=tf.constant([[-1.0]]), dwell_time=tf.constant([[-1.0]])):
+            side = {"behavior": behavior, "category": category, "time_interval": time_interval,
+                    "dwell_time": dwell_time}
+            return self._serve(item_ids, k, exclude_seen, {f: side[f] for f in self.side_fields})
+
         def serve_examples(examples):
             features = tf.io.parse_example(examples, {"item_ids": tf.io.VarLenFeature(tf.string)})
             item_ids = tf.sparse.to_dense(features["item_ids"], default_value=PAD_TOKEN)
@@ -84,14 +119,18 @@ class RecommenderModule(tf.Module):
 
         signature = [tf.TensorSpec([None, None], tf.string, name="item_ids"),
                      tf.TensorSpec([], tf.int32, name="k"), tf.TensorSpec([], tf.bool, name="exclude_seen")]
+        if self.side_fields:
+            signature += [tf.TensorSpec([None, None], dtype, name=name) for name, (dtype, _) in SIDE_INPUTS.items()]
+            serve = serve_with_side
         self.serve = tf.function(serve, input_signature=signature)
         self.serve_examples = tf.function(
             serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
 
-    def recommend_ids(self, ids: tf.Tensor, k, exclude_seen):
-        """Top-k (ids, scores) for integer histories of any width."""
-        ids = left_align(tf.cast(ids, tf.int32), self.max_len)
-        scores = self.model.score({"item_ids": ids})
+    def recommend_ids(self, ids: tf.Tensor, k, exclude_seen, features=None):
+        """Top-k (ids, scores) for integer histories of any width (and side
+        features aligned with them, by model input name)."""
+        ids, features = left_align(tf.cast(ids, tf.int32), self.max_len, features or {})
+        scores = self.model.score({"item_ids": ids, **features})
         empty = tf.reduce_all(tf.equal(ids, PAD_ID), axis=1, keepdims=True)
         scores = tf.where(empty, self.popularity[tf.newaxis], scores)
         scores = tf.cond(exclude_seen, lambda: mask_seen(scores, ids), lambda: scores)
@@ -99,17 +138,47 @@ class RecommenderModule(tf.Module):
         top = tf.math.top_k(scores, k=k)
         return top.indices, top.values
 
-    def _serve(self, item_ids, k, exclude_seen):
-        ids, scores = self.recommend_ids(self.lookup(item_ids), k, exclude_seen)
+    def _side_features(self, ids, side):
+        """Side inputs [B, L] (raw) -> model inputs aligned with the item ids."""
+        features = {}
+        for name, values in side.items():
+            same = tf.reduce_all(tf.equal(tf.shape(values), tf.shape(ids)))
+            single = tf.reduce_all(tf.equal(tf.shape(values), 1))
+            check = tf.debugging.Assert(same | single, [f"input '{name}' must have the shape of item_ids [B, L] "
+                                                        f"(or be left out); got shape", tf.shape(values)])
+            with tf.control_dependencies([check]):  # checked before anything uses the values
+                values = tf.broadcast_to(values, tf.shape(ids))
+            if name in self.side_lookups:
+                features[feature_name(name)] = tf.cast(self.side_lookups[name](values), tf.int32)
+            elif values.dtype == tf.string:  # a vocabulary the model was trained without: unknown
+                features[feature_name(name)] = tf.zeros(tf.shape(ids), tf.int32)
+            else:
+                features[name] = values
+        if "category_ids" in features and self.item_categories is not None:
+            known = features["category_ids"] >= NUM_RESERVED
+            features["category_ids"] = tf.where(known, features["category_ids"],
+                                                tf.gather(self.item_categories, ids))
+        return features
+
+    def _serve(self, item_ids, k, exclude_seen, side=None):
+        ids = self.lookup(item_ids)
+        features = self._side_features(ids, side) if side else None
+        ids, scores = self.recommend_ids(ids, k, exclude_seen, features)
         # Slots past the last recommendable item (k > candidates left) hold "".
         ids = tf.where(tf.math.is_finite(scores), ids, PAD_ID)
         return {"item_ids": self.inverse_lookup(ids), "scores": scores}
 
 
 def export_saved_model(model, vocab: Vocabulary, item_counts, max_len: int, path: str,
-                       default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, warmup_histories=None) -> str:
-    """Writes the SavedModel (with both signatures and warm-up requests) to `path`."""
-    module = RecommenderModule(model, vocab, item_counts, max_len, default_k, example_k)
+                       default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, warmup_histories=None,
+                       side_vocabs=None, item_categories=None) -> str:
+    """Writes the SavedModel (with both signatures and warm-up requests) to `path`.
+
+    `side_vocabs` ({field: Vocabulary}) and `item_categories` ([V] category
+    id of each item id) serve the models with side fields (see the module
+    docstring)."""
+    module = RecommenderModule(model, vocab, item_counts, max_len, default_k, example_k, side_vocabs,
+                               item_categories)
     signatures = {
         # The functions themselves, not concrete functions: only then are the
         # default values written into the SignatureDefs.

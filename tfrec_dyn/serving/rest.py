@@ -192,7 +192,7 @@ def predict(version: LoadedVersion, body: dict) -> dict:
     try:
         outputs = function(**tensors)
     except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
-        raise invalid(str(error).strip().splitlines()[0]) from None
+        raise invalid(_error_message(error)) from None
     if row_format:
         columns = {k: _to_json(v) for k, v in outputs.items()}
         rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
@@ -202,6 +202,19 @@ def predict(version: LoadedVersion, body: dict) -> dict:
     if len(outputs) == 1:
         return {"outputs": _to_json(next(iter(outputs.values())))}
     return {"outputs": {k: _to_json(v) for k, v in outputs.items()}}
+
+
+def _error_message(error: Exception) -> str:
+    """The line of a TF error a client can act on: a failed check's message
+    (a graph error's first line only says "Graph execution error:")."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("assertion failed:"):
+            return line.replace("\\'", "'")
+    if lines and lines[0] == "Graph execution error:":  # then "Detected at node", a stack, the message
+        noise = ("Graph execution error", "Detected at node", "File ", "<stack traces", "[[")
+        lines = [line for line in lines if not line.startswith(noise)][-1:] or lines
+    return lines[0] if lines else type(error).__name__
 
 
 def _single_input(specs) -> str:

@@ -82,6 +82,15 @@ class PreparedData:
             return [self.side_vocabs[name].encode(s) for s in sequences]
         return [np.asarray(s, np.float32) for s in sequences]
 
+    def item_categories(self) -> np.ndarray:
+        """[V] the category id each item id was last seen with (0: none), for
+        serving requests that send item ids without categories."""
+        table = np.zeros(self.vocab.size, np.int32)
+        if "category" in self.side_vocabs:
+            for items, categories in zip(self.interactions.items, self.interactions.side["category"]):
+                table[self.vocab.encode(items)] = self.side_vocabs["category"].encode(categories)
+        return table
+
     def side_vocab_sizes(self) -> Dict[str, int]:
         return {name: vocab.size for name, vocab in self.side_vocabs.items()}
 
