@@ -29,6 +29,7 @@ from tfrec_dyn.training import TrainConfig, make_strategy
 from tfrec_dyn.training.trainer import fit
 
 ITEM_VOCABULARY = "items"
+NUMERIC_MODEL_FIELDS = ("time_interval", "dwell_time")  # numeric side fields a model may read (HUP)
 
 
 # ------------------------------------------------------------------ Transform
@@ -61,12 +62,16 @@ def preprocessing_fn(inputs):
         if field in inputs:
             outputs[f"{field}_ids"], outputs[f"target_{field}_id"] = _vocabulary_over(
                 inputs[field], inputs[f"target_{field}"], field)
+    for field in NUMERIC_MODEL_FIELDS:  # seconds, as the models take them
+        if field in inputs:
+            outputs[field], outputs[f"target_{field}"] = inputs[field], inputs[f"target_{field}"]
     return outputs
 
 
 # -------------------------------------------------------------------- Trainer
 def _read_sequences(file_pattern, data_accessor, schema, batch_size=1024):
-    """Each user's full known sequence (history + target) as int arrays.
+    """Each user's full known sequence (history + target) as int arrays, and
+    the side fields the examples have, aligned with them ({field: arrays}).
 
     The training split is materialised in memory: fine for tens of millions of
     interactions on one machine; the tf.data pipeline built from it then
@@ -76,13 +81,31 @@ def _read_sequences(file_pattern, data_accessor, schema, batch_size=1024):
 
     dataset = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False), schema)
-    sequences = []
+    # (feature, its target feature, side field name, dtype) of the side fields present.
+    side_features = [(f"{field}_ids", f"target_{field}_id", field, np.int32) for field in CATEGORICAL_SIDE_FIELDS]
+    side_features += [(field, f"target_{field}", field, np.float32) for field in NUMERIC_MODEL_FIELDS]
+    sequences, side = [], {}
     for batch in dataset:
-        history = tf.sparse.to_dense(batch["item_ids"]).numpy()
         lengths = tf.sparse.reduce_sum(tf.sparse.map_values(tf.ones_like, batch["item_ids"]), axis=1).numpy()
-        targets = tf.reshape(batch["target_item_id"], [-1]).numpy()
-        sequences += [np.append(row[:n], t).astype(np.int32) for row, n, t in zip(history, lengths, targets)]
-    return sequences
+
+        def full(feature, target, dtype):
+            history = tf.sparse.to_dense(batch[feature]).numpy()
+            targets = tf.reshape(batch[target], [-1]).numpy()
+            return [np.append(row[:n], t).astype(dtype) for row, n, t in zip(history, lengths, targets)]
+
+        sequences += full("item_ids", "target_item_id", np.int32)
+        for feature, target, field, dtype in side_features:
+            if feature in batch:
+                side.setdefault(field, []).extend(full(feature, target, dtype))
+    return sequences, side
+
+
+def _item_categories(sequences, categories, vocab_size):
+    """[V] the category id each item was last seen with (0: none), for serving."""
+    table = np.zeros(vocab_size, np.int32)
+    for items, item_categories in zip(sequences, categories):
+        table[items] = item_categories
+    return table
 
 
 def run_fn(fn_args):
@@ -96,8 +119,13 @@ def run_fn(fn_args):
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     vocab = Vocabulary.load(tft_output.vocabulary_file_by_name(ITEM_VOCABULARY))
     schema = tft_output.transformed_metadata.schema
-    sequences = _read_sequences(fn_args.train_files, fn_args.data_accessor, schema)
+    sequences, side = _read_sequences(fn_args.train_files, fn_args.data_accessor, schema)
+    side_vocabs = {field: Vocabulary.load(tft_output.vocabulary_file_by_name(field))
+                   for field in CATEGORICAL_SIDE_FIELDS if field in side}
     counts = np.bincount(np.concatenate(sequences), minlength=vocab.size)[: vocab.size]
     model, _, _ = fit(config, sequences, vocab.size, counts, verbose=2,
-                      backup_dir=os.path.join(fn_args.model_run_dir, "backup"), strategy=strategy)
-    export_saved_model(model, vocab, counts, config.max_len, fn_args.serving_model_dir)
+                      backup_dir=os.path.join(fn_args.model_run_dir, "backup"), strategy=strategy,
+                      side=side, side_vocab_sizes={field: v.size for field, v in side_vocabs.items()})
+    item_categories = _item_categories(sequences, side["category"], vocab.size) if "category" in side else None
+    export_saved_model(model, vocab, counts, config.max_len, fn_args.serving_model_dir,
+                       side_vocabs=side_vocabs, item_categories=item_categories)

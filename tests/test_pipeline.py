@@ -32,11 +32,11 @@ def _executions(metadata_path):
     return states
 
 
-def _run(data, root, serving, model="sasrec"):
+def _run(data, root, serving, model="sasrec", extra=()):
     out = subprocess.run(
         [sys.executable, os.path.join(REPO, "pipelines", "local_runner.py"), "--data", str(data), "--epochs", "1",
          "--max-len", "20", "--pipeline-root", str(root), "--serving-root", str(serving),
-         "--beam-mode", "in_memory", "--hr-threshold", "0", "--model", model],
+         "--beam-mode", "in_memory", "--hr-threshold", "0", "--model", model, *extra],
         capture_output=True, text=True, timeout=900, cwd=REPO, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
     assert out.returncode == 0, out.stderr[-4000:]
     return out.stdout
@@ -98,3 +98,32 @@ def test_pipeline_trains_and_pushes_other_models(model, tmp_path):
     assert "blessed: True" in report
     versions = os.listdir(serving / model)
     assert len(versions) == 1 and len(_serve_pushed(serving / model / versions[0])) == 5
+
+
+@pytest.mark.slow
+def test_pipeline_trains_hup_on_jd_sessions_with_side_fields(tmp_path):
+    """JD micro-behaviour logs through Beam, Transform (item, behaviour and category
+    vocabularies), the Trainer (side fields fed to HUP) and a pushed model whose
+    REST signature takes the side fields, or not."""
+    from test_hup import write_jd_sessions
+
+    data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
+    data.mkdir()
+    write_jd_sessions(data / "JD_sample", num_sessions=150)
+    report = _run(data, root, serving, model="hup", extra=["--format", "jd"])
+    assert "blessed: True" in report
+    version = serving / "hup" / os.listdir(serving / "hup")[0]
+    code = ("import json, sys, tensorflow as tf\n"
+            "f = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+            "items = tf.constant([['1003', '1003', '1004']])\n"
+            "common = dict(item_ids=items, k=tf.constant(5), exclude_seen=tf.constant(True))\n"
+            "plain = f(**common, behavior=tf.constant([['']]), category=tf.constant([['']]),\n"
+            "          time_interval=tf.constant([[-1.0]]), dwell_time=tf.constant([[-1.0]]))  # the defaults\n"
+            "full = f(**common, behavior=tf.constant([['5', '7', '5']]),\n"
+            "         category=tf.constant([['0', '0', '1']]), time_interval=tf.constant([[3.0, 10.0, 50.0]]),\n"
+            "         dwell_time=tf.constant([[20.0, 20.0, 90.0]]))\n"
+            "print(json.dumps([[t.decode() for t in out['item_ids'].numpy()[0]] for out in (plain, full)]))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(version)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    plain, full = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(plain) == len(full) == 5 and not {"1003", "1004"} & set(plain + full)

@@ -11,7 +11,8 @@ Signatures:
   `k` and `exclude_seen` are inputs with defaults (recorded in the
   SignatureDef's `defaults`, so TF Serving lets a request leave them out).
 * `serving_tf_example(examples)` — serialized `tf.train.Example`s with an
-  `item_ids` bytes-list feature (the TFX convention the Evaluator uses);
+  `item_ids` bytes-list feature (the TFX convention the Evaluator uses; and
+  the side-field lists for models that read them);
   one input only, as TFMA feeds it, and the top `example_k` (default 50)
   unseen items, same outputs.
 
@@ -113,9 +114,14 @@ class RecommenderModule(tf.Module):
             return self._serve(item_ids, k, exclude_seen, {f: side[f] for f in self.side_fields})
 
         def serve_examples(examples):
-            features = tf.io.parse_example(examples, {"item_ids": tf.io.VarLenFeature(tf.string)})
+            # Side fields (lists aligned with item_ids in the examples) are read when the model has them.
+            spec = {name: tf.io.VarLenFeature(SIDE_INPUTS[name][0]) for name in self.side_fields}
+            features = tf.io.parse_example(examples, {"item_ids": tf.io.VarLenFeature(tf.string), **spec})
             item_ids = tf.sparse.to_dense(features["item_ids"], default_value=PAD_TOKEN)
-            return self._serve(item_ids, tf.constant(int(example_k)), tf.constant(True))
+            shape = tf.cast(tf.shape(item_ids), tf.int64)  # a field an example lacks: all unknown
+            side = {name: tf.sparse.to_dense(tf.SparseTensor(features[name].indices, features[name].values, shape),
+                                             default_value=SIDE_INPUTS[name][1]) for name in self.side_fields}
+            return self._serve(item_ids, tf.constant(int(example_k)), tf.constant(True), side)
 
         signature = [tf.TensorSpec([None, None], tf.string, name="item_ids"),
                      tf.TensorSpec([], tf.int32, name="k"), tf.TensorSpec([], tf.bool, name="exclude_seen")]
