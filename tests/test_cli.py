@@ -57,6 +57,26 @@ def test_train_evaluate_recommend(small_data, tmp_path):
     assert "unknown item id(s) ignored: nope" in out.stderr
 
 
+@pytest.mark.slow
+def test_hup_on_jd_sessions_trains_and_evaluates_items_and_categories(tmp_path):
+    from test_hup import write_jd_sessions
+
+    data = write_jd_sessions(tmp_path / "JD_sample", num_sessions=120, num_items=160)  # 100 sampled negatives
+    run = str(tmp_path / "run")
+    out = _cli("train", "--model", "hup", "--data", str(data), "--format", "jd", "--split", "session",
+               "--epochs", "2", "--max-len", "20", "--out", run, "--json", "--quiet")
+    assert out.returncode == 0, out.stderr[-3000:]
+    trained = json.loads(out.stdout.strip().splitlines()[-1])
+    assert trained["model"] == "hup" and {"full", "sampled", "category"} <= set(trained["protocols"])
+    assert sorted(os.listdir(run)) >= ["behavior.txt", "category.txt"]
+    out = _cli("evaluate", run, "--protocol", "full", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    evaluated = json.loads(out.stdout.strip().splitlines()[-1])
+    for protocol in ("full", "category"):  # the saved run gives the training-time figures again
+        assert evaluated["protocols"][protocol]["MRR@5"] == pytest.approx(
+            trained["protocols"][protocol]["MRR@5"], abs=1e-9)
+
+
 def test_recommend_shows_movielens_titles(tmp_path, capsys):
     from tfrec_dyn.data import load_dataset
     from tfrec_dyn.training import PreparedData, TrainConfig, train

@@ -1,6 +1,7 @@
 """`tfrec-dyn` command line (also `python -m tfrec_dyn`).
 
     tfrec-dyn train --model sasrec --data ml-100k --epochs 50 --out runs/sasrec
+    tfrec-dyn train --model hup --data JD_Computers_sample --format jd --split session --out runs/hup
     tfrec-dyn evaluate runs/sasrec --protocol sampled
     tfrec-dyn recommend runs/sasrec --history 50,172,133 -k 10
     tfrec-dyn explain runs/retr --user 196        (also rdrsr / adasplit runs: history by interest / sub-sequence)
@@ -45,8 +46,9 @@ def _hyperparameter(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfrec_dyn.models.base import LOSSES
     from tfrec_dyn.models.registry import MODELS
+
+    losses = sorted({loss for model in MODELS.values() for loss in model.supported_losses})
 
     parser = _Parser(prog="tfrec-dyn", description="Dynamic, behaviour-aware sequential recommendation.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -57,11 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--format", dest="data_format", help="data format when it cannot be guessed from the path")
     train.add_argument("--columns", type=json.loads, help='column mapping for CSV/JSON logs, e.g. \'{"user": "uid", "item": "sku"}\'')
     train.add_argument("--k-core", type=int, default=0)
+    train.add_argument("--split", choices=("leave_one_out", "session"), default="leave_one_out",
+                       help="hold out each user's last items, or whole sessions (session logs such as JD)")
+    train.add_argument("--split-seed", type=int, default=0, help="seeds the session split")
     train.add_argument("--epochs", type=int, default=50)
     train.add_argument("--max-len", type=int, default=50)
     train.add_argument("--batch-size", type=int, default=128, help="per replica")
     train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--loss", choices=LOSSES, help="default: the model's own")
+    train.add_argument("--loss", choices=losses, help="default: the model's own")
     train.add_argument("--negative-sampler", choices=("uniform", "popularity"), default="uniform")
     train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="KEY=VALUE",
                        help="model hyperparameter, e.g. --hp embed_dim=64 (repeatable)")
@@ -119,7 +124,8 @@ def _train(args) -> dict:
 
     config = TrainConfig(
         model=args.model, data=args.data, data_format=args.data_format, columns=args.columns,
-        k_core=args.k_core, max_len=args.max_len, epochs=args.epochs, batch_size=args.batch_size,
+        k_core=args.k_core, split=args.split, split_seed=args.split_seed, max_len=args.max_len, epochs=args.epochs,
+        batch_size=args.batch_size,
         learning_rate=args.learning_rate, loss=args.loss, negative_sampler=args.negative_sampler,
         hyperparameters=dict(args.hp), seed=args.seed, strategy=args.strategy,
         mixed_precision=args.mixed_precision, validate_every=args.validate_every)
@@ -140,7 +146,7 @@ def _evaluate(args) -> dict:
     from tfrec_dyn.training import PreparedData, Run, evaluate_model
 
     run = Run.load(args.run)
-    data = PreparedData.from_config(run.config, vocab=run.vocab)
+    data = PreparedData.from_config(run.config, vocab=run.vocab, side_vocabs=run.side_vocabs)
     protocols = PROTOCOL_CHOICES if args.protocol == "all" else (args.protocol,)
     results = evaluate_model(run.model, data, run.config, which=args.split, protocols=protocols)
     for protocol, result in results.items():
@@ -190,7 +196,7 @@ def _explain(args) -> dict:
     explainer = next((f for attribute, f in EXPLAINERS if hasattr(run.model, attribute)), None)
     if explainer is None:
         raise CliError(f"{run.config.model} has nothing to explain; explain works for: retr, rdrsr, adasplit")
-    data = PreparedData.from_config(run.config, vocab=run.vocab)
+    data = PreparedData.from_config(run.config, vocab=run.vocab, side_vocabs=run.side_vocabs)
     test = data.split.test
     users = list(test.inputs.user_ids)
     if args.user not in users:

@@ -53,15 +53,18 @@ class PreparedData:
     train_side: Dict[str, List[np.ndarray]] = dataclasses.field(default_factory=dict)  # aligned with train_sequences
 
     @classmethod
-    def from_config(cls, config: TrainConfig, vocab: Vocabulary = None) -> "PreparedData":
+    def from_config(cls, config: TrainConfig, vocab: Vocabulary = None,
+                    side_vocabs: Dict[str, Vocabulary] = None) -> "PreparedData":
         data = load_dataset(config.data, format=config.data_format, columns=config.columns)
         if config.k_core:
             data = k_core(data, config.k_core)
-        return cls.from_interactions(data, vocab, split=config.split, split_seed=config.split_seed)
+        return cls.from_interactions(data, vocab, split=config.split, split_seed=config.split_seed,
+                                     side_vocabs=side_vocabs)
 
     @classmethod
     def from_interactions(cls, data: Interactions, vocab: Vocabulary = None, split: str = "leave_one_out",
-                          split_seed: int = 0) -> "PreparedData":
+                          split_seed: int = 0, side_vocabs: Dict[str, Vocabulary] = None) -> "PreparedData":
+        """`vocab` / `side_vocabs`: the vocabularies of an earlier run (default: built from `data`)."""
         if data.num_users == 0:
             raise ValueError("the data set has no users left (after filtering)")
         if split not in ("leave_one_out", "session"):
@@ -70,8 +73,8 @@ class PreparedData:
         vocab = vocab or Vocabulary.build(data.items)
         train = [vocab.encode(s) for s in parts.train.items]
         counts = np.bincount(np.concatenate(train + [np.zeros(0, np.int32)]), minlength=vocab.size)
-        side_vocabs = {name: Vocabulary.build(seqs) for name, seqs in data.side.items()
-                       if name in CATEGORICAL_SIDE_FIELDS}
+        side_vocabs = {name: (side_vocabs or {}).get(name) or Vocabulary.build(seqs)
+                       for name, seqs in data.side.items() if name in CATEGORICAL_SIDE_FIELDS}
         prepared = cls(data, parts, vocab, train, counts.astype(np.int64), side_vocabs)
         prepared.train_side = {name: prepared.encode_side(name, seqs) for name, seqs in parts.train.side.items()}
         return prepared

@@ -4,6 +4,7 @@ Layout::
 
     RUN/config.json          the TrainConfig
     RUN/items.txt            item vocabulary (one raw id per line; ids 2.. in order)
+    RUN/<field>.txt          categorical side-field vocabularies (behavior, category), when the data has them
     RUN/model/               Keras SavedModel of the trained model
     RUN/history.json         per-epoch losses (and validation figures)
     RUN/metrics.json         test figures per protocol, training time
@@ -15,10 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import tf_keras as keras
 
+from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
 from tfrec_dyn.data.vocabulary import Vocabulary
 from tfrec_dyn.training.config import TrainConfig
 
@@ -37,6 +39,7 @@ class Run:
     config: TrainConfig
     vocab: Vocabulary
     model: Any  # a SequentialRecommender
+    side_vocabs: Dict[str, Vocabulary] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str) -> "Run":
@@ -48,7 +51,9 @@ class Run:
         import tfrec_dyn.models  # noqa: F401  (registers the model classes for loading)
 
         model = keras.models.load_model(os.path.join(path, MODEL), compile=False)
-        return cls(path, config, Vocabulary.load(os.path.join(path, VOCAB)), model)
+        side_vocabs = {field: Vocabulary.load(os.path.join(path, f"{field}.txt")) for field in CATEGORICAL_SIDE_FIELDS
+                       if os.path.exists(os.path.join(path, f"{field}.txt"))}
+        return cls(path, config, Vocabulary.load(os.path.join(path, VOCAB)), model, side_vocabs)
 
     def metrics(self) -> Dict[str, Any]:
         metrics_path = os.path.join(self.path, METRICS)
@@ -58,11 +63,14 @@ class Run:
             return json.load(f)
 
 
-def save_run(path: str, config: TrainConfig, vocab: Vocabulary, model, history: Dict, metrics: Dict) -> None:
+def save_run(path: str, config: TrainConfig, vocab: Vocabulary, model, history: Dict, metrics: Dict,
+             side_vocabs: Optional[Dict[str, Vocabulary]] = None) -> None:
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, CONFIG), "w") as f:
         f.write(config.to_json())
     vocab.save(os.path.join(path, VOCAB))
+    for field, side_vocab in (side_vocabs or {}).items():
+        side_vocab.save(os.path.join(path, f"{field}.txt"))
     model.save(os.path.join(path, MODEL), include_optimizer=False)
     write_json(os.path.join(path, HISTORY), history)
     write_json(os.path.join(path, METRICS), metrics)

@@ -221,7 +221,7 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
     if out_dir:
         summary = {"model": config.model, "data": config.data, "train_seconds": train_seconds,
                    "num_replicas": model.distribute_strategy.num_replicas_in_sync, "metrics": metrics}
-        save_run(out_dir, config, data.vocab, model, history, summary)
+        save_run(out_dir, config, data.vocab, model, history, summary, data.side_vocabs)
         arrays = data.eval_arrays("test", config.max_len)
         if "sampled" in config.eval_protocols:
             sampled_negatives(data, arrays, config).save(os.path.join(out_dir, "negatives_test.npz"))
