@@ -319,3 +319,23 @@ def test_served_hup_takes_optional_side_fields(tmp_path):
         assert status == 400 and "behavior" in body["error"], body
     finally:
         server.close()
+
+
+def test_candidate_retrieval_ranks_only_neighbours_of_the_window():
+    model = _model(candidate_neighbors=3)
+    batch = _batch()
+    scores = model.score(batch).numpy()
+    table = model.item_embedding.embeddings.numpy()
+    table /= np.linalg.norm(table, axis=1, keepdims=True)
+    for row in range(len(scores)):
+        window = [i for i in batch["item_ids"].numpy()[row] if i > 0]
+        allowed = set()
+        for item in window:  # each window item's 4 most similar items (itself included)
+            allowed |= set(np.argsort(-(table @ table[item]), kind="stable")[:4].tolist())
+        allowed -= {0, 1}
+        ranked = set(np.flatnonzero(scores[row] > -1e8).tolist())
+        assert ranked == allowed
+    full = _model(candidate_neighbors=0)
+    full.score(batch)  # builds it
+    full.set_weights(model.get_weights())
+    np.testing.assert_allclose(full.score(batch).numpy()[scores > -1e8], scores[scores > -1e8], rtol=1e-6)
