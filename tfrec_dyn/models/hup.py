@@ -73,9 +73,12 @@ class HUP(SequentialRecommender):
                 behaviour gate ← dwell time;
       category: [e_c; y_item], steps once per run of items of one category;
                 behaviour gate ← time in the category run (summed item dwell times).
-    Each level has its attention (eq. 5, `PrefixAttention`, the signal a_i
-    being the behaviour type or the dwell time) and a dense layer giving
-    the profiles p_micro, p_item, p_category (sec. 4.5). A `SegmentCell`
+    The time gate of a level's step takes the interval after the step's last
+    micro-behaviour (to the next item or category). Each level has its
+    attention (eq. 5, `PrefixAttention`, the signal a_i being the behaviour
+    type or the dwell time) and a dense layer giving the profiles p_item,
+    p_category and, when λ_M > 0, p_micro (sec. 4.5; with λ_M = 0, the
+    paper's best, the micro level only feeds the item level). A `SegmentCell`
     lets one pass give the profiles of every prefix, so training uses every
     position where the user moves to a new item.
 
