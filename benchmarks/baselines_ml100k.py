@@ -258,7 +258,9 @@ def report(results, model_configs, seeds, command: str, metrics=METRICS, protoco
              "Settings: " + "; ".join(
                  f"{name} loss {c.loss or default_loss(c.model)}" + (f" {c.hyperparameters}" if c.hyperparameters else "")
                  for name, c in model_configs.items())]
-    titles = {"full": "Full ranking (all items; seen items excluded except the target)",
+    seen = ("seen items excluded except the target" if next(iter(model_configs.values())).exclude_seen
+            else "seen items included")
+    titles = {"full": f"Full ranking (all items; {seen})",
               "sampled": "Sampled (target vs. 100 fixed negatives not in the user's sequence)",
               "category": "Next category (all categories ranked)"}
     for protocol in protocols:

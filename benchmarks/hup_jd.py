@@ -12,7 +12,8 @@ rest are trained on whole; in a held-out session every move to another item
 is predicted (with that item's category) from every micro-behaviour before
 it (GRU4Rec's session protocol; `tfrec_dyn.data.splits.session_split`). The same
 seed gives every model and every model seed the same sessions. Full ranking
-(every item a candidate; items of the history excluded except the target),
+(every item a candidate, the history's items too: users return to items they
+saw minutes before),
 next-item Recall@20 and MRR@20, next-category Recall@5 and MRR@5 (HUP only:
 the baselines do not rank categories).
 

@@ -39,7 +39,11 @@ class TrainConfig:
       mixed_precision: train in mixed_float16 (useful on GPUs).
       eval_protocols: protocols for the final test evaluation.
       num_eval_negatives / eval_sampler: the sampled protocol's candidates.
-      exclude_seen: remove already-seen items from the full ranking.
+      exclude_seen: remove already-seen items (except the target) from the
+        full ranking; None (default) = True for "leave_one_out", False for
+        "session": in session logs users return to items they saw minutes
+        before, and removing every seen item but the target would tell the
+        ranking which of the history items the target is.
       validate_every: compute validation HR/NDCG every N epochs (0 = never);
         with `restore_best` the weights of the best validation NDCG@10 are kept.
     """
@@ -65,7 +69,7 @@ class TrainConfig:
     eval_protocols: Tuple[str, ...] = ("full", "sampled")
     num_eval_negatives: int = 100
     eval_sampler: str = "uniform"
-    exclude_seen: bool = True
+    exclude_seen: Optional[bool] = None
     validate_every: int = 0
     restore_best: bool = True
 
@@ -78,6 +82,8 @@ class TrainConfig:
         if self.split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}, got split={self.split!r}")
         self.eval_protocols = tuple(self.eval_protocols)
+        if self.exclude_seen is None:
+            self.exclude_seen = self.split == "leave_one_out"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
