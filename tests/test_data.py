@@ -68,6 +68,17 @@ def test_leave_one_out_keeps_side_fields_aligned_and_short_users_in_train():
     assert split.test.num_users == 1
 
 
+def test_leave_one_out_holds_out_moves_to_another_item():
+    data = _interactions([["a", "b", "b", "c", "c"], ["a", "a", "b"]], behavior=[list("12345"), list("123")])
+    split = leave_one_out(data)
+    assert split.train.items[0].tolist() == ["a"] and split.train.items[1].tolist() == ["a", "a", "b"]
+    assert split.num_short_users == 1  # two runs: nothing to hold out twice
+    assert split.validation.inputs.items[0].tolist() == ["a"] and split.validation.target_items().tolist() == ["b"]
+    assert split.test.inputs.items[0].tolist() == ["a", "b", "b"] and split.test.target_items().tolist() == ["c"]
+    assert split.test.inputs.side["behavior"][0].tolist() == ["1", "2", "3"]
+    assert split.test.targets.side["behavior"][0].tolist() == ["4"]
+
+
 def test_k_core_iterates_until_stable():
     # Item "z" appears once; removing it leaves user u2 with one item, which
     # then has to go too, and with it the last "y".

@@ -40,7 +40,9 @@ Graph
   `read_jd_sessions` does.
 
 Splits (the rule of `tfrec_dyn.data.splits.leave_one_out`; n = the user's
-number of events)
+number of events, when no two consecutive events are on the same item: a run
+of consecutive events on one item, as in a micro-behaviour log, counts as one
+event, and a held-out target is the first event of such a run)
 -----------------------------------------------------------------------------
 Every example is one user: a history (`item_ids` plus aligned side fields,
 oldest first) and one target item (`target_item_id`, `target_<field>`):
@@ -359,11 +361,13 @@ def build_examples(element: Tuple[str, Iterable[Event]]):
             fields.setdefault(name, None)
     n = len(events)
     _count("users")
-    if n < MIN_EVAL_LENGTH:
+    # Held-out targets are the first events of runs of events on one item (splits.leave_one_out).
+    starts = [i for i in range(n) if i == 0 or events[i][1] != events[i - 1][1]]
+    if len(starts) < MIN_EVAL_LENGTH:
         _count("short users (train only)")
         ends = {"train": n - 1}
-    else:
-        ends = {"train": n - 3, "validation": n - 2, "eval": n - 1}
+    else:  # train: history + target = every event before the validation target
+        ends = {"train": starts[-2] - 1, "validation": starts[-2], "eval": starts[-1]}
     for split, end in ends.items():
         _count(f"examples: {split}")
         yield beam.pvalue.TaggedOutput(split, _example(user, events[:end], events[end], list(fields)))

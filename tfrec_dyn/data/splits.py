@@ -43,7 +43,11 @@ class Split:
     i_1..i_{n-1}.  Users with fewer than 3 interactions are too short to hold
     out both a validation and a test item: by the rule here they are kept in
     `train` only (they help training and are never evaluated); their count is
-    in `num_short_users`. See `session_split` for the other protocol.
+    in `num_short_users`. Consecutive events on one item (a micro-behaviour
+    log: view, then read the comments, then add to cart) count as one: what is
+    held out is the first event of each of the last two such runs, so a
+    target is always a move to another item. See `session_split` for the
+    other protocol.
     """
 
     train: Interactions
@@ -52,30 +56,39 @@ class Split:
     num_short_users: int
 
 
-def _eval_split(data: Interactions, rows: List[int], end: int) -> EvalSplit:
-    """History = items[:end-1 from the end], target = the item at `end` from the end."""
-    sub = data.subset(rows)
-    inputs = sub.map_sequences(lambda s: s[: len(s) - end])
-    targets = sub.map_sequences(lambda s: s[len(s) - end: len(s) - end + 1])
-    return EvalSplit(inputs=inputs, targets=targets)
+def _cut(data: Interactions, rows: List[int], cuts: List[int], target: bool) -> Interactions:
+    """The users at `rows`, each sequence cut at its position in `cuts`: the events
+    before it, or (`target=True`) the one event there."""
+    def sequences(seqs):
+        return [seqs[r][c:c + 1] if target else seqs[r][:c] for r, c in zip(rows, cuts)]
+
+    return Interactions([data.user_ids[r] for r in rows], sequences(data.items),
+                        {name: sequences(seqs) for name, seqs in data.side.items()}, data.report)
+
+
+def _held_out(data: Interactions, rows: List[int], cuts: List[int]) -> EvalSplit:
+    return EvalSplit(inputs=_cut(data, rows, cuts, False), targets=_cut(data, rows, cuts, True))
 
 
 def leave_one_out(data: Interactions) -> Split:
-    """Splits every user's sequence; see `LeaveOneOut` for the rule on short users.
+    """Splits every user's sequence; see `Split` for the rule on short users and item runs.
 
     >>> data = Interactions(["u"], [np.array(["a", "b", "c", "d"], dtype=object)])
     >>> split = leave_one_out(data)
     >>> split.train.items[0].tolist(), split.validation.target_items().tolist(), split.test.target_items().tolist()
     (['a', 'b'], ['c'], ['d'])
+    >>> runs = leave_one_out(Interactions(["s"], [np.array(["a", "b", "b", "c", "c"], dtype=object)]))
+    >>> runs.train.items[0].tolist(), runs.test.inputs.items[0].tolist(), runs.test.target_items().tolist()
+    (['a'], ['a', 'b', 'b'], ['c'])
     """
-    lengths = data.lengths()
-    long_rows = [i for i, n in enumerate(lengths) if n >= MIN_LOO_LENGTH]
-    train = data.map_sequences(lambda s: s[:-2] if len(s) >= MIN_LOO_LENGTH else s)
+    starts = [_run_starts(s) for s in data.items]
+    long_rows = [i for i, st in enumerate(starts) if len(st) >= MIN_LOO_LENGTH]
+    ends = [starts[i][-2] if len(starts[i]) >= MIN_LOO_LENGTH else len(data.items[i]) for i in range(data.num_users)]
     return Split(
-        train=train,
-        validation=_eval_split(data, long_rows, end=2),
-        test=_eval_split(data, long_rows, end=1),
-        num_short_users=int(len(lengths) - len(long_rows)),
+        train=_cut(data, list(range(data.num_users)), ends, False),
+        validation=_held_out(data, long_rows, [starts[i][-2] for i in long_rows]),
+        test=_held_out(data, long_rows, [starts[i][-1] for i in long_rows]),
+        num_short_users=int(data.num_users - len(long_rows)),
     )
 
 
@@ -88,20 +101,13 @@ def _next_item_split(data: Interactions, rows: List[int], targets: str) -> EvalS
     """One evaluation row per predicted item of each session: history = the
     events before the run, target = the run's first event (with its side
     fields); `targets="last"` keeps only each session's last run."""
-    users, histories, held = [], [], []
+    users, cuts = [], []
     for row in rows:
         starts = _run_starts(data.items[row])[1:]
         for start in (starts[-1:] if targets == "last" else starts):
             users.append(row)
-            histories.append(slice(0, start))
-            held.append(slice(start, start + 1))
-
-    def cut(slices):
-        return Interactions([data.user_ids[r] for r in users], [data.items[r][c] for r, c in zip(users, slices)],
-                            {name: [seqs[r][c] for r, c in zip(users, slices)] for name, seqs in data.side.items()},
-                            data.report)
-
-    return EvalSplit(inputs=cut(histories), targets=cut(held))
+            cuts.append(int(start))
+    return _held_out(data, users, cuts)
 
 
 def session_split(data: Interactions, validation_fraction: float = 0.1, test_fraction: float = 0.1,
