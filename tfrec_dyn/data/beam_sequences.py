@@ -119,7 +119,10 @@ import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io import fileio
+
+from tfrec_dyn.data.interactions import item_run_starts
 
 from tfrec_dyn.data.readers import (
     BLANK_LINE,
@@ -362,7 +365,7 @@ def build_examples(element: Tuple[str, Iterable[Event]]):
     n = len(events)
     _count("users")
     # Held-out targets are the first events of runs of events on one item (splits.leave_one_out).
-    starts = [i for i in range(n) if i == 0 or events[i][1] != events[i - 1][1]]
+    starts = item_run_starts(np.array([item for _, item, _ in events], dtype=object))
     if len(starts) < MIN_EVAL_LENGTH:
         _count("short users (train only)")
         ends = {"train": n - 1}

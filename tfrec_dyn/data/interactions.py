@@ -25,6 +25,17 @@ KNOWN_SIDE_FIELDS = CATEGORICAL_SIDE_FIELDS + NUMERIC_SIDE_FIELDS
 _MAX_EXAMPLES = 20
 
 
+def item_run_starts(items: np.ndarray) -> np.ndarray:
+    """Positions where a run of consecutive events on one item starts (a
+    micro-behaviour log repeats an item; the held-out targets of
+    `leave_one_out` and `session_split` are such events).
+
+    >>> item_run_starts(np.array(["a", "a", "b", "a"])).tolist()
+    [0, 2, 3]
+    """
+    return np.flatnonzero(np.r_[True, items[1:] != items[:-1]]) if len(items) else np.zeros(0, np.int64)
+
+
 @dataclasses.dataclass
 class ReadReport:
     """What a reader did with its input: lines read, kept and dropped, and why.
@@ -229,9 +240,8 @@ class Interactions:
         >>> collapsed.items[0].tolist(), collapsed.side["time_interval"][0].tolist()
         (['a', 'b', 'a'], [2.0, 4.0, 8.0])
         """
-        changes = [np.r_[True, s[1:] != s[:-1]] if len(s) else np.zeros(0, bool) for s in self.items]
-        starts = [np.flatnonzero(c) for c in changes]
-        ends = [np.flatnonzero(np.r_[c[1:], True]) if len(c) else np.zeros(0, np.int64) for c in changes]
+        starts = [item_run_starts(s) for s in self.items]
+        ends = [np.r_[st[1:], len(s)].astype(np.int64) - 1 if len(s) else st for st, s in zip(starts, self.items)]
 
         def pick(seqs, positions):
             return [seq[idx] for seq, idx in zip(seqs, positions)]

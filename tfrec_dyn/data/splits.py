@@ -7,7 +7,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from tfrec_dyn.data.interactions import Interactions
+from tfrec_dyn.data.interactions import Interactions, item_run_starts
 
 # Leave-one-out needs one test item, one validation item and at least one item
 # to train on before them.
@@ -81,7 +81,7 @@ def leave_one_out(data: Interactions) -> Split:
     >>> runs.train.items[0].tolist(), runs.test.inputs.items[0].tolist(), runs.test.target_items().tolist()
     (['a'], ['a', 'b', 'b'], ['c'])
     """
-    starts = [_run_starts(s) for s in data.items]
+    starts = [item_run_starts(s) for s in data.items]
     long_rows = [i for i, st in enumerate(starts) if len(st) >= MIN_LOO_LENGTH]
     ends = [starts[i][-2] if len(starts[i]) >= MIN_LOO_LENGTH else len(data.items[i]) for i in range(data.num_users)]
     return Split(
@@ -92,18 +92,13 @@ def leave_one_out(data: Interactions) -> Split:
     )
 
 
-def _run_starts(items: np.ndarray) -> np.ndarray:
-    """Positions where a run of events on one item starts."""
-    return np.flatnonzero(np.r_[True, items[1:] != items[:-1]]) if len(items) else np.zeros(0, np.int64)
-
-
 def _next_item_split(data: Interactions, rows: List[int], targets: str) -> EvalSplit:
     """One evaluation row per predicted item of each session: history = the
     events before the run, target = the run's first event (with its side
     fields); `targets="last"` keeps only each session's last run."""
     users, cuts = [], []
     for row in rows:
-        starts = _run_starts(data.items[row])[1:]
+        starts = item_run_starts(data.items[row])[1:]
         for start in (starts[-1:] if targets == "last" else starts):
             users.append(row)
             cuts.append(int(start))
@@ -142,7 +137,7 @@ def session_split(data: Interactions, validation_fraction: float = 0.1, test_fra
     held_out = {"test": order[:num_test], "validation": order[num_test:num_test + num_validation]}
 
     def predictable(row):
-        return len(_run_starts(data.items[row])) > 1
+        return len(item_run_starts(data.items[row])) > 1
 
     short = sorted(int(r) for rows in held_out.values() for r in rows if not predictable(r))
     evaluated = {name: sorted(int(r) for r in rows if predictable(r)) for name, rows in held_out.items()}

@@ -19,8 +19,8 @@ class TrainConfig:
       data_format / columns: passed to `tfrec_dyn.data.load_dataset`.
       k_core: drop users and items with fewer interactions (0 = keep all).
       split: "leave_one_out" (each user's last items held out) or "session"
-        (whole sessions held out, each predicting its last item; see
-        `tfrec_dyn.data.splits.session_split`).
+        (whole sessions held out, every move to another item in them
+        predicted; see `tfrec_dyn.data.splits.session_split`).
       split_seed: seeds the session split (not the model seed, so runs with
         different seeds are evaluated on the same sessions).
       max_len: input window (most recent items) the model sees.

@@ -16,7 +16,7 @@ from tfrec_dyn.data.datasets import load_dataset
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS, Interactions
 from tfrec_dyn.data.splits import Split, k_core, leave_one_out, session_split
 from tfrec_dyn.data.vocabulary import Vocabulary
-from tfrec_dyn.training.config import TrainConfig
+from tfrec_dyn.training.config import SPLITS, TrainConfig
 
 
 @dataclasses.dataclass
@@ -67,8 +67,8 @@ class PreparedData:
         """`vocab` / `side_vocabs`: the vocabularies of an earlier run (default: built from `data`)."""
         if data.num_users == 0:
             raise ValueError("the data set has no users left (after filtering)")
-        if split not in ("leave_one_out", "session"):
-            raise ValueError(f"`split` must be 'leave_one_out' or 'session', got {split!r}")
+        if split not in SPLITS:
+            raise ValueError(f"`split` must be one of {SPLITS}, got split={split!r}")
         parts = leave_one_out(data) if split == "leave_one_out" else session_split(data, seed=split_seed)
         vocab = vocab or Vocabulary.build(data.items)
         train = [vocab.encode(s) for s in parts.train.items]
@@ -84,15 +84,6 @@ class PreparedData:
         if name in self.side_vocabs:
             return [self.side_vocabs[name].encode(s) for s in sequences]
         return [np.asarray(s, np.float32) for s in sequences]
-
-    def item_categories(self) -> np.ndarray:
-        """[V] the category id each item id was last seen with (0: none), for
-        serving requests that send item ids without categories."""
-        table = np.zeros(self.vocab.size, np.int32)
-        if "category" in self.side_vocabs:
-            for items, categories in zip(self.interactions.items, self.interactions.side["category"]):
-                table[self.vocab.encode(items)] = self.side_vocabs["category"].encode(categories)
-        return table
 
     def side_vocab_sizes(self) -> Dict[str, int]:
         return {name: vocab.size for name, vocab in self.side_vocabs.items()}
