@@ -26,7 +26,8 @@ histories without the micro-behaviour detail they cannot use.
 Variants: `hup` (the library defaults: the paper's Behavior-LSTM, attention
 signals and cosine loss, λ = (0, 0.5, 0.5)), `hup-tlstm` (time gates only, no
 attention signals), `hup-lstm` (plain LSTM cells, no attention signals),
-`hup-sampled` (HUP with the sampled-softmax loss option), `gru4rec`, `sasrec`.
+`hup-sampled` and `hup-ce` (HUP with the sampled- and full-softmax loss
+options), `gru4rec`, `sasrec`.
 `--json` is rewritten after every run and `--resume` keeps the runs already there.
 """
 
@@ -49,6 +50,7 @@ VARIANTS = {
     "hup-tlstm": ("hup", ABLATION, None),
     "hup-lstm": ("hup", {**ABLATION, "time_gate": False}, None),
     "hup-sampled": ("hup", {}, "sampled_ce"),
+    "hup-ce": ("hup", {}, "ce"),
     "gru4rec": ("gru4rec", {}, None),
     "sasrec": ("sasrec", {}, None),
 }

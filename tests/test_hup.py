@@ -256,7 +256,8 @@ def write_jd_sessions(path, num_sessions=240, num_items=24, seed=0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss, item_recall, category_mrr", [("sampled_ce", 0.9, 0.9), ("cosine", 0.5, 0.6)])
+@pytest.mark.parametrize("loss, item_recall, category_mrr",
+                         [("sampled_ce", 0.9, 0.9), ("ce", 0.9, 0.9), ("cosine", 0.5, 0.6)])
 def test_hup_trains_on_jd_sessions_and_learns_the_pattern(tmp_path, loss, item_recall, category_mrr):
     """Chance is Recall@5 = 5/24 for items and MRR@5 ≈ 0.38 for 6 categories. The
     paper's cosine loss has no negatives to push items apart and learns the

@@ -83,9 +83,17 @@ class HUP(SequentialRecommender):
     position where the user moves to a new item.
 
     Loss (eq. 6-7): Σ_level λ_level · (−cos(p_level, e_target)), the target
-    being the next item (micro, item levels) or its category; `loss="sampled_ce"`
-    is the sampled-softmax option (dot products; the target against the
-    batch's `negatives` for items, full softmax over the categories).
+    being the next item (micro, item levels) or its category. The softmax
+    options score with the ranking's own cosines, divided by
+    `softmax_temperature` (cosines lie in [−1, 1]; unscaled, a softmax over
+    thousands of items is nearly flat): `loss="sampled_ce"` puts the target
+    against the batch's `negatives`, `loss="ce"` against every item (a full
+    softmax, over the positions that are moves only); both rank the
+    categories with a full softmax (there are few). Why they exist: eq. 6
+    pulls profiles and target embeddings together and nothing pushes other
+    items away, so the embeddings can drift together until cosines no longer
+    tell items apart; on the 1,000-session JD samples validation accuracy
+    under eq. 6 peaks and then falls (docs/results.md, "HUP").
     Ranking: cosine similarity of p_item with every item (full ranking);
     `category_scores` ranks categories with p_category.
 
@@ -113,7 +121,8 @@ class HUP(SequentialRecommender):
         n items most similar (cosine of embeddings) to each item of the
         window, the paper's retrieval step.
       dropout: on the embeddings.
-      loss: "cosine" (the paper) or "sampled_ce".
+      loss: "cosine" (the paper), "sampled_ce" or "ce".
+      softmax_temperature: divides the cosines in the softmax losses.
 
     Example:
     >>> model = HUP(vocab_size=50, max_len=6, category_vocab_size=6, behavior_vocab_size=5)
@@ -122,13 +131,14 @@ class HUP(SequentialRecommender):
     (TensorShape([1, 50]), TensorShape([1, 6]))
     """
 
-    supported_losses = ("cosine", "sampled_ce")
+    supported_losses = ("cosine", "sampled_ce", "ce")
     side_fields = ("behavior", "category", "time_interval", "dwell_time")  # what the trainer feeds it
 
     def __init__(self, vocab_size, max_len, category_vocab_size=NUM_RESERVED, behavior_vocab_size=NUM_RESERVED,
                  embed_dim=64, side_dim=16, hidden_dim=64, attention_dim=32, time_gate=True, behavior_gate=True,
                  attention_signal=True, level_weights=(0.0, 0.5, 0.5), interval_boundaries=INTERVAL_BOUNDARIES,
-                 dwell_boundaries=DWELL_BOUNDARIES, candidate_neighbors=0, dropout=0.2, loss="cosine", **kwargs):
+                 dwell_boundaries=DWELL_BOUNDARIES, candidate_neighbors=0, dropout=0.2, loss="cosine",
+                 softmax_temperature=0.1, **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, **kwargs)
         for name, value in (("category_vocab_size", category_vocab_size),
                             ("behavior_vocab_size", behavior_vocab_size)):
@@ -141,6 +151,8 @@ class HUP(SequentialRecommender):
         for name, boundaries in (("interval_boundaries", interval_boundaries), ("dwell_boundaries", dwell_boundaries)):
             if list(boundaries) != sorted(boundaries) or len(set(boundaries)) != len(boundaries):
                 raise ValueError(f"`{name}` must be strictly increasing, got {boundaries}")
+        if float(softmax_temperature) <= 0:
+            raise ValueError(f"`softmax_temperature` must be positive, got {softmax_temperature}")
         if int(candidate_neighbors) < 0:
             raise ValueError(f"`candidate_neighbors` must be >= 0, got {candidate_neighbors}")
         self.category_vocab_size = int(category_vocab_size)
@@ -157,6 +169,7 @@ class HUP(SequentialRecommender):
         self.dwell_boundaries = tuple(float(b) for b in dwell_boundaries)
         self.candidate_neighbors = int(candidate_neighbors)
         self.dropout = float(dropout)
+        self.softmax_temperature = float(softmax_temperature)
 
         def embedding(size, width, name):
             return keras.layers.Embedding(size, width, name=name)
@@ -302,22 +315,25 @@ class HUP(SequentialRecommender):
         return total
 
     def _level_loss(self, profile, targets, weights, table, negatives):
-        profile = tf.cast(profile, tf.float32)
-        table = tf.cast(table, tf.float32)
+        profile = tf.math.l2_normalize(tf.cast(profile, tf.float32), -1)
+        table = tf.math.l2_normalize(tf.cast(table, tf.float32), -1)
         weights = tf.cast(weights, tf.float32)
         if self.loss_name == "cosine":  # eq. 6: cosine proximity
-            per_position = -tf.reduce_sum(tf.math.l2_normalize(profile, -1) *
-                                          tf.math.l2_normalize(tf.gather(table, targets), -1), -1)
-        elif negatives is not None:  # items: the target against the sampled negatives
+            per_position = -tf.reduce_sum(profile * tf.gather(table, targets), -1)
+            return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        if self.loss_name == "sampled_ce" and negatives is not None:  # items: target vs sampled negatives
             candidates = tf.concat([targets[..., tf.newaxis], tf.cast(negatives, tf.int32)], -1)
-            logits = tf.einsum("btd,btnd->btn", profile, tf.gather(table, candidates))
+            logits = tf.einsum("btd,btnd->btn", profile, tf.gather(table, candidates)) / self.softmax_temperature
             per_position = -tf.nn.log_softmax(logits, -1)[..., 0]
-        else:  # categories: a full softmax (there are few)
-            logits = tf.matmul(profile, table, transpose_b=True)
-            logits = tf.concat([tf.fill(tf.concat([tf.shape(logits)[:-1], [NUM_RESERVED]], 0), -1e9),
-                                logits[..., NUM_RESERVED:]], -1)
-            per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.maximum(targets, 0), logits)
-        return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+            return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        # A full softmax over the table (categories; items with "ce"), on the weighted positions only.
+        keep = weights > 0
+        logits = tf.matmul(tf.boolean_mask(profile, keep), table, transpose_b=True) / self.softmax_temperature
+        reserved = tf.concat([tf.fill([NUM_RESERVED], -1e9), tf.zeros([tf.shape(table)[0] - NUM_RESERVED])], 0)
+        per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.boolean_mask(targets, keep),
+                                                                      logits + reserved)
+        kept_weights = tf.boolean_mask(weights, keep)
+        return tf.reduce_sum(per_position * kept_weights) / tf.maximum(tf.reduce_sum(kept_weights), 1.0)
 
     def get_config(self):
         config = super().get_config()
@@ -327,5 +343,6 @@ class HUP(SequentialRecommender):
             "attention_dim": self.attention_dim, "time_gate": self.time_gate, "behavior_gate": self.behavior_gate,
             "attention_signal": self.attention_signal, "level_weights": list(self.level_weights),
             "interval_boundaries": list(self.interval_boundaries), "dwell_boundaries": list(self.dwell_boundaries),
-            "candidate_neighbors": self.candidate_neighbors, "dropout": self.dropout})
+            "candidate_neighbors": self.candidate_neighbors, "dropout": self.dropout,
+            "softmax_temperature": self.softmax_temperature})
         return config
