@@ -128,23 +128,25 @@ class SequentialRecommender(keras.Model):
         targets = tf.cast(batch["targets"], tf.int32)
         weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
         if self.loss_name == "ce":
-            logits = self.logits(representations)
+            # Scores of every item only where there is a target: padded positions
+            # would cost a full [V] row each and weigh 0.
+            keep = weights > 0
+            logits = self.logits(tf.boolean_mask(representations, keep))
             # Padding and OOV are never targets: keep them out of the softmax.
             logits = tf.concat([tf.fill(tf.concat([tf.shape(logits)[:-1], [NUM_RESERVED]], 0), -1e9),
                                 logits[..., NUM_RESERVED:]], -1)
-            per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+            per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.boolean_mask(targets, keep), logits)
+            return tf.reduce_sum(per_position) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        negatives = tf.cast(batch["negatives"], tf.int32)
+        candidates = tf.concat([targets[..., tf.newaxis], negatives], -1)
+        scores = self.item_logits(representations, candidates)
+        if self.loss_name == "bpr":
+            per_position = -tf.reduce_mean(tf.math.log_sigmoid(scores[..., :1] - scores[..., 1:]), -1)
+        elif self.loss_name == "sampled_ce":
+            per_position = -tf.nn.log_softmax(scores, -1)[..., 0]
         else:
-            negatives = tf.cast(batch["negatives"], tf.int32)
-            candidates = tf.concat([targets[..., tf.newaxis], negatives], -1)
-            scores = self.item_logits(representations, candidates)
-            if self.loss_name == "bpr":
-                per_position = -tf.reduce_mean(tf.math.log_sigmoid(scores[..., :1] - scores[..., 1:]), -1)
-            elif self.loss_name == "sampled_ce":
-                per_position = -tf.nn.log_softmax(scores, -1)[..., 0]
-            else:
-                labels = tf.concat([tf.ones_like(scores[..., :1]), tf.zeros_like(scores[..., 1:])], -1)
-                per_position = tf.reduce_sum(
-                    tf.nn.sigmoid_cross_entropy_with_logits(labels, scores), -1)
+            labels = tf.concat([tf.ones_like(scores[..., :1]), tf.zeros_like(scores[..., 1:])], -1)
+            per_position = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels, scores), -1)
         return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
     # --------------------------------------------------------- keras hooks
