@@ -67,12 +67,12 @@ def prepared_data(name: str, jd_dir: str) -> PreparedData:
     return PreparedData.from_interactions(load_dataset(path, format="jd").collapse_repeats())
 
 
-def configs(names, data_name, epochs, max_len, validate_every):
+def configs(names, data_name, epochs, max_len, validate_every, batch_size=128):
     # JD sessions return to items seen minutes before: there every item stays a candidate
     # (see TrainConfig.exclude_seen); MovieLens users rate a movie once.
     return {name: TrainConfig(model=VARIANTS[name][0], data=data_name, max_len=max_len,
                               epochs=epochs or EPOCHS[VARIANTS[name][0]], hyperparameters=dict(VARIANTS[name][1]),
-                              validate_every=validate_every, restore_best=False,
+                              validate_every=validate_every, restore_best=False, batch_size=batch_size,
                               exclude_seen=data_name == "ml-100k")
             for name in names}
 
@@ -81,11 +81,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="ml-100k", help="ml-100k, jd-appliances or jd-computers")
     parser.add_argument("--jd-dir", default=DEFAULT_JD_DIR, help="folder of the JD micro-behaviour samples")
+    parser.add_argument("--batch-size", type=int, default=128, help="sequences per batch")
     add_variant_arguments(parser, VARIANTS, default=MAIN_VARIANTS)
     args = parser.parse_args(argv)
 
     data = prepared_data(args.data, args.jd_dir)
-    model_configs = configs(args.variants, args.data, args.epochs, args.max_len, args.validate_every)
+    model_configs = configs(args.variants, args.data, args.epochs, args.max_len, args.validate_every,
+                            args.batch_size)
     command = command_line("adasplit.py", argv)
 
     write_json = json_writer(args.json_out, command, model_configs)
