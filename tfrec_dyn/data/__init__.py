@@ -15,6 +15,7 @@ from tfrec_dyn.data.splits import (
     EvalSplit,
     Split,
     existing_new_users,
+    head_mask,
     head_tail_users,
     k_core,
     leave_one_out,
@@ -25,7 +26,7 @@ from tfrec_dyn.data.vocabulary import OOV_ID, PAD_ID, Vocabulary
 
 __all__ = [
     "BUILTIN", "DataFormatError", "EvalSplit", "Interactions", "Split", "NegativeSampler",
-    "OOV_ID", "PAD_ID", "ReadReport", "Vocabulary", "existing_new_users", "head_tail_users",
+    "OOV_ID", "PAD_ID", "ReadReport", "Vocabulary", "existing_new_users", "head_mask", "head_tail_users",
     "item_titles", "k_core", "leave_one_out", "load_dataset", "pad_left", "read_jd_sessions",
     "read_log", "read_movielens_100k", "read_movielens_1m", "read_user_item", "select_users", "session_split",
     "training_dataset",

@@ -173,16 +173,27 @@ def k_core(data: Interactions, k: int) -> Interactions:
             return data
 
 
+def head_mask(counts, head_fraction: float = 0.2) -> np.ndarray:
+    """[U] bool: the top `head_fraction` of users by `counts` (interactions) are
+    head users, ties broken by order.
+
+    >>> head_mask([3, 9, 1, 9, 2], 0.4).tolist()
+    [False, True, False, True, False]
+    """
+    if not 0.0 < head_fraction < 1.0:
+        raise ValueError(f"`head_fraction` must be in (0, 1), got {head_fraction}")
+    counts = np.asarray(counts)
+    heads = np.zeros(len(counts), bool)
+    heads[np.argsort(-counts, kind="stable")[:int(round(head_fraction * len(counts)))]] = True
+    return heads
+
+
 def head_tail_users(data: Interactions, head_fraction: float = 0.2) -> Tuple[List[str], List[str]]:
     """(head, tail) user ids: the top `head_fraction` of users by interaction count
     are head users (ties broken by the order of `data`), the rest tail users."""
-    if not 0.0 < head_fraction < 1.0:
-        raise ValueError(f"`head_fraction` must be in (0, 1), got {head_fraction}")
+    heads = head_mask(data.lengths(), head_fraction)
     order = np.argsort(-data.lengths(), kind="stable")
-    num_head = int(round(head_fraction * data.num_users))
-    head = [data.user_ids[i] for i in order[:num_head]]
-    tail = [data.user_ids[i] for i in order[num_head:]]
-    return head, tail
+    return [data.user_ids[i] for i in order if heads[i]], [data.user_ids[i] for i in order if not heads[i]]
 
 
 def existing_new_users(data: Interactions, new_fraction: float = 0.2, seed: int = 0

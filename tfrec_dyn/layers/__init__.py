@@ -4,6 +4,7 @@ from tfrec_dyn.layers.attention_gru import AttentionGRU
 from tfrec_dyn.layers.behavior_lstm import BehaviorLSTMCell
 from tfrec_dyn.layers.embedding import ItemPositionEmbedding
 from tfrec_dyn.layers.gumbel import gumbel_noise, gumbel_softmax
+from tfrec_dyn.layers.head_tail_discriminator import HeadTailDiscriminator, reverse_gradient
 from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
 from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator, active_interests
 from tfrec_dyn.layers.masks import attention_mask, causal_mask, padding_mask
@@ -22,6 +23,7 @@ __all__ = [
     "CausalTransformerBlock",
     "DynamicInterestAllocator",
     "DynamicInterestDiscriminator",
+    "HeadTailDiscriminator",
     "ItemPositionEmbedding",
     "PathMultiHeadAttention",
     "PathTransformerBlock",
@@ -39,5 +41,6 @@ __all__ = [
     "orthogonality_reward",
     "padding_mask",
     "reinforce_loss",
+    "reverse_gradient",
     "sample_action",
 ]

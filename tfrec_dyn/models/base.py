@@ -124,7 +124,11 @@ class SequentialRecommender(keras.Model):
     # ---------------------------------------------------------------- losses
     def sequence_loss(self, batch, training=False) -> tf.Tensor:
         """Mean next-item loss over all positions that have a target."""
-        representations = self(batch, training=training)
+        return self.next_item_loss(self(batch, training=training), batch)
+
+    def next_item_loss(self, representations, batch) -> tf.Tensor:
+        """`sequence_loss` from the representations [B, L, d] of `call` (trainers
+        that also need the representations call the model once)."""
         targets = tf.cast(batch["targets"], tf.int32)
         weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
         if self.loss_name == "ce":

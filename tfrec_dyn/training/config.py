@@ -7,6 +7,9 @@ import json
 from typing import Any, Dict, Optional, Tuple
 
 SPLITS = ("leave_one_out", "session")
+TRAINERS = ("standard", "tp")
+TP_OPTIONS = {"inner_steps": 2, "inner_learning_rate": 0.1, "adversarial_weight": 0.1, "discriminator_units": (64,),
+              "users_per_step": 1, "windows_per_user": 16, "head_fraction": 0.2}
 
 
 @dataclasses.dataclass
@@ -46,6 +49,15 @@ class TrainConfig:
         ranking which of the history items the target is.
       validate_every: compute validation HR/NDCG every N epochs (0 = never);
         with `restore_best` the weights of the best validation NDCG@10 are kept.
+      trainer: "standard" (Keras `fit` of the model's own `train_step`) or "tp"
+        (transferrable parameters: `tfrec_dyn.training.transfer`; the outer
+        optimizer is Adam at `learning_rate`, β).
+      trainer_options: the "tp" trainer's settings: `inner_steps` (k, 2),
+        `inner_learning_rate` (α, 0.1), `adversarial_weight` (λ, 0.1),
+        `discriminator_units` ([64]), `users_per_step` (1), `windows_per_user`
+        (16), `head_fraction` (0.2: the head users, by training interactions).
+        An epoch is as many outer iterations as it takes to draw every
+        training user once on average.
     """
 
     model: str = "sasrec"
@@ -72,6 +84,8 @@ class TrainConfig:
     exclude_seen: Optional[bool] = None
     validate_every: int = 0
     restore_best: bool = True
+    trainer: str = "standard"
+    trainer_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("max_len", "epochs", "batch_size"):
@@ -81,6 +95,12 @@ class TrainConfig:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate}")
         if self.split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}, got split={self.split!r}")
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"`trainer` must be one of {TRAINERS}, got trainer={self.trainer!r}")
+        unknown = sorted(set(self.trainer_options) - set(TP_OPTIONS))
+        if unknown or (self.trainer_options and self.trainer != "tp"):
+            raise ValueError(f"`trainer_options` are the 'tp' trainer's: {sorted(TP_OPTIONS)}; got "
+                             f"{sorted(self.trainer_options)} with trainer={self.trainer!r}")
         self.eval_protocols = tuple(self.eval_protocols)
         if self.exclude_seen is None:
             self.exclude_seen = self.split == "leave_one_out"

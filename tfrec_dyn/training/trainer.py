@@ -21,12 +21,15 @@ from tfrec_dyn.metrics import (SampledNegatives, evaluate, gini_index, head_tail
 from tfrec_dyn.metrics.protocols import EvaluationResult
 from tfrec_dyn.metrics.ranking import metrics_from_ranks, rank_of_target
 from tfrec_dyn.data.input_pipeline import feature_name, training_dataset
+from tfrec_dyn.data.splits import head_mask
+from tfrec_dyn.data.user_tasks import user_task_dataset
 from tfrec_dyn.data.vocabulary import NUM_RESERVED
 from tfrec_dyn.models import MODELS, build_model
-from tfrec_dyn.training.config import TrainConfig
+from tfrec_dyn.training.config import TP_OPTIONS, TrainConfig
 from tfrec_dyn.training.experiment import EvalArrays, PreparedData
 from tfrec_dyn.training.run import save_run
 from tfrec_dyn.training.strategy import make_strategy, precision_scope
+from tfrec_dyn.training.transfer import TransferrableTrainer
 
 # Sampled-protocol negatives are drawn from this seed, not the model seed, so
 # models trained with different seeds are scored against the same candidates.
@@ -186,18 +189,49 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     sizes = {f"{field}_vocab_size": side_vocab_sizes[field] for field in fields if field in side_vocab_sizes}
     with strategy.scope(), precision_scope(config.mixed_precision):
         model = build_model(config.model, vocab_size, config.max_len, **{**sizes, **config.model_kwargs()})
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        if config.trainer == "standard":
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none) ...
     if num_negatives and config.num_negatives is not None:
         num_negatives = config.num_negatives              # ... unless the config says how many
+    callbacks = list(callbacks) + ([keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else [])
+    start = time.perf_counter()
+    if config.trainer == "tp":
+        history = fit_transferrable(model, config, strategy, sequences, vocab_size, item_counts, num_negatives,
+                                    callbacks, verbose)
+        return model, history, time.perf_counter() - start
     dataset = training_dataset(sequences, vocab_size, config.max_len,
                                config.batch_size * strategy.num_replicas_in_sync, num_negatives=num_negatives,
                                sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
                                side={field: side[field] for field in fields})
-    callbacks = list(callbacks) + ([keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else [])
-    start = time.perf_counter()
     history = model.fit(dataset, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
     return model, history, time.perf_counter() - start
+
+
+def fit_transferrable(model, config: TrainConfig, strategy, sequences, vocab_size, item_counts, num_negatives,
+                      callbacks, verbose):
+    """`fit` with the transferrable-parameters trainer (`config.trainer == "tp"`);
+    `model` is trained in place, the Keras History is returned."""
+    options = {**TP_OPTIONS, **config.trainer_options}
+    lengths = np.array([len(s) for s in sequences])
+    heads = head_mask(lengths, options["head_fraction"])
+    replicas = strategy.num_replicas_in_sync
+    per_iteration = options["inner_steps"] * options["users_per_step"] * replicas
+    dataset = user_task_dataset(sequences, heads, vocab_size, config.max_len, inner_steps=options["inner_steps"],
+                                users_per_step=options["users_per_step"],
+                                windows_per_user=options["windows_per_user"], num_negatives=num_negatives,
+                                sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed)
+    dataset = dataset.batch(replicas).prefetch(tf.data.AUTOTUNE)  # one outer iteration per replica
+    with strategy.scope(), precision_scope(config.mixed_precision):
+        trainer = TransferrableTrainer(model, inner_steps=options["inner_steps"],
+                                       inner_learning_rate=options["inner_learning_rate"],
+                                       adversarial_weight=options["adversarial_weight"],
+                                       discriminator_units=options["discriminator_units"])
+        trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        first = next(iter(dataset))
+        trainer.build_for({key: value[0, 0] for key, value in first.items()})
+    steps = max(1, -(-int((lengths >= 2).sum()) // per_iteration))  # every user drawn once per epoch on average
+    return trainer.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks)
 
 
 def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,

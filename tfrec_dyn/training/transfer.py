@@ -1,0 +1,167 @@
+"""Learning transferrable parameters for long-tailed users (Yin et al., KDD 2020):
+first-order meta-learning (gradient alignment) plus an adversarial head/tail
+discriminator, around any `SequentialRecommender`.
+
+    trainer = TransferrableTrainer(SASRec(vocab_size, 50), inner_steps=2)
+    trainer.compile(optimizer=keras.optimizers.Adam(0.001))     # the outer optimizer, β
+    trainer.fit(user_task_dataset(sequences, heads, vocab_size, 50), steps_per_epoch=..., epochs=...)
+    trainer.model.save(...)                                     # the wrapped model, unchanged
+
+`tfrec_dyn.training.train` does all of this with `TrainConfig(trainer="tp")`.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfrec_dyn.layers.head_tail_discriminator import HeadTailDiscriminator
+from tfrec_dyn.models.base import SequentialRecommender
+
+
+def sequence_embeddings(representations):
+    """φ(S): the representation at the last position of each window [N, L, d] -> [N, d]
+    (windows are left padded, so the last position always holds an item)."""
+    if not isinstance(representations, tf.Tensor) or representations.shape.rank != 3:
+        raise ValueError("the transferrable-parameters trainer needs a model whose call returns "
+                         f"representations [batch, length, dim], got {representations!r}")
+    return representations[:, -1]
+
+
+def assign_variables(variables, values):
+    """`variable.assign(value)` for every pair, from replica context under any
+    `tf.distribute` strategy (the values are the same on every replica)."""
+    def merge(strategy, values):
+        for variable, value in zip(variables, values):
+            strategy.extended.update(variable, lambda v, x: v.assign(x), args=(value,))
+
+    tf.distribute.get_replica_context().merge_call(merge, args=(values,))
+
+
+@keras.utils.register_keras_serializable(package="tfrec_dyn")
+class TransferrableTrainer(keras.Model):
+    """Trains `model` (and a head/tail discriminator) by Algorithm 1 of the paper.
+
+    One `train_step` is one outer iteration. From θ (the model) and θ_d (the
+    discriminator), k inner SGD updates with learning rate α, each on one
+    mini-batch of `user_task_dataset` (windows of `users_per_step` users drawn
+    at random; the paper: one user), minimise
+
+        L(D; θ) − λ · BCE_d(D; θ, θ_d)   for θ,     BCE_d(D; θ, θ_d)   for θ_d,
+
+    L being the model's own next-item loss and BCE_d the discriminator's
+    head/tail cross-entropy on the window embeddings (eq. 9-10; the reversed
+    gradient of `HeadTailDiscriminator`). That gives θ_k; then θ and θ_d go
+    back to where the iteration started and the compiled optimizer (Adam with
+    β = 0.001 in the paper) takes one step along the pseudo-gradient θ − θ_k:
+    with plain SGD at rate β that is Reptile's θ ← θ + β(θ_k − θ) (eq. 7).
+
+    k = 1 is plain joint training: the pseudo-gradient is α·∇L, and Adam
+    ignores the scale α (up to its ε), so it is Adam on the same batches.
+
+    Under `tf.distribute`, each replica draws its own users; the inner
+    optimizer averages the replicas' gradients (an inner step covers
+    `users_per_step` × replicas users) and the weights stay identical across
+    replicas throughout.
+
+    Choices of ours (the paper leaves them open): α defaults to 0.1; the
+    sequence embedding φ is the model's representation at the last position
+    of each window (`sequence_embeddings`); the discriminator is an MLP with
+    one hidden layer of 64 units.
+
+    Args:
+      model: a `SequentialRecommender` whose `call` returns [B, L, d]
+        (GRU4Rec, Caser, SASRec, RETR) and whose loss is the shared one.
+      inner_steps: k.
+      inner_learning_rate: α, the inner SGD rate.
+      adversarial_weight: λ (0 turns the adversary's pull on the model off;
+        the discriminator still learns).
+      discriminator_units: hidden widths of the discriminator.
+    """
+
+    def __init__(self, model, inner_steps=2, inner_learning_rate=0.1, adversarial_weight=0.1,
+                 discriminator_units=(64,), **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(model, SequentialRecommender):
+            raise TypeError(f"`model` must be a SequentialRecommender, got {type(model).__name__}")
+        if type(model).sequence_loss is not SequentialRecommender.sequence_loss:
+            raise ValueError(f"{type(model).__name__} has a loss of its own (`sequence_loss`); the "
+                             "transferrable-parameters trainer wraps models trained with the shared next-item "
+                             "loss (GRU4Rec, Caser, SASRec, RETR)")
+        if int(inner_steps) <= 0:
+            raise ValueError(f"`inner_steps` must be positive, got inner_steps={inner_steps}")
+        if float(inner_learning_rate) <= 0:
+            raise ValueError(f"`inner_learning_rate` must be positive, got {inner_learning_rate}")
+        self.model = model
+        self.inner_steps = int(inner_steps)
+        self.inner_learning_rate = float(inner_learning_rate)
+        self.discriminator = HeadTailDiscriminator(discriminator_units, adversarial_weight=adversarial_weight,
+                                                   name="discriminator")
+        self.inner_optimizer = keras.optimizers.SGD(self.inner_learning_rate)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
+        self.discriminator_accuracy = keras.metrics.BinaryAccuracy(name="discriminator_accuracy", threshold=0.0)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.discriminator_loss_tracker, self.discriminator_accuracy]
+
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
+
+    def score(self, inputs):
+        """The wrapped model's scores (what validation and serving use)."""
+        return self.model.score(inputs)
+
+    def build_for(self, batch):
+        """Creates every variable (model, discriminator, both optimizers) from one
+        inner batch, so that `fit` under a strategy starts from built weights."""
+        embeddings = sequence_embeddings(self.model(batch))
+        self.discriminator(embeddings)
+        variables = self._variables()
+        self.inner_optimizer.build(variables)
+        self.optimizer.build(variables)
+
+    def _variables(self):
+        return self.model.trainable_variables + self.discriminator.trainable_variables
+
+    def inner_step(self, batch):
+        """One SGD update of θ and θ_d on one mini-batch; returns (L, BCE_d, logits, heads)."""
+        variables = self._variables()
+        with tf.GradientTape() as tape:
+            representations = self.model(batch, training=True)
+            loss = self.model.next_item_loss(representations, batch)
+            loss += tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32) for l in self.model.losses])
+            embeddings = sequence_embeddings(representations)
+            discriminator_loss = self.discriminator.loss(embeddings, batch["heads"])
+            total = loss + discriminator_loss
+        self.inner_optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return loss, discriminator_loss, embeddings
+
+    def train_step(self, data):
+        variables = self._variables()
+        start = [tf.identity(v) for v in variables]  # Θ, Θ_d
+        for step in range(self.inner_steps):
+            # A replica's share of the batch: [G, k, N, ...] -> step `step` -> [G·N, ...]
+            batch = {key: tf.reshape(value[:, step], tf.concat([[-1], tf.shape(value)[3:]], 0))
+                     for key, value in data.items()}
+            loss, discriminator_loss, embeddings = self.inner_step(batch)
+            self.loss_tracker.update_state(loss)
+            self.discriminator_loss_tracker.update_state(discriminator_loss)
+            self.discriminator_accuracy.update_state(batch["heads"], self.discriminator(embeddings))
+        pseudo_gradients = [s - v for s, v in zip(start, variables)]  # Θ − θ_k
+        assign_variables(variables, start)
+        self.optimizer.apply_gradients(zip(pseudo_gradients, variables))
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        return {"model": keras.saving.serialize_keras_object(self.model), "inner_steps": self.inner_steps,
+                "inner_learning_rate": self.inner_learning_rate,
+                "adversarial_weight": self.discriminator.adversarial_weight,
+                "discriminator_units": list(self.discriminator.hidden_units), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        return cls(**config)
