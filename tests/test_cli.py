@@ -138,6 +138,8 @@ def test_explain_groups_the_history(model, groups, noun, hyperparameters, tmp_pa
     (["train", "--epochs", "zero"], "invalid int value"),
     (["train", "--data", "/no/such/file.txt", "--epochs", "1"], "/no/such/file.txt: no such file"),
     (["train", "--epochs", "0"], "`epochs` must be positive"),
+    (["train", "--trainer", "tp", "--trainer-option", "k=2"], "`trainer_options` are the 'tp' trainer's"),
+    (["train", "--model", "hup", "--trainer", "tp", "--epochs", "1"], "HUP has a loss of its own"),
     (["evaluate", "/no/run"], "/no/run: not a run directory"),
     (["recommend"], "the following arguments are required: run"),
 ])

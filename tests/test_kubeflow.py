@@ -15,7 +15,7 @@ def test_kubeflow_v2_compile(tmp_path):
     output = tmp_path / "pipeline.json"
     assert main(["--image", "gcr.io/example/tfrec-dyn:test", "--pipeline-root", "gs://bucket/root",
                  "--data", "gs://bucket/logs", "--serving-root", "gs://bucket/models",
-                 "--output", str(output)]) == 0
+                 "--trainer", "tp", "--trainer-option", "inner_steps=3", "--output", str(output)]) == 0
     document = json.loads(output.read_text())
     spec = json_format.ParseDict(document["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     tasks = set(spec.root.dag.tasks)
@@ -27,3 +27,4 @@ def test_kubeflow_v2_compile(tmp_path):
     assert images == {"gcr.io/example/tfrec-dyn:test"}
     assert document["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/root"
     assert "pipelines.module.run_fn" in output.read_text()
+    assert "inner_steps" in output.read_text()  # the Trainer's custom_config carries the trainer settings

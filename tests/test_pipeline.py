@@ -101,6 +101,19 @@ def test_pipeline_trains_and_pushes_other_models(model, tmp_path):
 
 
 @pytest.mark.slow
+def test_pipeline_trains_with_the_tp_trainer(tmp_path):
+    """`--trainer tp` trains the same model with the transferrable-parameters trainer
+    and pushes a model that serves the same requests."""
+    data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
+    _slice_of_ml100k(data)
+    report = _run(data, root, serving, model="gru4rec",
+                  extra=("--trainer", "tp", "--trainer-option", "windows_per_user=4"))
+    assert "blessed: True" in report
+    versions = os.listdir(serving / "gru4rec")
+    assert len(versions) == 1 and len(_serve_pushed(serving / "gru4rec" / versions[0])) == 5
+
+
+@pytest.mark.slow
 def test_pipeline_trains_hup_on_jd_sessions_with_side_fields(tmp_path):
     """JD micro-behaviour logs through Beam, Transform (item, behaviour and category
     vocabularies), the Trainer (side fields fed to HUP) and a pushed model whose

@@ -120,20 +120,22 @@ from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig, train
 data = PreparedData.from_interactions(load_dataset("ml-100k").subset(range(100)))
 config = TrainConfig(model=sys.argv[2], epochs=2, max_len=20, batch_size=16, strategy="mirrored",
-                     mixed_precision=sys.argv[1] == "mixed", eval_protocols=("full",))
+                     mixed_precision=sys.argv[1] == "mixed", eval_protocols=("full",), trainer=sys.argv[3],
+                     trainer_options={"windows_per_user": 4} if sys.argv[3] == "tp" else {})
 result = train(config, verbose=0, data=data)
 print(json.dumps({"replicas": result.model.distribute_strategy.num_replicas_in_sync,
-                  "policy": result.model.embedding.dtype_policy.name,
+                  "policy": result.model.layers[0].dtype_policy.name,
                   "loss": result.history["loss"], "hr": result.metrics["full"]["HR@10"]}))
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, precision", [("sasrec", "float32"), ("sasrec", "mixed"), ("retr", "mixed")])
-def test_mirrored_strategy_on_two_logical_cpus(model, precision):
+@pytest.mark.parametrize("model, precision, trainer", [("sasrec", "float32", "standard"), ("sasrec", "mixed", "standard"),
+                                                        ("retr", "mixed", "standard"), ("caser", "mixed", "tp")])
+def test_mirrored_strategy_on_two_logical_cpus(model, precision, trainer):
     # A fresh interpreter: logical devices must be configured before TF starts.
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    out = subprocess.run([sys.executable, "-c", "import tfrec_dyn\n" + _DISTRIBUTED, precision, model],
+    out = subprocess.run([sys.executable, "-c", "import tfrec_dyn\n" + _DISTRIBUTED, precision, model, trainer],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])

@@ -47,6 +47,7 @@ def _hyperparameter(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from tfrec_dyn.models.registry import MODELS
+    from tfrec_dyn.training.config import TP_OPTIONS, TRAINERS
 
     losses = sorted({loss for model in MODELS.values() for loss in model.supported_losses})
 
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--negative-sampler", choices=("uniform", "popularity"), default="uniform")
     train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="KEY=VALUE",
                        help="model hyperparameter, e.g. --hp embed_dim=64 (repeatable)")
+    train.add_argument("--trainer", choices=TRAINERS, default="standard",
+                       help="'tp': transferrable parameters for long-tailed users (meta-learning + adversary)")
+    train.add_argument("--trainer-option", type=_hyperparameter, action="append", default=[], metavar="KEY=VALUE",
+                       help=f"a 'tp' trainer setting, repeatable: {', '.join(sorted(TP_OPTIONS))}")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--strategy", default="auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     train.add_argument("--mixed-precision", action="store_true")
@@ -128,7 +133,8 @@ def _train(args) -> dict:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate, loss=args.loss, negative_sampler=args.negative_sampler,
         hyperparameters=dict(args.hp), seed=args.seed, strategy=args.strategy,
-        mixed_precision=args.mixed_precision, validate_every=args.validate_every)
+        mixed_precision=args.mixed_precision, validate_every=args.validate_every, trainer=args.trainer,
+        trainer_options=dict(args.trainer_option))
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     result = train(config, out_dir=args.out, verbose=verbose)
     report = result.data.interactions.report

@@ -98,6 +98,9 @@ class TransferrableTrainer(keras.Model):
         self.discriminator = HeadTailDiscriminator(discriminator_units, adversarial_weight=adversarial_weight,
                                                    name="discriminator")
         self.inner_optimizer = keras.optimizers.SGD(self.inner_learning_rate)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            # float16 gradients of the inner steps need loss scaling like any other.
+            self.inner_optimizer = keras.mixed_precision.LossScaleOptimizer(self.inner_optimizer)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.discriminator_loss_tracker = keras.metrics.Mean(name="discriminator_loss")
         self.discriminator_accuracy = keras.metrics.BinaryAccuracy(name="discriminator_accuracy", threshold=0.0)
@@ -122,6 +125,10 @@ class TransferrableTrainer(keras.Model):
         self.inner_optimizer.build(variables)
         self.optimizer.build(variables)
 
+    @property
+    def _loss_scaled(self):
+        return isinstance(self.inner_optimizer, keras.mixed_precision.LossScaleOptimizer)
+
     def _variables(self):
         return self.model.trainable_variables + self.discriminator.trainable_variables
 
@@ -135,7 +142,11 @@ class TransferrableTrainer(keras.Model):
             embeddings = sequence_embeddings(representations)
             discriminator_loss = self.discriminator.loss(embeddings, batch["heads"])
             total = loss + discriminator_loss
-        self.inner_optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+            scaled = self.inner_optimizer.get_scaled_loss(total) if self._loss_scaled else total
+        gradients = tape.gradient(scaled, variables)
+        if self._loss_scaled:
+            gradients = self.inner_optimizer.get_unscaled_gradients(gradients)
+        self.inner_optimizer.apply_gradients(zip(gradients, variables))
         return loss, discriminator_loss, embeddings
 
     def train_step(self, data):
