@@ -9,7 +9,8 @@ paper:
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/adasplit.py --data ml-100k --seeds 0 1 2 \\
         --out benchmarks/results/adasplit_ml100k.md --json benchmarks/results/adasplit_ml100k.json
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/adasplit.py --data jd-computers --seeds 0 1 2 \\
-        --out benchmarks/results/adasplit_jd_computers.md --json benchmarks/results/adasplit_jd_computers.json
+        --validate-every 5 --out benchmarks/results/adasplit_jd_computers.md \\
+        --json benchmarks/results/adasplit_jd_computers.json
 
 `--data`: `ml-100k`, or `jd-appliances` / `jd-computers`, the 1,000-session
 JD micro-behaviour samples in `../shared/data/jd-micro/` (or `--jd-dir`),

@@ -2,9 +2,9 @@
 (the setting of the HUP paper's Tables 2-3, on 1,000-session samples).
 
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/hup_jd.py --data jd-appliances --seeds 0 1 2 \\
-        --out benchmarks/results/hup_jd_appliances.md --json benchmarks/results/hup_jd_appliances.json
+        --validate-every 10 --out benchmarks/results/hup_jd_appliances.md --json benchmarks/results/hup_jd_appliances.json
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/hup_jd.py --data jd-computers --seeds 0 1 2 \\
-        --out benchmarks/results/hup_jd_computers.md --json benchmarks/results/hup_jd_computers.json
+        --validate-every 10 --out benchmarks/results/hup_jd_computers.md --json benchmarks/results/hup_jd_computers.json
 
 Protocol: `TrainConfig(split="session", split_seed=0)`: the sessions are
 shuffled with seed 0, 10 % are test sessions, 10 % validation sessions, the
