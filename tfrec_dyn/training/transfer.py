@@ -56,6 +56,13 @@ class TransferrableTrainer(keras.Model):
     β = 0.001 in the paper) takes one step along the pseudo-gradient θ − θ_k:
     with plain SGD at rate β that is Reptile's θ ← θ + β(θ_k − θ) (eq. 7).
 
+    The per-user mini-batches come from `user_task_dataset`
+    (`tfrec_dyn.data.user_tasks`): every sequence sits once in one flat id
+    array with row offsets, and each outer iteration draws its users and
+    window ends with stateless random ops and gathers the windows inside the
+    `tf.data` graph. No Python loop runs over users, per epoch or per step, so
+    millions of users cost their interactions' memory and nothing more.
+
     k = 1 is plain joint training: the pseudo-gradient is α·∇L, and Adam
     ignores the scale α (up to its ε), so it is Adam on the same batches.
 
