@@ -182,6 +182,13 @@ def test_discriminator_learns_at_lambda_zero_and_is_fooled_at_high_lambda():
     assert accuracies[10.0] < 0.85, accuracies  # ... until the model learns to hide which is which
 
 
+def test_trainer_config_round_trip():
+    trainer = TransferrableTrainer(SASRec(VOCAB, 5), inner_steps=3, inner_learning_rate=0.05, adversarial_weight=0.5)
+    clone = TransferrableTrainer.from_config(trainer.get_config())
+    assert clone.get_config() == trainer.get_config() and type(clone.model) is SASRec
+    assert (clone.inner_steps, clone.discriminator.adversarial_weight) == (3, 0.5)
+
+
 def test_models_with_their_own_loss_are_refused():
     with pytest.raises(ValueError, match="loss of its own"):
         TransferrableTrainer(HUP(VOCAB, 5))
