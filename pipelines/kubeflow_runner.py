@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tfrec_dyn  # noqa: E402,F401  (Keras 2 before TensorFlow)
 from pipelines.configs import BEAM_MODES, PipelineConfig  # noqa: E402
-from pipelines.local_runner import key_values  # noqa: E402
+from tfrec_dyn.cli import key_value  # noqa: E402
 from tfrec_dyn.models.registry import MODELS  # noqa: E402
 from tfrec_dyn.training.config import TRAINERS  # noqa: E402
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     parser.add_argument("--strategy", default="auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     parser.add_argument("--trainer", default="standard", choices=TRAINERS,
                         help="'tp': transferrable parameters for long-tailed users")
-    parser.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--trainer-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a 'tp' trainer setting (see TrainConfig.trainer_options)")
     parser.add_argument("--beam-mode", default="multi_processing", choices=sorted(BEAM_MODES))
     parser.add_argument("--beam-arg", action="append", default=[])
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         pipeline_root=args.pipeline_root,
         serving_root=args.serving_root, train={"model": args.model, "epochs": args.epochs, "strategy": args.strategy,
                                                   "trainer": args.trainer,
-                                                  "trainer_options": key_values(args.trainer_option)},
+                                                  "trainer_options": dict(args.trainer_option)},
         beam_mode=args.beam_mode, beam_args=args.beam_arg, module_path=IMAGE_MODULE_PATH, local_metadata=False,
         enable_cache=args.enable_cache)
     print(f"wrote {compile_pipeline(config, args.image, args.output)}")

@@ -17,22 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tfrec_dyn  # noqa: E402,F401  (Keras 2 before TensorFlow)
 from pipelines.configs import BEAM_MODES, PipelineConfig  # noqa: E402
+from tfrec_dyn.cli import key_value  # noqa: E402
 from tfrec_dyn.models.registry import MODELS  # noqa: E402
 from tfrec_dyn.training.config import TRAINERS  # noqa: E402
-
-
-def key_values(items):
-    """["KEY=JSON", ...] -> {KEY: value} (values that are not JSON stay strings)."""
-    out = {}
-    for item in items:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def parse_args(argv=None) -> PipelineConfig:
@@ -49,10 +36,10 @@ def parse_args(argv=None) -> PipelineConfig:
     parser.add_argument("--batch-size", type=int, default=128, help="per replica")
     parser.add_argument("--strategy", default="auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     parser.add_argument("--mixed-precision", action="store_true")
-    parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="model hyperparameter")
+    parser.add_argument("--hp", type=key_value, action="append", default=[], metavar="KEY=VALUE", help="model hyperparameter")
     parser.add_argument("--trainer", default="standard", choices=TRAINERS,
                         help="'tp': transferrable parameters for long-tailed users")
-    parser.add_argument("--trainer-option", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--trainer-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a 'tp' trainer setting (see TrainConfig.trainer_options)")
     parser.add_argument("--beam-mode", default=defaults.beam_mode, choices=sorted(BEAM_MODES))
     parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline argument")
@@ -65,8 +52,8 @@ def parse_args(argv=None) -> PipelineConfig:
     data_format = args.format or ("jd" if os.path.basename(args.data).startswith("JD_") else "ml-100k")
     train = {"model": args.model, "epochs": args.epochs, "max_len": args.max_len, "batch_size": args.batch_size,
              "strategy": args.strategy, "mixed_precision": args.mixed_precision,
-             "hyperparameters": key_values(args.hp), "trainer": args.trainer,
-             "trainer_options": key_values(args.trainer_option)}
+             "hyperparameters": dict(args.hp), "trainer": args.trainer,
+             "trainer_options": dict(args.trainer_option)}
     return PipelineConfig(name=args.name, data_root=os.path.abspath(args.data), data_format=data_format,
                           columns=args.columns,
                           pipeline_root=args.pipeline_root, serving_root=args.serving_root, train=train,

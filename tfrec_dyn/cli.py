@@ -35,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _hyperparameter(text: str):
+def key_value(text: str):
+    """argparse type for KEY=VALUE settings: VALUE is parsed as JSON, else kept as a string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
@@ -47,7 +48,7 @@ def _hyperparameter(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     from tfrec_dyn.models.registry import MODELS
-    from tfrec_dyn.training.config import TP_OPTIONS, TRAINERS
+    from tfrec_dyn.training.config import TP_OPTION_NAMES, TRAINERS
 
     losses = sorted({loss for model in MODELS.values() for loss in model.supported_losses})
 
@@ -69,12 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--loss", choices=losses, help="default: the model's own")
     train.add_argument("--negative-sampler", choices=("uniform", "popularity"), default="uniform")
-    train.add_argument("--hp", type=_hyperparameter, action="append", default=[], metavar="KEY=VALUE",
+    train.add_argument("--hp", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="model hyperparameter, e.g. --hp embed_dim=64 (repeatable)")
     train.add_argument("--trainer", choices=TRAINERS, default="standard",
                        help="'tp': transferrable parameters for long-tailed users (meta-learning + adversary)")
-    train.add_argument("--trainer-option", type=_hyperparameter, action="append", default=[], metavar="KEY=VALUE",
-                       help=f"a 'tp' trainer setting, repeatable: {', '.join(sorted(TP_OPTIONS))}")
+    train.add_argument("--trainer-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help=f"a 'tp' trainer setting, repeatable: {', '.join(TP_OPTION_NAMES)}")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--strategy", default="auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     train.add_argument("--mixed-precision", action="store_true")

@@ -35,7 +35,7 @@ class HeadTailDiscriminator(keras.layers.Layer):
     """f_d: the logit that a sequence embedding belongs to a head user (R = 1).
 
     A small MLP (`hidden_units`, ReLU) and one logit. `loss(embeddings, heads)`
-    is its binary cross-entropy (the negative of eq. 9's log-likelihood, so
+    returns its binary cross-entropy (the negative of eq. 9's log-likelihood, so
     the discriminator minimises it); `adversarial_weight` λ scales the
     reversed gradient the embeddings get from it (see `reverse_gradient`):
     the sequence model minimises L − λ · BCE, i.e. tries to make the
@@ -45,8 +45,9 @@ class HeadTailDiscriminator(keras.layers.Layer):
     >>> discriminator = HeadTailDiscriminator(hidden_units=(8,))
     >>> discriminator(tf.zeros([3, 4])).shape
     TensorShape([3])
-    >>> float(discriminator.loss(tf.zeros([3, 4]), tf.constant([1.0, 0.0, 0.0]))) > 0
-    True
+    >>> loss, logits = discriminator.loss(tf.zeros([3, 4]), tf.constant([1.0, 0.0, 0.0]))
+    >>> float(loss) > 0, logits.shape
+    (True, TensorShape([3]))
     """
 
     def __init__(self, hidden_units=(64,), adversarial_weight=0.1, **kwargs):
@@ -77,10 +78,12 @@ class HeadTailDiscriminator(keras.layers.Layer):
         return tf.cast(self.output_layer(x)[..., 0], tf.float32)
 
     def loss(self, embeddings, heads):
-        """Mean BCE of head (1) / tail (0) labels [N] from embeddings [N, d],
-        with the embeddings' gradient reversed and scaled by λ."""
+        """(mean BCE, logits [N]) of head (1) / tail (0) labels [N] from
+        embeddings [N, d], with the embeddings' gradient reversed and scaled
+        by λ; the logits serve the caller's accuracy metric."""
         logits = self(reverse_gradient(embeddings, self.adversarial_weight))
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(heads, tf.float32), logits))
+        bce = tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(heads, tf.float32), logits)
+        return tf.reduce_mean(bce), logits
 
     def get_config(self):
         config = super().get_config()

@@ -8,8 +8,11 @@ from typing import Any, Dict, Optional, Tuple
 
 SPLITS = ("leave_one_out", "session")
 TRAINERS = ("standard", "tp")
-TP_OPTIONS = {"inner_steps": 2, "inner_learning_rate": 0.1, "adversarial_weight": 0.1, "discriminator_units": (64,),
-              "users_per_step": 1, "windows_per_user": 16, "head_fraction": 0.2}
+# The "tp" trainer's settings, by the function that takes them; unset ones keep that function's default.
+TP_OPTIONS = {"TransferrableTrainer": ("inner_steps", "inner_learning_rate", "adversarial_weight", "discriminator_units"),
+              "user_task_dataset": ("inner_steps", "users_per_step", "windows_per_user"),
+              "head_mask": ("head_fraction",)}
+TP_OPTION_NAMES = tuple(sorted({name for names in TP_OPTIONS.values() for name in names}))
 
 
 @dataclasses.dataclass
@@ -52,11 +55,12 @@ class TrainConfig:
       trainer: "standard" (Keras `fit` of the model's own `train_step`) or "tp"
         (transferrable parameters: `tfrec_dyn.training.transfer`; the outer
         optimizer is Adam at `learning_rate`, β).
-      trainer_options: the "tp" trainer's settings: `inner_steps` (k, 2),
-        `inner_learning_rate` (α, 0.1), `adversarial_weight` (λ, 0.1),
-        `discriminator_units` ([64]), `users_per_step` (1), `windows_per_user`
-        (16), `head_fraction` (0.2: the head users, by training interactions).
-        An epoch is as many outer iterations as it takes to draw every
+      trainer_options: the "tp" trainer's settings (`TP_OPTIONS`), passed to
+        `TransferrableTrainer` (`inner_steps` k, `inner_learning_rate` α,
+        `adversarial_weight` λ, `discriminator_units`), `user_task_dataset`
+        (`users_per_step`, `windows_per_user`) and `head_mask`
+        (`head_fraction`: the head users, by training interactions); unset
+        ones keep those functions' defaults. An epoch is as many outer iterations as it takes to draw every
         training user once on average.
     """
 
@@ -97,9 +101,9 @@ class TrainConfig:
             raise ValueError(f"`split` must be one of {SPLITS}, got split={self.split!r}")
         if self.trainer not in TRAINERS:
             raise ValueError(f"`trainer` must be one of {TRAINERS}, got trainer={self.trainer!r}")
-        unknown = sorted(set(self.trainer_options) - set(TP_OPTIONS))
+        unknown = sorted(set(self.trainer_options) - set(TP_OPTION_NAMES))
         if unknown or (self.trainer_options and self.trainer != "tp"):
-            raise ValueError(f"`trainer_options` are the 'tp' trainer's: {sorted(TP_OPTIONS)}; got "
+            raise ValueError(f"`trainer_options` are the 'tp' trainer's: {list(TP_OPTION_NAMES)}; got "
                              f"{sorted(self.trainer_options)} with trainer={self.trainer!r}")
         self.eval_protocols = tuple(self.eval_protocols)
         if self.exclude_seen is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import os
 import time
 from typing import Dict, Optional
@@ -212,24 +213,23 @@ def fit_transferrable(model, config: TrainConfig, strategy, sequences, vocab_siz
                       callbacks, verbose):
     """`fit` with the transferrable-parameters trainer (`config.trainer == "tp"`);
     `model` is trained in place, the Keras History is returned."""
-    options = {**TP_OPTIONS, **config.trainer_options}
+    options = {function: {name: config.trainer_options[name] for name in names if name in config.trainer_options}
+               for function, names in TP_OPTIONS.items()}
     lengths = np.array([len(s) for s in sequences])
-    heads = head_mask(lengths, options["head_fraction"])
+    heads = head_mask(lengths, **options["head_mask"])
+    dataset = user_task_dataset(sequences, heads, vocab_size, config.max_len, num_negatives=num_negatives,
+                                sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
+                                **options["user_task_dataset"])
     replicas = strategy.num_replicas_in_sync
-    per_iteration = options["inner_steps"] * options["users_per_step"] * replicas
-    dataset = user_task_dataset(sequences, heads, vocab_size, config.max_len, inner_steps=options["inner_steps"],
-                                users_per_step=options["users_per_step"],
-                                windows_per_user=options["windows_per_user"], num_negatives=num_negatives,
-                                sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed)
     dataset = dataset.batch(replicas).prefetch(tf.data.AUTOTUNE)  # one outer iteration per replica
     with strategy.scope(), precision_scope(config.mixed_precision):
-        trainer = TransferrableTrainer(model, inner_steps=options["inner_steps"],
-                                       inner_learning_rate=options["inner_learning_rate"],
-                                       adversarial_weight=options["adversarial_weight"],
-                                       discriminator_units=options["discriminator_units"])
+        trainer = TransferrableTrainer(model, **options["TransferrableTrainer"])
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         first = next(iter(dataset))
         trainer.build_for({key: value[0, 0] for key, value in first.items()})
+    users_per_step = options["user_task_dataset"].get(
+        "users_per_step", inspect.signature(user_task_dataset).parameters["users_per_step"].default)
+    per_iteration = trainer.inner_steps * users_per_step * replicas
     steps = max(1, -(-int((lengths >= 2).sum()) // per_iteration))  # every user drawn once per epoch on average
     return trainer.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks)
 

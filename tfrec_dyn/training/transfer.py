@@ -140,21 +140,22 @@ class TransferrableTrainer(keras.Model):
         return self.model.trainable_variables + self.discriminator.trainable_variables
 
     def inner_step(self, batch):
-        """One SGD update of θ and θ_d on one mini-batch; returns (L, BCE_d, logits, heads)."""
+        """One SGD update of θ and θ_d on one mini-batch; returns (L, BCE_d,
+        the discriminator's logits before the update)."""
         variables = self._variables()
         with tf.GradientTape() as tape:
             representations = self.model(batch, training=True)
             loss = self.model.next_item_loss(representations, batch)
             loss += tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32) for l in self.model.losses])
-            embeddings = sequence_embeddings(representations)
-            discriminator_loss = self.discriminator.loss(embeddings, batch["heads"])
+            discriminator_loss, logits = self.discriminator.loss(sequence_embeddings(representations),
+                                                                 batch["heads"])
             total = loss + discriminator_loss
             scaled = self.inner_optimizer.get_scaled_loss(total) if self._loss_scaled else total
         gradients = tape.gradient(scaled, variables)
         if self._loss_scaled:
             gradients = self.inner_optimizer.get_unscaled_gradients(gradients)
         self.inner_optimizer.apply_gradients(zip(gradients, variables))
-        return loss, discriminator_loss, embeddings
+        return loss, discriminator_loss, logits
 
     def train_step(self, data):
         variables = self._variables()
@@ -163,10 +164,10 @@ class TransferrableTrainer(keras.Model):
             # A replica's share of the batch: [G, k, N, ...] -> step `step` -> [G·N, ...]
             batch = {key: tf.reshape(value[:, step], tf.concat([[-1], tf.shape(value)[3:]], 0))
                      for key, value in data.items()}
-            loss, discriminator_loss, embeddings = self.inner_step(batch)
+            loss, discriminator_loss, logits = self.inner_step(batch)
             self.loss_tracker.update_state(loss)
             self.discriminator_loss_tracker.update_state(discriminator_loss)
-            self.discriminator_accuracy.update_state(batch["heads"], self.discriminator(embeddings))
+            self.discriminator_accuracy.update_state(batch["heads"], logits)
         pseudo_gradients = [s - v for s, v in zip(start, variables)]  # Θ − θ_k
         assign_variables(variables, start)
         self.optimizer.apply_gradients(zip(pseudo_gradients, variables))
