@@ -194,13 +194,21 @@ def json_writer(path, command: str, model_configs):
 
 
 def resumable(json_path, model_configs):
-    """Records of an earlier run of the same command (same configs) in `json_path`, by model."""
+    """Records of an earlier run of the same command (same configs) in `json_path`, by model.
+
+    A `TrainConfig` field added since the earlier run counts as unchanged when
+    it holds its default (the behaviour the earlier run had).
+    """
     if not json_path or not os.path.exists(json_path):
         return {}
     with open(json_path) as f:
         earlier = json.load(f)
-    same = {name for name, c in model_configs.items()
-            if earlier.get("configs", {}).get(name) == json.loads(json.dumps(dataclasses.asdict(c)))}
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    same = set()
+    for name, config in model_configs.items():
+        before = earlier.get("configs", {}).get(name)
+        if before is not None and json.loads(json.dumps(dataclasses.asdict(config))) == {**defaults, **before}:
+            same.add(name)
     return {name: runs for name, runs in earlier.get("results", {}).items() if name in same}
 
 
