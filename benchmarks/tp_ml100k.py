@@ -49,7 +49,7 @@ VARIANTS.update({"sasrec-tp-k1": ("sasrec", {"inner_steps": 1}), "sasrec-tp-k3":
 VARIANTS.update({f"sasrec-tp-lambda{weight:g}": ("sasrec", {"adversarial_weight": weight})
                  for weight in (0.0, 0.01, 1.0, 10.0)})
 MAIN_VARIANTS = ("gru4rec", "gru4rec-tp", "caser", "caser-tp", "sasrec", "sasrec-tp")
-TP_EPOCHS = {"gru4rec": 20, "caser": 20, "sasrec": 20}
+TP_EPOCHS = {"gru4rec": 15, "caser": 30, "sasrec": 15}  # the seed-0 sweep's best (docs/results.md)
 GROUPS = ("existing", "new")
 SUBSETS = ("all", "head", "tail")
 METRICS = ("HR@10", "NDCG@10")
