@@ -5,7 +5,7 @@ Yin et al., KDD 2020, Table 3 and Figure 5, on MovieLens-100K):
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/tp_ml100k.py --seeds 0 1 2 \\
         --out benchmarks/results/tp_ml100k.md --json benchmarks/results/tp_ml100k.json
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/tp_ml100k.py --seeds 0 1 2 \\
-        --variants sasrec-tp-k1 sasrec-tp sasrec-tp-k3 sasrec-tp-lambda0 sasrec-tp-lambda0.01 \\
+        --variants sasrec-tp-k1 sasrec-tp-k3 sasrec-tp-lambda0 sasrec-tp-lambda0.01 \\
         sasrec-tp-lambda1 sasrec-tp-lambda10 --out benchmarks/results/tp_sweeps_ml100k.md \\
         --json benchmarks/results/tp_sweeps_ml100k.json
 
@@ -22,9 +22,15 @@ a new user's items have the embeddings learned from existing users.
 Variants: `gru4rec`, `caser`, `sasrec` (plain `fit`) and `gru4rec-tp`,
 `caser-tp`, `sasrec-tp` (`TrainConfig(trainer="tp")`, the library defaults:
 k = 2, α = 0.1, λ = 0.1, β = 0.001 Adam); the sweeps `sasrec-tp-k1`,
-`sasrec-tp-k3` (k) and `sasrec-tp-lambda<λ>` (λ ∈ {0, 0.01, 1, 10}).
-Epoch budgets: plain, those of `baselines_ml100k.py`; TP, `TP_EPOCHS` (an epoch
-draws every user once on average: 2 × 16 windows per user instead of one).
+`sasrec-tp-k3` (k) and `sasrec-tp-lambda<λ>` (λ ∈ {0, 0.01, 1, 10}); their
+k = 2, λ = 0.1 point is `sasrec-tp` of the main run.
+Epoch budgets: plain, those of `baselines_ml100k.py`; TP, `TP_EPOCHS`, the best
+validation epoch of the seed-0 sweep (an epoch draws every user once on average:
+2 × 16 windows per user instead of one):
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/tp_ml100k.py --variants gru4rec-tp caser-tp sasrec-tp \\
+        --seeds 0 --epochs 40 --validate-every 5 --out benchmarks/results/tp_epoch_sweep_ml100k.md \\
+        --json benchmarks/results/tp_epoch_sweep_ml100k.json
 `--json` is rewritten after every run and `--resume` keeps the runs already there.
 """
 
@@ -49,7 +55,7 @@ VARIANTS.update({"sasrec-tp-k1": ("sasrec", {"inner_steps": 1}), "sasrec-tp-k3":
 VARIANTS.update({f"sasrec-tp-lambda{weight:g}": ("sasrec", {"adversarial_weight": weight})
                  for weight in (0.0, 0.01, 1.0, 10.0)})
 MAIN_VARIANTS = ("gru4rec", "gru4rec-tp", "caser", "caser-tp", "sasrec", "sasrec-tp")
-TP_EPOCHS = {"gru4rec": 15, "caser": 30, "sasrec": 15}  # the seed-0 sweep's best (docs/results.md)
+TP_EPOCHS = {"gru4rec": 15, "caser": 30, "sasrec": 15}
 GROUPS = ("existing", "new")
 SUBSETS = ("all", "head", "tail")
 METRICS = ("HR@10", "NDCG@10")
