@@ -60,8 +60,8 @@ class TrainConfig:
         `adversarial_weight` λ, `discriminator_units`), `user_task_dataset`
         (`users_per_step`, `windows_per_user`) and `head_mask`
         (`head_fraction`: the head users, by training interactions); unset
-        ones keep those functions' defaults. An epoch is as many outer iterations as it takes to draw every
-        training user once on average.
+        ones keep those functions' defaults. An epoch is as many outer
+        iterations as it takes to draw every training user once on average.
     """
 
     model: str = "sasrec"
