@@ -203,12 +203,12 @@ def resumable(json_path, model_configs):
         return {}
     with open(json_path) as f:
         earlier = json.load(f)
-    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
-    same = set()
-    for name, config in model_configs.items():
-        before = earlier.get("configs", {}).get(name)
-        if before is not None and json.loads(json.dumps(dataclasses.asdict(config))) == {**defaults, **before}:
-            same.add(name)
+    def record(config):  # as the JSON holds it
+        return json.loads(json.dumps(dataclasses.asdict(config)))
+
+    defaults = record(TrainConfig())
+    same = {name for name, config in model_configs.items()
+            if name in earlier.get("configs", {}) and record(config) == {**defaults, **earlier["configs"][name]}}
     return {name: runs for name, runs in earlier.get("results", {}).items() if name in same}
 
 

@@ -36,7 +36,8 @@ def parse_args(argv=None) -> PipelineConfig:
     parser.add_argument("--batch-size", type=int, default=128, help="per replica")
     parser.add_argument("--strategy", default="auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
     parser.add_argument("--mixed-precision", action="store_true")
-    parser.add_argument("--hp", type=key_value, action="append", default=[], metavar="KEY=VALUE", help="model hyperparameter")
+    parser.add_argument("--hp", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="model hyperparameter")
     parser.add_argument("--trainer", default="standard", choices=TRAINERS,
                         help="'tp': transferrable parameters for long-tailed users")
     parser.add_argument("--trainer-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",

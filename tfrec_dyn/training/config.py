@@ -9,7 +9,8 @@ from typing import Any, Dict, Optional, Tuple
 SPLITS = ("leave_one_out", "session")
 TRAINERS = ("standard", "tp")
 # The "tp" trainer's settings, by the function that takes them; unset ones keep that function's default.
-TP_OPTIONS = {"TransferrableTrainer": ("inner_steps", "inner_learning_rate", "adversarial_weight", "discriminator_units"),
+TP_OPTIONS = {"TransferrableTrainer": ("inner_steps", "inner_learning_rate", "adversarial_weight",
+                                        "discriminator_units"),
               "user_task_dataset": ("inner_steps", "users_per_step", "windows_per_user"),
               "head_mask": ("head_fraction",)}
 TP_OPTION_NAMES = tuple(sorted({name for names in TP_OPTIONS.values() for name in names}))
