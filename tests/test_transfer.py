@@ -133,6 +133,14 @@ def test_outer_update_is_the_reptile_formula():
     assert any(not np.allclose(v.numpy(), t) for v, t in zip(variables, theta))
 
 
+def test_task_batches_built_for_another_k_are_refused():
+    trainer = _trainer(GRU4Rec(VOCAB, 5, embed_dim=4, hidden_dim=4), 2, 0.1, 0.1, keras.optimizers.Adam())
+    data = next(iter(_batches(seed=1, k=3)))
+    trainer.build_for({key: value[0, 0] for key, value in data.items()})
+    with pytest.raises(ValueError, match=r"hold \[3\] inner steps .* inner_steps=2"):
+        trainer.train_step(data)
+
+
 def test_one_inner_step_is_plain_training_with_adam():
     """k = 1: the pseudo-gradient is α·∇L and Adam ignores its scale (α = 1: exactly)."""
     batches = list(_batches(seed=2, k=1).take(3))

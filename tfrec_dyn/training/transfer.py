@@ -158,6 +158,12 @@ class TransferrableTrainer(keras.Model):
         return loss, discriminator_loss, logits
 
     def train_step(self, data):
+        steps = {value.shape[1] for value in data.values()} - {None}
+        if steps != {self.inner_steps} and steps:
+            # A dataset built for another k would silently train on its first k steps only.
+            raise ValueError(f"the task batches hold {sorted(steps)} inner steps on axis 1 but the trainer "
+                             f"takes inner_steps={self.inner_steps}; build the dataset with "
+                             f"user_task_dataset(..., inner_steps={self.inner_steps})")
         variables = self._variables()
         start = [tf.identity(v) for v in variables]  # Θ, Θ_d
         for step in range(self.inner_steps):
