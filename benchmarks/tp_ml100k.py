@@ -8,6 +8,10 @@ Yin et al., KDD 2020, Table 3 and Figure 5, on MovieLens-100K):
         --variants sasrec-tp-k1 sasrec-tp-k3 sasrec-tp-lambda0 sasrec-tp-lambda0.01 \\
         sasrec-tp-lambda1 sasrec-tp-lambda10 --out benchmarks/results/tp_sweeps_ml100k.md \\
         --json benchmarks/results/tp_sweeps_ml100k.json
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/tp_ml100k.py --seeds 0 1 2 \\
+        --variants sasrec-tp sasrec-tp-lambda0 sasrec-tp-lambda0.01 sasrec-tp-lambda1 sasrec-tp-lambda10 \\
+        --validate-every 15 --out benchmarks/results/tp_lambda_validation_ml100k.md \\
+        --json benchmarks/results/tp_lambda_validation_ml100k.json   # λ chosen on validation
 
 Protocol: a seeded 20 % of the users (`existing_new_users`, seed 0) are new
 users, never trained on; the other 80 % are split leave-one-out as everywhere
