@@ -10,7 +10,7 @@ from layer_harness import run_layer_test
 from tfrec_dyn.data import head_mask
 from tfrec_dyn.data.user_tasks import user_task_dataset
 from tfrec_dyn.layers import HeadTailDiscriminator, reverse_gradient
-from tfrec_dyn.models import GRU4Rec, HUP, SASRec
+from tfrec_dyn.models import HUP, RETR, Caser, GRU4Rec, SASRec
 from tfrec_dyn.training import TrainConfig, TransferrableTrainer
 
 VOCAB = 14
@@ -188,6 +188,23 @@ def test_discriminator_learns_at_lambda_zero_and_is_fooled_at_high_lambda():
         accuracies[weight] = np.mean(history.history["discriminator_accuracy"][-5:])
     assert accuracies[0.0] > 0.95, accuracies  # head and tail embeddings are separable ...
     assert accuracies[10.0] < 0.85, accuracies  # ... until the model learns to hide which is which
+
+
+@pytest.mark.parametrize("build", [lambda: GRU4Rec(VOCAB, 5, embed_dim=4, hidden_dim=4),
+                                   lambda: Caser(VOCAB, 5, embed_dim=4),
+                                   lambda: SASRec(VOCAB, 5, embed_dim=4, num_heads=1),
+                                   lambda: RETR(VOCAB, 5, embed_dim=4, num_heads=1)],
+                         ids=["gru4rec", "caser", "sasrec", "retr"])
+def test_every_shared_loss_model_trains_unchanged_under_the_trainer(build):
+    model = build()
+    trainer = _trainer(model, 2, 0.1, 0.1, keras.optimizers.Adam(0.01))
+    dataset = _batches(seed=3, k=2)
+    trainer.build_for({key: value[0, 0] for key, value in next(iter(dataset)).items()})
+    before = [v.numpy() for v in model.trainable_variables]
+    history = trainer.fit(dataset.repeat(), steps_per_epoch=3, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    unchanged = [v.name for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
+    assert not unchanged  # every weight of the model gets a share of the outer update
 
 
 def test_trainer_config_round_trip():
