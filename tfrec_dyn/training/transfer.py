@@ -159,7 +159,7 @@ class TransferrableTrainer(keras.Model):
 
     def train_step(self, data):
         steps = {value.shape[1] for value in data.values()} - {None}
-        if steps != {self.inner_steps} and steps:
+        if steps and steps != {self.inner_steps}:
             # A dataset built for another k would silently train on its first k steps only.
             raise ValueError(f"the task batches hold {sorted(steps)} inner steps on axis 1 but the trainer "
                              f"takes inner_steps={self.inner_steps}; build the dataset with "
