@@ -15,7 +15,6 @@ setup(
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tf-keras>=2.21,<2.22",
-        "tensorflow-recommenders>=0.7.7",
         "numpy",
         "pandas",
         "aiohttp",  # the TF-Serving-compatible REST server

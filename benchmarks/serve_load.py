@@ -83,7 +83,7 @@ def main():
     if not 0 < args.clients <= MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--clients must be in 1..{MAX_CLIENTS} and --seconds in (0, {MAX_SECONDS}]")
     name = args.model_name or os.path.basename(os.path.normpath(args.model_base_path))
-    version = max(v for v in os.listdir(args.model_base_path) if v.isdigit())
+    version = str(max(int(v) for v in os.listdir(args.model_base_path) if v.isdigit()))  # 10 is newer than 9
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "tfrec_dyn", "serve", "--model_name", name,
                                "--model_base_path", args.model_base_path, "--rest_api_port", str(port)],

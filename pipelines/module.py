@@ -24,8 +24,9 @@ import tensorflow_transform as tft
 
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
-from tfrec_dyn.serving.export import export_saved_model
+from tfrec_dyn.serving.export import category_table, export_saved_model
 from tfrec_dyn.training import TrainConfig, make_strategy
+from tfrec_dyn.training.strategy import chief_dir
 from tfrec_dyn.training.trainer import fit
 
 ITEM_VOCABULARY = "items"
@@ -100,19 +101,25 @@ def _read_sequences(file_pattern, data_accessor, schema, batch_size=1024):
     return sequences, side
 
 
-def _item_categories(sequences, categories, vocab_size):
-    """[V] the category id each item was last seen with (0: none), for serving."""
-    table = np.zeros(vocab_size, np.int32)
-    for items, item_categories in zip(sequences, categories):
-        table[items] = item_categories
-    return table
+def backup_dir(fn_args) -> str:
+    """Where the Trainer's training state is backed up: beside the per-execution
+    run dirs (`.../Trainer/model_run/<execution>`), under a key of what is
+    trained on what, so the next execution of the same training (the rerun
+    of an interrupted pipeline) resumes it and any other training starts afresh."""
+    import hashlib
+    import json
+
+    key = json.dumps([fn_args.custom_config, fn_args.train_files, fn_args.transform_graph_path], sort_keys=True)
+    return os.path.join(os.path.dirname(os.path.normpath(fn_args.model_run_dir)), "backup",
+                        hashlib.sha1(key.encode()).hexdigest()[:16])
 
 
 def run_fn(fn_args):
     """Trains `custom_config["model"]` under the configured strategy and exports it.
 
-    Resumes after an interruption: `BackupAndRestore` keeps its state in the
-    Trainer's run dir and deletes it once training has finished.
+    Resumes after an interruption: `BackupAndRestore` keeps its state where a
+    rerun of the pipeline finds it (`backup_dir`) and deletes it once training
+    has finished.
     """
     config = TrainConfig(**(fn_args.custom_config or {}))
     strategy = make_strategy(config.strategy)  # before any other TF op (multi-worker needs that)
@@ -124,8 +131,9 @@ def run_fn(fn_args):
                    for field in CATEGORICAL_SIDE_FIELDS if field in side}
     counts = np.bincount(np.concatenate(sequences), minlength=vocab.size)[: vocab.size]
     model, _, _ = fit(config, sequences, vocab.size, counts, verbose=2,
-                      backup_dir=os.path.join(fn_args.model_run_dir, "backup"), strategy=strategy,
+                      backup_dir=backup_dir(fn_args), strategy=strategy,
                       side=side, side_vocab_sizes={field: v.size for field, v in side_vocabs.items()})
-    item_categories = _item_categories(sequences, side["category"], vocab.size) if "category" in side else None
-    export_saved_model(model, vocab, counts, config.max_len, fn_args.serving_model_dir,
-                       side_vocabs=side_vocabs, item_categories=item_categories)
+    item_categories = category_table(sequences, side["category"], vocab.size) if "category" in side else None
+    with chief_dir(fn_args.serving_model_dir, strategy) as export_dir:  # other workers: a temporary dir
+        export_saved_model(model, vocab, counts, config.max_len, export_dir,
+                           side_vocabs=side_vocabs, item_categories=item_categories)

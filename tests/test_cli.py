@@ -153,6 +153,72 @@ def test_wrong_arguments_give_one_line_errors(argv, message, capsys):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.fixture(scope="module")
+def runs(small_data, tmp_path_factory):
+    """A PopRec run (trains in a second; it has nothing to explain) and damaged copies of it."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("runs")
+    good = str(root / "poprec")
+    assert cli.main(["train", "--model", "poprec", "--data", small_data, "--epochs", "1", "--out", good,
+                     "--quiet"]) == 0
+    bad_config, bad_model, no_model = (str(root / name) for name in ("bad_config", "bad_model", "no_model"))
+    for copy in (bad_config, bad_model, no_model):
+        shutil.copytree(good, copy)
+    with open(os.path.join(bad_config, "config.json"), "w") as f:
+        f.write('{"model": "poprec", ')
+    with open(os.path.join(bad_model, "model", "saved_model.pb"), "wb") as f:
+        f.write(b"not a protobuf")
+    shutil.rmtree(os.path.join(no_model, "model"))
+    garbage = root / "garbage.txt"
+    garbage.write_text("just one field\n\x00\x01\n")
+    not_a_folder = root / "a_file"
+    not_a_folder.write_text("")
+    return {"good": good, "bad_config": bad_config, "bad_model": bad_model, "no_model": no_model,
+            "garbage": str(garbage), "data": small_data, "file": str(not_a_folder)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "sasrec", "--hp", "embed_dimm=64", "--epochs", "1", "--data", "{data}"],
+     "sasrec has no hyperparameter(s) embed_dimm; it takes: dropout, embed_dim"),
+    (["train", "--data", "{data}", "--format", "parquet", "--epochs", "1"], "unknown format 'parquet'"),
+    (["train", "--data", "{garbage}", "--format", "user-item", "--epochs", "1"], "none of its 2 line(s) could be read"),
+    (["evaluate", "{bad_config}"], "config.json is corrupt"),
+    (["evaluate", "{bad_model}"], "the saved model cannot be loaded"),
+    (["recommend", "{no_model}", "--history", "1"], "the run has no model/"),
+    (["recommend", "{good}", "--history", "nope,zilch"], "none of the --history ids is in the model's vocabulary"),
+    (["recommend", "{good}", "--history", " , "], "none of the --history ids"),
+    (["explain", "{good}", "--user", "1"], "poprec has nothing to explain"),
+    (["export", "{good}", "--model_base_path", "{file}"], "{file}"),
+    (["export", "/no/run", "--model_base_path", "{file}"], "/no/run: not a run directory"),
+])
+def test_user_errors_give_one_line_and_exit_2(runs, argv, message, capsys):
+    argv = [arg.format(**runs) for arg in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message.format(**runs) in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_export_writes_numbered_versions_the_server_answers(runs, tmp_path, capsys):
+    from tfrec_dyn.serving.export import next_version
+
+    base = tmp_path / "saved_models" / "poprec"
+    (base / "9").mkdir(parents=True)  # versions compare as numbers: the next after 9 is 10
+    assert cli.main(["export", runs["good"], "--model_base_path", str(base), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["version"] == 10
+    assert sorted(os.listdir(base)) == ["10", "9"] and next_version(str(base)) == 11
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(base / "10"))
+    assert set(served.signatures) == {"serving_default", "serving_tf_example"}
+    top = served.signatures["serving_default"](item_ids=tf.constant([["50", "172"]]), k=tf.constant(3),
+                                               exclude_seen=tf.constant(True))
+    assert top["item_ids"].shape == (1, 3)
+
+
 def test_datasets_lists_the_embedded_default(capsys):
     assert cli.main(["datasets"]) == 0
     assert "ml-100k" in capsys.readouterr().out

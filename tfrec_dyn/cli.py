@@ -6,11 +6,14 @@
     tfrec-dyn recommend runs/sasrec --history 50,172,133 -k 10
     tfrec-dyn explain runs/retr --user 196        (also rdrsr / adasplit runs: history by interest / sub-sequence)
     tfrec-dyn datasets
+    tfrec-dyn export runs/sasrec --model_base_path saved_models/sasrec   (a new numbered serving version)
     tfrec-dyn serve --model_base_path saved_models/sasrec
 
 With `--json` the last line of stdout is one JSON object (model, data,
 protocol, metric values, training time) for scripts.  Wrong arguments and bad
-input give a one-line error and exit status 2, never a traceback.
+input give a one-line error and exit status 2, never a traceback; anything
+else (a fault of ours) gives one line and exit status 1, and the traceback
+only with TFREC_DYN_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -109,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("datasets", help="list built-in data sets and readable formats")
 
+    export = commands.add_parser("export", help="write a run's serving SavedModel (the signatures the "
+                                                "pipeline's Pusher writes) as a new numbered version")
+    export.add_argument("run")
+    export.add_argument("--model_base_path", "--model-base-path", required=True,
+                        help="folder of numeric version folders, e.g. saved_models/sasrec (created if missing)")
+    export.add_argument("--json", action="store_true")
+
     serve = commands.add_parser("serve", help="serve pushed SavedModels over TF Serving's REST API")
     serve.add_argument("--model_name", "--model-name", default=None,
                        help="model name in the URL (/v1/models/NAME); default: the base path's folder name")
@@ -176,11 +186,11 @@ def _recommend(args) -> dict:
     run = Run.load(args.run)
     history = [h.strip() for h in args.history.split(",") if h.strip()]
     unknown = [h for h in history if h not in run.vocab]
-    if unknown:
-        print(f"note: {len(unknown)} unknown item id(s) ignored: {', '.join(unknown[:10])}", file=sys.stderr)
     known = [h for h in history if h in run.vocab]
     if not known:
         raise CliError("none of the --history ids is in the model's vocabulary")
+    if unknown:
+        print(f"note: {len(unknown)} unknown item id(s) ignored: {', '.join(unknown[:10])}", file=sys.stderr)
     inputs = {"item_ids": pad_left([run.vocab.encode(known)], run.config.max_len)}
     k = min(args.k, run.vocab.size - 2)
     ids, scores = run.model.recommend(inputs, k=k, exclude_seen=not args.include_seen)
@@ -265,6 +275,22 @@ def _datasets(args) -> dict:
     return {"datasets": sorted(BUILTIN), "formats": sorted(FORMATS) + ["log"]}
 
 
+def _export(args) -> dict:
+    from tfrec_dyn.serving.export import category_table, export_version
+    from tfrec_dyn.training import PreparedData, Run
+
+    run = Run.load(args.run)
+    # The training split gives the popularity fallback and each item's category, as in the pipeline.
+    data = PreparedData.from_config(run.config, vocab=run.vocab, side_vocabs=run.side_vocabs)
+    categories = data.train_side.get("category")
+    path = export_version(run.model, run.vocab, data.item_counts, run.config.max_len, args.model_base_path,
+                          side_vocabs=run.side_vocabs,
+                          item_categories=None if categories is None else
+                          category_table(data.train_sequences, categories, run.vocab.size))
+    print(f"exported {args.run} to {path}")
+    return {"run": args.run, "path": path, "version": int(os.path.basename(path))}
+
+
 def _serve(args) -> dict:
     from tfrec_dyn.serving.rest import serve
 
@@ -276,7 +302,11 @@ def _serve(args) -> dict:
 
 
 COMMANDS = {"train": _train, "evaluate": _evaluate, "recommend": _recommend, "explain": _explain,
-            "datasets": _datasets, "serve": _serve}
+            "datasets": _datasets, "export": _export, "serve": _serve}
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def main(argv=None) -> int:
@@ -284,8 +314,17 @@ def main(argv=None) -> int:
     try:
         result = COMMANDS[args.command](args)
     except (CliError, ValueError, FileNotFoundError, OSError) as error:
-        print(f"tfrec-dyn {args.command}: error: {error}", file=sys.stderr)
+        print(f"tfrec-dyn {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"tfrec-dyn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a fault of ours, not the user's: still one line (see the module docstring)
+        if os.environ.get("TFREC_DYN_DEBUG"):
+            raise
+        print(f"tfrec-dyn {args.command}: internal error ({type(error).__name__}): {_one_line(error)} "
+              "(TFREC_DYN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     if getattr(args, "json", False):
         print(json.dumps(result, sort_keys=True, default=float))
     return 0

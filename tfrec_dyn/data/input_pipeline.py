@@ -136,11 +136,19 @@ def training_dataset(
     seed: int = 0,
     shuffle: bool = True,
     drop_remainder: bool = False,
+    epochs: Optional[range] = None,
 ) -> tf.data.Dataset:
     """Shuffled, batched next-item examples with negatives; see the module docstring.
 
     `sequences` are encoded training sequences (int arrays, oldest first);
     users with fewer than 2 items have no (input, target) pair and are left out.
+
+    Each epoch's order and negatives are a function of (`seed`, epoch number)
+    alone. With `epochs=range(first, stop)` the dataset is those epochs one
+    after the other (`steps_per_epoch(...)` batches each), so training that
+    resumes at epoch `first` sees exactly what an uninterrupted run saw; with
+    `epochs=None` every iteration over the dataset is one epoch under a fresh
+    seeded epoch number.
     """
     if batch_size <= 0 or max_len <= 0:
         raise ValueError(f"`batch_size` and `max_len` must be positive, got {batch_size}, {max_len}")
@@ -149,20 +157,38 @@ def training_dataset(
         raise ValueError("no training sequence has 2 or more items: nothing to train on")
     if num_negatives > 0:
         features["history"] = _sorted_histories([sequences[i] for i in rows], vocab_size)
-    dataset = tf.data.Dataset.from_tensor_slices(features)
-    if shuffle:
-        dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    if num_negatives > 0:
-        negative_sampler = NegativeSampler(vocab_size, sampler, item_counts)
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    features = {name: tf.constant(values) for name, values in features.items()}
+    num_rows = len(rows)
+    negative_sampler = NegativeSampler(vocab_size, sampler, item_counts) if num_negatives > 0 else None
 
-        def add_negatives(batch, batch_seed):
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.range(num_rows, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, epoch_seed)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return batches.enumerate().map(lambda index, rows_: make_batch(epoch_seed, index, rows_),
+                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def make_batch(epoch_seed, index, batch_rows):
+        batch = {name: tf.gather(values, batch_rows) for name, values in features.items()}
+        if negative_sampler is not None:
             history = batch.pop("history")
             shape = tf.concat([tf.shape(batch["item_ids"]), [num_negatives]], 0)
-            batch["negatives"] = negative_sampler.sample(history, shape, tf.stack([batch_seed, tf.constant(seed, tf.int64)]))
-            return batch
+            # Distinct from the shuffle's key: the epoch goes in the high bits, the batch in the low ones.
+            batch["negatives"] = negative_sampler.sample(history, shape,
+                                                         epoch_seed * [1, 1 << 32] + [0, index + 1])
+        return batch
 
-        dataset = tf.data.Dataset.zip((dataset, seeds)).map(add_negatives, num_parallel_calls=tf.data.AUTOTUNE,
-                                                            deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    if epochs is None:
+        keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        keys = keys.map(lambda key: key % (1 << 30))
+    else:
+        keys = tf.data.Dataset.range(epochs.start, epochs.stop)
+    return keys.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(sequences: Sequence[np.ndarray], batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one epoch of `training_dataset` over `sequences`."""
+    examples = sum(1 for s in sequences if len(s) >= 2)
+    return examples // batch_size if drop_remainder else -(-examples // batch_size)

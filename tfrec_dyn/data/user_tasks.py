@@ -36,7 +36,7 @@ from tfrec_dyn.data.vocabulary import PAD_ID
 def user_task_dataset(sequences: Sequence[np.ndarray], heads: Sequence[bool], vocab_size: int, max_len: int,
                       inner_steps: int = 2, users_per_step: int = 1, windows_per_user: int = 16,
                       num_negatives: int = 0, sampler: str = "uniform", item_counts=None,
-                      seed: int = 0) -> tf.data.Dataset:
+                      seed: int = 0, first_step: int = 0) -> tf.data.Dataset:
     """An endless dataset of outer iterations (see the module docstring).
 
     `sequences`: encoded training sequences; `heads`: whether each sequence's
@@ -87,5 +87,6 @@ def user_task_dataset(sequences: Sequence[np.ndarray], heads: Sequence[bool], vo
             element["negatives"] = tf.reshape(negatives, [k, u * b, length, num_negatives])
         return element
 
-    counter = tf.data.Dataset.counter(start=0, dtype=tf.int64)
+    # Outer iteration i is a function of (seed, i) alone: training resumed at `first_step` sees what it would have.
+    counter = tf.data.Dataset.counter(start=first_step, dtype=tf.int64)
     return counter.map(outer_iteration, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -5,6 +5,8 @@ sequence encoder against it."""
 import tensorflow as tf
 import tf_keras as keras
 
+from tfrec_dyn.layers.reduction import global_mean
+
 
 def reverse_gradient(x, weight):
     """Identity forward; backward the gradient times −`weight`.
@@ -78,12 +80,13 @@ class HeadTailDiscriminator(keras.layers.Layer):
         return tf.cast(self.output_layer(x)[..., 0], tf.float32)
 
     def loss(self, embeddings, heads):
-        """(mean BCE, logits [N]) of head (1) / tail (0) labels [N] from
+        """(mean BCE — the replica's share under `tf.distribute`, see
+        `tfrec_dyn.layers.reduction` —, logits [N]) of head (1) / tail (0) labels [N] from
         embeddings [N, d], with the embeddings' gradient reversed and scaled
         by λ; the logits serve the caller's accuracy metric."""
         logits = self(reverse_gradient(embeddings, self.adversarial_weight))
         bce = tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(heads, tf.float32), logits)
-        return tf.reduce_mean(bce), logits
+        return global_mean(bce), logits
 
     def get_config(self):
         config = super().get_config()

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.layers.gumbel import gumbel_noise
+from tfrec_dyn.layers.reduction import global_mean
 
 # Logit given to actions a row may not take: exp() underflows to exactly 0.
 _DISALLOWED = -1e9
@@ -92,7 +93,8 @@ class CategoricalPolicy(keras.layers.Layer):
 
 
 def reinforce_loss(log_probs: tf.Tensor, rewards: tf.Tensor, mask=None, baseline=None) -> tf.Tensor:
-    """REINFORCE surrogate loss, averaged over episodes.
+    """REINFORCE surrogate loss, averaged over episodes (of the global batch:
+    `tfrec_dyn.layers.reduction.global_mean`).
 
     −mean_episodes Σ_t log π(a_t) · stop_gradient(R_t − b): its gradient is the
     policy gradient of the expected reward.
@@ -117,7 +119,7 @@ def reinforce_loss(log_probs: tf.Tensor, rewards: tf.Tensor, mask=None, baseline
         rewards = rewards[:, tf.newaxis]
     mask = tf.ones_like(log_probs) if mask is None else tf.cast(mask, tf.float32)
     per_episode = -tf.reduce_sum(log_probs * tf.stop_gradient(rewards) * mask, axis=-1)
-    return tf.reduce_mean(per_episode)
+    return global_mean(per_episode)
 
 
 def discounted_returns(rewards: tf.Tensor, gamma: float, mask=None) -> tf.Tensor:

@@ -8,6 +8,7 @@ from tfrec_dyn.data.vocabulary import NUM_RESERVED
 from tfrec_dyn.layers import CausalTransformerBlock, ItemPositionEmbedding
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import discounted_returns, reinforce_loss
+from tfrec_dyn.layers.reduction import global_mean, replica_sum
 from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator
 from tfrec_dyn.models.base import SequentialRecommender
 from tfrec_dyn.models.episodes import episode_windows, last_window, window_groups
@@ -195,7 +196,7 @@ class AdaSplit(SequentialRecommender):
         logits = tf.matmul(chosen, table, transpose_b=True)
         # Padding and OOV are never targets: keep them out of the softmax.
         logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
-        seq_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))  # eq. 20
+        seq_loss = global_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))  # eq. 20
 
         # Target step reward: log P(target | p_routed) − mean_j log P(target | p_j), sampled softmax.
         target_logit = tf.einsum("nkd,nd->nk", interests, target_vectors)[..., tf.newaxis]
@@ -208,7 +209,8 @@ class AdaSplit(SequentialRecommender):
         log_probs = tf.concat([episode["log_probs"], routed_log_prob[:, tf.newaxis]], 1)
         steps = tf.concat([tf.cast(episode["actions"] >= 0, tf.float32), tf.ones_like(advantage)[:, tf.newaxis]], 1)
         returns = discounted_returns(tf.stop_gradient(rewards), self.discount, steps)
-        baseline = tf.reduce_sum(returns, 0) / tf.maximum(tf.reduce_sum(steps, 0), 1.0)
+        # The mean return per step over the global batch (the same on every replica).
+        baseline = replica_sum(tf.reduce_sum(returns, 0)) / tf.maximum(replica_sum(tf.reduce_sum(steps, 0)), 1.0)
         rl_loss = reinforce_loss(log_probs, returns, steps, baseline=baseline[tf.newaxis])
         return seq_loss + self.rl_weight * rl_loss
 

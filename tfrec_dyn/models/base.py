@@ -21,6 +21,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
+from tfrec_dyn.layers.reduction import global_mean, num_replicas
 
 LOSSES = ("bce", "bpr", "sampled_ce", "ce")
 SAMPLED_LOSSES = ("bce", "bpr", "sampled_ce")  # the losses that need `negatives` in the batch
@@ -123,7 +124,13 @@ class SequentialRecommender(keras.Model):
 
     # ---------------------------------------------------------------- losses
     def sequence_loss(self, batch, training=False) -> tf.Tensor:
-        """Mean next-item loss over all positions that have a target."""
+        """Mean next-item loss over all positions that have a target.
+
+        Under `tf.distribute` this is the replica's share of the mean over the
+        global batch (`tfrec_dyn.layers.reduction.global_mean`), so that the
+        summed gradients are those of one device with the whole batch; every
+        override must reduce the same way.
+        """
         return self.next_item_loss(self(batch, training=training), batch)
 
     def next_item_loss(self, representations, batch) -> tf.Tensor:
@@ -140,7 +147,7 @@ class SequentialRecommender(keras.Model):
             logits = tf.concat([tf.fill(tf.concat([tf.shape(logits)[:-1], [NUM_RESERVED]], 0), -1e9),
                                 logits[..., NUM_RESERVED:]], -1)
             per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.boolean_mask(targets, keep), logits)
-            return tf.reduce_sum(per_position) / tf.maximum(tf.reduce_sum(weights), 1.0)
+            return global_mean(per_position)
         negatives = tf.cast(batch["negatives"], tf.int32)
         candidates = tf.concat([targets[..., tf.newaxis], negatives], -1)
         scores = self.item_logits(representations, candidates)
@@ -151,32 +158,38 @@ class SequentialRecommender(keras.Model):
         else:
             labels = tf.concat([tf.ones_like(scores[..., :1]), tf.zeros_like(scores[..., 1:])], -1)
             per_position = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels, scores), -1)
-        return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        return global_mean(per_position, weights)
 
     # --------------------------------------------------------- keras hooks
     @property
     def metrics(self):
         return [self.loss_tracker, self.regularization_loss_tracker, self.total_loss_tracker]
 
-    def _update_trackers(self, loss, regularization_loss, total_loss):
+    def regularization_loss(self) -> tf.Tensor:
+        """Sum of the layers' `add_loss` terms (weight penalties)."""
+        return tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32) for l in self.losses])
+
+    def _update_trackers(self, loss, regularization_loss):
+        """Tracks the step's figures; `loss` is this replica's share (see
+        `sequence_loss`), so R replicas' shares add up to the global mean."""
+        loss = loss * num_replicas()
         self.loss_tracker.update_state(loss)
         self.regularization_loss_tracker.update_state(regularization_loss)
-        self.total_loss_tracker.update_state(total_loss)
+        self.total_loss_tracker.update_state(loss + regularization_loss)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
             loss = self.sequence_loss(data, training=True)
-            regularization_loss = tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32) for l in self.losses])
-            total_loss = loss + regularization_loss
+            regularization_loss = self.regularization_loss()
+            # Every replica adds the full penalty; the gradient sum must count it once.
+            total_loss = loss + regularization_loss / num_replicas()
         # `minimize` applies loss scaling when the optimizer is a LossScaleOptimizer.
         self.optimizer.minimize(total_loss, self.trainable_variables, tape=tape)
-        return self._update_trackers(loss, regularization_loss, total_loss)
+        return self._update_trackers(loss, regularization_loss)
 
     def test_step(self, data):
-        loss = self.sequence_loss(data, training=False)
-        regularization_loss = tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32) for l in self.losses])
-        return self._update_trackers(loss, regularization_loss, loss + regularization_loss)
+        return self._update_trackers(self.sequence_loss(data, training=False), self.regularization_loss())
 
     def get_config(self):
         return {"vocab_size": self.vocab_size, "max_len": self.max_len, "loss": self.loss_name,

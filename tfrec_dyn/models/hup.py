@@ -9,6 +9,7 @@ from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.layers.behavior_lstm import BehaviorLSTMCell
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.pyramid import PrefixAttention, SegmentCell
+from tfrec_dyn.layers.reduction import global_mean
 from tfrec_dyn.models.base import SequentialRecommender
 
 # Seconds; the buckets of the JD data's README (time interval 0-1, 1-15,
@@ -320,20 +321,19 @@ class HUP(SequentialRecommender):
         weights = tf.cast(weights, tf.float32)
         if self.loss_name == "cosine":  # eq. 6: cosine proximity
             per_position = -tf.reduce_sum(profile * tf.gather(table, targets), -1)
-            return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+            return global_mean(per_position, weights)
         if self.loss_name == "sampled_ce" and negatives is not None:  # items: target vs sampled negatives
             candidates = tf.concat([targets[..., tf.newaxis], tf.cast(negatives, tf.int32)], -1)
             logits = tf.einsum("btd,btnd->btn", profile, tf.gather(table, candidates)) / self.softmax_temperature
             per_position = -tf.nn.log_softmax(logits, -1)[..., 0]
-            return tf.reduce_sum(per_position * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+            return global_mean(per_position, weights)
         # A full softmax over the table (categories; items with "ce"), on the weighted positions only.
         keep = weights > 0
         logits = tf.matmul(tf.boolean_mask(profile, keep), table, transpose_b=True) / self.softmax_temperature
         reserved = tf.concat([tf.fill([NUM_RESERVED], -1e9), tf.zeros([tf.shape(table)[0] - NUM_RESERVED])], 0)
         per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.boolean_mask(targets, keep),
                                                                       logits + reserved)
-        kept_weights = tf.boolean_mask(weights, keep)
-        return tf.reduce_sum(per_position * kept_weights) / tf.maximum(tf.reduce_sum(kept_weights), 1.0)
+        return global_mean(per_position, tf.boolean_mask(weights, keep))
 
     def get_config(self):
         config = super().get_config()

@@ -4,6 +4,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.data.vocabulary import PAD_ID
+from tfrec_dyn.layers.reduction import global_mean, replica_sum
 from tfrec_dyn.models.base import SequentialRecommender
 
 
@@ -24,8 +25,9 @@ class PopRec(SequentialRecommender):
 
     def __init__(self, vocab_size, max_len, loss="ce", **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, **kwargs)
+        # Every replica adds the counts summed over all replicas (`train_step`): the copies stay equal.
         self.counts = self.add_weight(name="counts", shape=(self.vocab_size,), initializer="zeros",
-                                      trainable=False)
+                                      trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     def call(self, inputs, training=False):
         # Every position holds the same "user state": the popularity vector.
@@ -42,15 +44,12 @@ class PopRec(SequentialRecommender):
     def sequence_loss(self, batch, training=False):
         # Nothing to optimise; report the CE of the popularity distribution.
         targets = tf.reshape(tf.cast(batch["targets"], tf.int32), [-1])
-        targets = tf.boolean_mask(targets, tf.not_equal(targets, PAD_ID))
         probs = (tf.gather(self.counts, targets) + 1.0) / (tf.reduce_sum(self.counts) + self.vocab_size)
-        return -tf.reduce_mean(tf.math.log(probs))
+        return global_mean(-tf.math.log(probs), tf.not_equal(targets, PAD_ID))
 
     def train_step(self, data):
         self(data)  # a forward pass builds the model, which saving requires
         targets = tf.reshape(tf.cast(data["targets"], tf.int32), [-1])
-        self.counts.assign_add(tf.math.bincount(targets, minlength=self.vocab_size,
-                                                maxlength=self.vocab_size, dtype=tf.float32)
-                               * tf.cast(tf.range(self.vocab_size) != PAD_ID, tf.float32))
-        loss = self.sequence_loss(data)
-        return self._update_trackers(loss, 0.0, loss)
+        counts = tf.math.bincount(targets, minlength=self.vocab_size, maxlength=self.vocab_size, dtype=tf.float32)
+        self.counts.assign_add(replica_sum(counts) * tf.cast(tf.range(self.vocab_size) != PAD_ID, tf.float32))
+        return self._update_trackers(self.sequence_loss(data), 0.0)

@@ -10,6 +10,7 @@ from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
 from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator, active_interests
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import orthogonality_reward, reinforce_loss
+from tfrec_dyn.layers.reduction import global_mean
 from tfrec_dyn.models.base import SequentialRecommender
 from tfrec_dyn.models.episodes import episode_windows, last_window, window_groups
 
@@ -211,7 +212,7 @@ class RDRSR(SequentialRecommender):
             scores = (tf.gather(per_interest, target_interest, batch_dims=1) if routed is not None
                       else best_interest_scores(per_interest, active))
             ce = -tf.nn.log_softmax(scores, -1)[:, 0]
-        return tf.reduce_mean(ce) + self.rl_weight * rl_loss
+        return global_mean(ce) + self.rl_weight * rl_loss
 
     def output_embeddings(self):
         return self._table()

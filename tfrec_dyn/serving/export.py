@@ -196,6 +196,38 @@ def export_saved_model(model, vocab: Vocabulary, item_counts, max_len: int, path
     return path
 
 
+def category_table(sequences, categories, vocab_size: int) -> np.ndarray:
+    """[V] the category id each item was last seen with (0: never), from aligned
+    encoded item and category sequences: what serving fills in for a missing category."""
+    table = np.zeros(vocab_size, np.int32)
+    if len(sequences):
+        table[np.concatenate(sequences)] = np.concatenate(categories)  # later occurrences win
+    return table
+
+
+def next_version(model_base_path: str) -> int:
+    """1 + the highest numeric version folder under `model_base_path` (1 when there is none);
+    versions compare as numbers, as TF Serving's do (10 is newer than 9)."""
+    versions = [int(name) for name in os.listdir(model_base_path) if name.isdigit()] \
+        if os.path.isdir(model_base_path) else []
+    return max(versions, default=0) + 1
+
+
+def export_version(model, vocab: Vocabulary, item_counts, max_len: int, model_base_path: str, **kwargs) -> str:
+    """`export_saved_model` into the next numbered version under `model_base_path`.
+
+    The SavedModel is written beside it under a name no server loads (not a
+    number) and renamed into place when complete, so a server that polls the
+    folder never sees a half-written version."""
+    os.makedirs(model_base_path, exist_ok=True)
+    version = next_version(model_base_path)
+    staging = os.path.join(model_base_path, f".staging-{version}-{os.getpid()}")
+    export_saved_model(model, vocab, item_counts, max_len, staging, **kwargs)
+    path = os.path.join(model_base_path, str(version))
+    os.rename(staging, path)
+    return path
+
+
 def write_warmup_requests(path: str, histories) -> None:
     """`assets.extra/tf_serving_warmup_requests`: PredictionLogs TF Serving replays at load."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2

@@ -66,7 +66,8 @@ class PreparedData:
                           split_seed: int = 0, side_vocabs: Dict[str, Vocabulary] = None) -> "PreparedData":
         """`vocab` / `side_vocabs`: the vocabularies of an earlier run (default: built from `data`)."""
         if data.num_users == 0:
-            raise ValueError("the data set has no users left (after filtering)")
+            report = f"; {data.report.summary()}" if data.report is not None else ""
+            raise ValueError(f"no usable interactions: the data set has no users left (after filtering{report})")
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}, got split={split!r}")
         parts = leave_one_out(data) if split == "leave_one_out" else session_split(data, seed=split_seed)

@@ -46,11 +46,20 @@ class Run:
         if not os.path.exists(os.path.join(path, CONFIG)):
             raise FileNotFoundError(f"{path}: not a run directory (no {CONFIG}); "
                                     "create one with `tfrec-dyn train --out {path}`")
-        with open(os.path.join(path, CONFIG)) as f:
-            config = TrainConfig.from_json(f.read())
+        try:
+            with open(os.path.join(path, CONFIG)) as f:
+                config = TrainConfig.from_json(f.read())
+        except (ValueError, TypeError) as error:  # not JSON, or not a TrainConfig
+            raise ValueError(f"{path}: {CONFIG} is corrupt ({error})") from None
         import tfrec_dyn.models  # noqa: F401  (registers the model classes for loading)
 
-        model = keras.models.load_model(os.path.join(path, MODEL), compile=False)
+        if not os.path.isdir(os.path.join(path, MODEL)):
+            raise FileNotFoundError(f"{path}: the run has no {MODEL}/ (training did not finish?)")
+        try:
+            model = keras.models.load_model(os.path.join(path, MODEL), compile=False)
+        except Exception as error:  # TF raises many types for a damaged SavedModel
+            raise ValueError(f"{path}: the saved model cannot be loaded ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else ''})") from None
         side_vocabs = {field: Vocabulary.load(os.path.join(path, f"{field}.txt")) for field in CATEGORICAL_SIDE_FIELDS
                        if os.path.exists(os.path.join(path, f"{field}.txt"))}
         return cls(path, config, Vocabulary.load(os.path.join(path, VOCAB)), model, side_vocabs)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
+from typing import Iterator, Optional
 
 import tensorflow as tf
 import tf_keras as keras
@@ -38,6 +41,32 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: always, except on the
+    non-chief workers of a multi-worker cluster."""
+    return strategy.extended.should_checkpoint
+
+
+@contextlib.contextmanager
+def chief_dir(path: Optional[str], strategy: tf.distribute.Strategy) -> Iterator[Optional[str]]:
+    """`path` on the chief; a temporary directory, removed on exit, on every
+    other worker.
+
+    The other workers still write: saving a model under
+    `MultiWorkerMirroredStrategy` is a collective operation every worker must
+    take part in; their copies just must not land where the chief's do.
+    `None` stays `None`.
+    """
+    if path is None or is_chief(strategy):
+        yield path
+        return
+    temporary = tempfile.mkdtemp(prefix="tfrec_dyn_worker_")
+    try:
+        yield temporary
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import inspect
 import os
+import shutil
 import time
 from typing import Dict, Optional
 
@@ -21,7 +22,7 @@ from tfrec_dyn.metrics import (SampledNegatives, evaluate, gini_index, head_tail
                                tail_share, top_k_items)
 from tfrec_dyn.metrics.protocols import EvaluationResult
 from tfrec_dyn.metrics.ranking import metrics_from_ranks, rank_of_target
-from tfrec_dyn.data.input_pipeline import feature_name, training_dataset
+from tfrec_dyn.data.input_pipeline import feature_name, steps_per_epoch, training_dataset
 from tfrec_dyn.data.splits import head_mask
 from tfrec_dyn.data.user_tasks import user_task_dataset
 from tfrec_dyn.data.vocabulary import NUM_RESERVED
@@ -29,7 +30,7 @@ from tfrec_dyn.models import MODELS, build_model
 from tfrec_dyn.training.config import TP_OPTIONS, TrainConfig
 from tfrec_dyn.training.experiment import EvalArrays, PreparedData
 from tfrec_dyn.training.run import save_run
-from tfrec_dyn.training.strategy import make_strategy, precision_scope
+from tfrec_dyn.training.strategy import chief_dir, is_chief, make_strategy, precision_scope
 from tfrec_dyn.training.transfer import TransferrableTrainer
 
 # Sampled-protocol negatives are drawn from this seed, not the model seed, so
@@ -52,6 +53,11 @@ def score_function(model):
     return tf.function(lambda batch: model.score(batch), reduce_retracing=True)
 
 
+def negatives_cache_dir() -> str:
+    """Where drawn sampled-protocol negatives are cached: `$TFREC_DYN_CACHE`, else ~/.cache/tfrec_dyn."""
+    return os.environ.get("TFREC_DYN_CACHE", os.path.expanduser("~/.cache/tfrec_dyn"))
+
+
 def sampled_negatives(data: PreparedData, arrays: EvalArrays, config: TrainConfig,
                       cache_dir: Optional[str] = None) -> SampledNegatives:
     """The split's fixed sampled-protocol negatives, drawn once and cached on disk.
@@ -65,8 +71,7 @@ def sampled_negatives(data: PreparedData, arrays: EvalArrays, config: TrainConfi
     for items in arrays.known_items:
         key.update(np.asarray(items, np.int32).tobytes() + b"|")
     key.update(f"{config.num_eval_negatives}/{config.eval_sampler}/{EVAL_NEGATIVES_SEED}".encode())
-    cache_dir = cache_dir or os.environ.get("TFREC_DYN_CACHE", os.path.expanduser("~/.cache/tfrec_dyn"))
-    path = os.path.join(cache_dir, "negatives", key.hexdigest() + ".npz")
+    path = os.path.join(cache_dir or negatives_cache_dir(), "negatives", key.hexdigest() + ".npz")
     if os.path.exists(path):
         return SampledNegatives.load(path)
     negatives = SampledNegatives.draw(arrays.known_items, data.vocab.size, config.num_eval_negatives,
@@ -84,16 +89,16 @@ def model_features(model, features):
 
 
 def evaluate_model(model, data: PreparedData, config: TrainConfig, which: str = "test",
-                   protocols=None, ks=(5, 10, 20, 50)):
+                   protocols=None, ks=(5, 10, 20, 50), cache_dir: Optional[str] = None):
     """{protocol: figures} of `model` on the validation or test split; models
     that rank categories too (HUP) add a "category" entry (next-item category,
-    all categories ranked)."""
+    all categories ranked). `cache_dir`: see `sampled_negatives`."""
     arrays = data.eval_arrays(which, config.max_len)
     features = model_features(model, arrays.features)
     score_fn = score_function(model)
     results = {}
     for protocol in protocols or config.eval_protocols:
-        negatives = sampled_negatives(data, arrays, config) if protocol == "sampled" else None
+        negatives = sampled_negatives(data, arrays, config, cache_dir) if protocol == "sampled" else None
         results[protocol] = evaluate(score_fn, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
                                      negatives=negatives, exclude_seen=config.exclude_seen, features=features)
         if protocol == "full":
@@ -181,10 +186,14 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
 
     The global batch is `config.batch_size * num_replicas_in_sync`.  With
     `backup_dir`, `BackupAndRestore` saves the state every epoch, so a run that
-    is interrupted and started again resumes where it stopped.
+    is interrupted and started again resumes after its last completed epoch;
+    the batches of every epoch depend on the seed and the epoch number only
+    (`training_dataset(epochs=...)`), so the resumed run trains exactly as
+    the uninterrupted one would have. (A `ValidationCallback`'s best-so-far
+    starts afresh on resume.)
     """
     keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.strategy)
+    strategy = strategy or make_strategy(config.strategy)
     side, side_vocab_sizes = side or {}, side_vocab_sizes or {}
     fields = [f for f in getattr(MODELS.get(config.model.lower()), "side_fields", ()) if f in side]
     sizes = {f"{field}_vocab_size": side_vocab_sizes[field] for field in fields if field in side_vocab_sizes}
@@ -195,42 +204,80 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none) ...
     if num_negatives and config.num_negatives is not None:
         num_negatives = config.num_negatives              # ... unless the config says how many
-    callbacks = list(callbacks) + ([keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else [])
+    first_epoch = 0
+    if backup_dir:
+        first_epoch = min(resume_epoch(backup_dir, config), config.epochs)
+        callbacks = list(callbacks) + [keras.callbacks.BackupAndRestore(backup_dir)]
+        if first_epoch:
+            print(f"resuming after epoch {first_epoch} of {config.epochs} from {backup_dir}", flush=True)
     start = time.perf_counter()
     if config.trainer == "tp":
         history = fit_transferrable(model, config, strategy, sequences, vocab_size, item_counts, num_negatives,
-                                    callbacks, verbose)
-        return model, history, time.perf_counter() - start
-    dataset = training_dataset(sequences, vocab_size, config.max_len,
-                               config.batch_size * strategy.num_replicas_in_sync, num_negatives=num_negatives,
-                               sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
-                               side={field: side[field] for field in fields})
-    history = model.fit(dataset, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
+                                    callbacks, verbose, first_epoch)
+    else:
+        global_batch = config.batch_size * strategy.num_replicas_in_sync
+        dataset = training_dataset(sequences, vocab_size, config.max_len, global_batch, num_negatives=num_negatives,
+                                   sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
+                                   side={field: side[field] for field in fields},
+                                   epochs=range(first_epoch, config.epochs))
+        if first_epoch < config.epochs:
+            with strategy.scope():
+                model(next(iter(dataset)))  # built before `fit`, as BackupAndRestore needs to restore into it
+        history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
+                            verbose=verbose, callbacks=callbacks)
+    if backup_dir and is_chief(strategy):
+        shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing to resume (the recorded config too)
     return model, history, time.perf_counter() - start
 
 
+BACKUP_CONFIG = "config.json"
+
+
+def resume_epoch(backup_dir: str, config: TrainConfig) -> int:
+    """Epochs completed by the interrupted training whose `BackupAndRestore`
+    state is under `backup_dir` (0: none there); records `config` there so that
+    a different training can never resume from it."""
+    recorded = os.path.join(backup_dir, BACKUP_CONFIG)
+    if os.path.exists(recorded):
+        with open(recorded) as f:
+            if TrainConfig.from_json(f.read()) != config:
+                raise ValueError(f"{backup_dir} holds the state of an interrupted training with other settings; "
+                                 "delete it to start this one afresh")
+    else:
+        os.makedirs(backup_dir, exist_ok=True)
+        with open(recorded, "w") as f:
+            f.write(config.to_json())
+    checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))  # where BackupAndRestore writes
+    if checkpoint is None:
+        return 0
+    return int(tf.train.load_variable(checkpoint, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
+
+
 def fit_transferrable(model, config: TrainConfig, strategy, sequences, vocab_size, item_counts, num_negatives,
-                      callbacks, verbose):
+                      callbacks, verbose, first_epoch: int = 0):
     """`fit` with the transferrable-parameters trainer (`config.trainer == "tp"`);
-    `model` is trained in place, the Keras History is returned."""
+    `model` is trained in place, the Keras History is returned. `first_epoch`:
+    the epochs a resumed run has already done (their outer iterations are skipped)."""
     options = {function: {name: config.trainer_options[name] for name in names if name in config.trainer_options}
                for function, names in TP_OPTIONS.items()}
     lengths = np.array([len(s) for s in sequences])
     heads = head_mask(lengths, **options["head_mask"])
+    replicas = strategy.num_replicas_in_sync
+    users_per_step = options["user_task_dataset"].get(
+        "users_per_step", inspect.signature(user_task_dataset).parameters["users_per_step"].default)
+    inner_steps = options["TransferrableTrainer"].get(
+        "inner_steps", inspect.signature(TransferrableTrainer).parameters["inner_steps"].default)
+    per_iteration = inner_steps * users_per_step * replicas
+    steps = max(1, -(-int((lengths >= 2).sum()) // per_iteration))  # every user drawn once per epoch on average
     dataset = user_task_dataset(sequences, heads, vocab_size, config.max_len, num_negatives=num_negatives,
                                 sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
-                                **options["user_task_dataset"])
-    replicas = strategy.num_replicas_in_sync
+                                first_step=first_epoch * steps * replicas, **options["user_task_dataset"])
     dataset = dataset.batch(replicas).prefetch(tf.data.AUTOTUNE)  # one outer iteration per replica
     with strategy.scope(), precision_scope(config.mixed_precision):
         trainer = TransferrableTrainer(model, **options["TransferrableTrainer"])
         trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         first = next(iter(dataset))
         trainer.build_for({key: value[0, 0] for key, value in first.items()})
-    users_per_step = options["user_task_dataset"].get(
-        "users_per_step", inspect.signature(user_task_dataset).parameters["users_per_step"].default)
-    per_iteration = trainer.inner_steps * users_per_step * replicas
-    steps = max(1, -(-int((lengths >= 2).sum()) // per_iteration))  # every user drawn once per epoch on average
     return trainer.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks)
 
 
@@ -238,25 +285,32 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
           data: Optional[PreparedData] = None, backup_dir: Optional[str] = None) -> TrainResult:
     """Reads the data, trains `config.model` (see `fit`), evaluates it on the test split.
 
-    With `out_dir` the run is saved there (see `tfrec_dyn.training.run`).
+    With `out_dir` the run is saved there (see `tfrec_dyn.training.run`), and
+    its training state is backed up in `out_dir/backup` every epoch (unless
+    `backup_dir` says where), so the same call after an interruption resumes; under
+    `multi_worker` only the chief writes there and to the negatives cache, the
+    other workers to temporary directories (`chief_dir`).
     """
     strategy = make_strategy(config.strategy)  # first: multi-worker needs a fresh TF runtime
     data = data or PreparedData.from_config(config)
+    if backup_dir is None and out_dir:
+        backup_dir = os.path.join(out_dir, "backup")  # the same command, run again, resumes
     callbacks = [ValidationCallback(data, config)] if config.validate_every else []
     model, history, train_seconds = fit(config, data.train_sequences, data.vocab.size, data.item_counts,
                                         callbacks, verbose, backup_dir, strategy, side=data.train_side,
                                         side_vocab_sizes=data.side_vocab_sizes())
-
-    metrics = {protocol: result.metrics for protocol, result in evaluate_model(model, data, config).items()}
-    history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    if callbacks and callbacks[0].best_epoch:
-        history["best_epoch"] = [callbacks[0].best_epoch]
-    result = TrainResult(model, data, metrics, history, train_seconds, out_dir)
-    if out_dir:
-        summary = {"model": config.model, "data": config.data, "train_seconds": train_seconds,
-                   "num_replicas": model.distribute_strategy.num_replicas_in_sync, "metrics": metrics}
-        save_run(out_dir, config, data.vocab, model, history, summary, data.side_vocabs)
-        arrays = data.eval_arrays("test", config.max_len)
-        if "sampled" in config.eval_protocols:
-            sampled_negatives(data, arrays, config).save(os.path.join(out_dir, "negatives_test.npz"))
+    with chief_dir(out_dir, strategy) as run_dir, chief_dir(negatives_cache_dir(), strategy) as cache_dir:
+        metrics = {protocol: result.metrics
+                   for protocol, result in evaluate_model(model, data, config, cache_dir=cache_dir).items()}
+        history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        if callbacks and callbacks[0].best_epoch:
+            history["best_epoch"] = [callbacks[0].best_epoch]
+        result = TrainResult(model, data, metrics, history, train_seconds, run_dir)
+        if run_dir:
+            summary = {"model": config.model, "data": config.data, "train_seconds": train_seconds,
+                       "num_replicas": strategy.num_replicas_in_sync, "metrics": metrics}
+            save_run(run_dir, config, data.vocab, model, history, summary, data.side_vocabs)
+            arrays = data.eval_arrays("test", config.max_len)
+            if "sampled" in config.eval_protocols:
+                sampled_negatives(data, arrays, config, cache_dir).save(os.path.join(run_dir, "negatives_test.npz"))
     return result

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.layers.head_tail_discriminator import HeadTailDiscriminator
+from tfrec_dyn.layers.reduction import num_replicas
 from tfrec_dyn.models.base import SequentialRecommender
 
 
@@ -66,10 +67,11 @@ class TransferrableTrainer(keras.Model):
     k = 1 is plain joint training: the pseudo-gradient is α·∇L, and Adam
     ignores the scale α (up to its ε), so it is Adam on the same batches.
 
-    Under `tf.distribute`, each replica draws its own users; the inner
-    optimizer averages the replicas' gradients (an inner step covers
-    `users_per_step` × replicas users) and the weights stay identical across
-    replicas throughout.
+    Under `tf.distribute`, each replica draws its own users; every loss is
+    the replica's share of the mean over all replicas' users, so the inner
+    optimizer's sum over replicas is the gradient of one device holding the
+    whole batch (an inner step covers `users_per_step` × replicas users, at
+    rate α) and the weights stay identical across replicas throughout.
 
     Choices of ours (the paper leaves them open): α defaults to 0.1; the
     sequence embedding φ is the model's representation at the last position
@@ -145,8 +147,10 @@ class TransferrableTrainer(keras.Model):
         variables = self._variables()
         with tf.GradientTape() as tape:
             representations = self.model(batch, training=True)
+            # Both losses are this replica's share of the global mean (`tfrec_dyn.layers.reduction`), so
+            # the inner optimizer's sum over replicas is the gradient of one device with every user: α stays α.
             loss = self.model.next_item_loss(representations, batch)
-            loss += tf.add_n([tf.constant(0.0)] + [tf.cast(l, tf.float32) for l in self.model.losses])
+            loss += self.model.regularization_loss() / num_replicas()
             discriminator_loss, logits = self.discriminator.loss(sequence_embeddings(representations),
                                                                  batch["heads"])
             total = loss + discriminator_loss
@@ -171,10 +175,11 @@ class TransferrableTrainer(keras.Model):
             batch = {key: tf.reshape(value[:, step], tf.concat([[-1], tf.shape(value)[3:]], 0))
                      for key, value in data.items()}
             loss, discriminator_loss, logits = self.inner_step(batch)
-            self.loss_tracker.update_state(loss)
-            self.discriminator_loss_tracker.update_state(discriminator_loss)
+            self.loss_tracker.update_state(loss * num_replicas())
+            self.discriminator_loss_tracker.update_state(discriminator_loss * num_replicas())
             self.discriminator_accuracy.update_state(batch["heads"], logits)
-        pseudo_gradients = [s - v for s, v in zip(start, variables)]  # Θ − θ_k
+        # Θ − θ_k is the same on every replica and the optimizer sums over replicas: each adds its 1/R.
+        pseudo_gradients = [(s - v) / num_replicas() for s, v in zip(start, variables)]
         assign_variables(variables, start)
         self.optimizer.apply_gradients(zip(pseudo_gradients, variables))
         return {m.name: m.result() for m in self.metrics}
