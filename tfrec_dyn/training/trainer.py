@@ -206,7 +206,7 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
         num_negatives = config.num_negatives              # ... unless the config says how many
     first_epoch = 0
     if backup_dir:
-        first_epoch = min(resume_epoch(backup_dir, config), config.epochs)
+        first_epoch = min(resume_epoch(backup_dir, config, record=is_chief(strategy)), config.epochs)
         callbacks = list(callbacks) + [keras.callbacks.BackupAndRestore(backup_dir)]
         if first_epoch:
             print(f"resuming after epoch {first_epoch} of {config.epochs} from {backup_dir}", flush=True)
@@ -233,17 +233,17 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
 BACKUP_CONFIG = "config.json"
 
 
-def resume_epoch(backup_dir: str, config: TrainConfig) -> int:
+def resume_epoch(backup_dir: str, config: TrainConfig, record: bool = True) -> int:
     """Epochs completed by the interrupted training whose `BackupAndRestore`
-    state is under `backup_dir` (0: none there); records `config` there so that
-    a different training can never resume from it."""
+    state is under `backup_dir` (0: none there); with `record` (the chief)
+    writes `config` there so that a different training never resumes from it."""
     recorded = os.path.join(backup_dir, BACKUP_CONFIG)
     if os.path.exists(recorded):
         with open(recorded) as f:
             if TrainConfig.from_json(f.read()) != config:
                 raise ValueError(f"{backup_dir} holds the state of an interrupted training with other settings; "
                                  "delete it to start this one afresh")
-    else:
+    elif record:
         os.makedirs(backup_dir, exist_ok=True)
         with open(recorded, "w") as f:
             f.write(config.to_json())
