@@ -220,9 +220,6 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
                                    sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
                                    side={field: side[field] for field in fields},
                                    epochs=range(first_epoch, config.epochs))
-        if first_epoch < config.epochs:
-            with strategy.scope():
-                model(next(iter(dataset)))  # built before `fit`, as BackupAndRestore needs to restore into it
         history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
                             verbose=verbose, callbacks=callbacks)
     if backup_dir and is_chief(strategy):
