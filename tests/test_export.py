@@ -124,3 +124,10 @@ def test_warmup_requests_are_prediction_logs(exported):
     log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
     assert log.predict_log.request.model_spec.signature_name == "serving_default"
     assert "item_ids" in log.predict_log.request.inputs
+
+
+def test_category_table_keeps_each_items_last_category():
+    from tfrec_dyn.serving.export import category_table
+
+    table = category_table([np.array([2, 3, 2]), np.array([4, 2])], [np.array([5, 6, 7]), np.array([8, 9])], 6)
+    assert table.tolist() == [0, 0, 9, 6, 8, 0]  # item 2 last seen with 9, 3 with 6, 4 with 8; 5 never

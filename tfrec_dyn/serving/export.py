@@ -201,7 +201,11 @@ def category_table(sequences, categories, vocab_size: int) -> np.ndarray:
     encoded item and category sequences: what serving fills in for a missing category."""
     table = np.zeros(vocab_size, np.int32)
     if len(sequences):
-        table[np.concatenate(sequences)] = np.concatenate(categories)  # later occurrences win
+        # Each item's last occurrence is its first in the reversed stream (NumPy does not promise
+        # which of repeated indices a fancy assignment keeps, so that is not left to it).
+        items, item_categories = np.concatenate(sequences)[::-1], np.concatenate(categories)[::-1]
+        unique_items, first = np.unique(items, return_index=True)
+        table[unique_items] = item_categories[first]
     return table
 
 
