@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.layers import BehaviorLSTMCell, PrefixAttention, SegmentCell, padding_mask
+from tfrec_dyn.data.vocabulary import NUM_RESERVED
 from tfrec_dyn.models import HUP
 from tfrec_dyn.models.hup import INTERVAL_BOUNDARIES, bucketize, category_dwell, run_ends, run_starts
 
@@ -255,24 +256,45 @@ def write_jd_sessions(path, num_sessions=240, num_items=24, seed=0):
     return path
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("loss, item_recall, category_mrr",
-                         [("sampled_ce", 0.9, 0.9), ("ce", 0.9, 0.9), ("cosine", 0.5, 0.6)])
-def test_hup_trains_on_jd_sessions_and_learns_the_pattern(tmp_path, loss, item_recall, category_mrr):
-    """Chance is Recall@5 = 5/24 for items and MRR@5 ≈ 0.38 for 6 categories. The
-    paper's cosine loss has no negatives to push items apart and learns the
-    pattern less well (Recall@5 0.79 vs 1.0 when this test was written)."""
+def _train_hup_on_jd(tmp_path, loss):
     from tfrec_dyn.training import TrainConfig, train
 
     path = write_jd_sessions(tmp_path / "JD_sample")
     config = TrainConfig(model="hup", data=str(path), data_format="jd", split="session", epochs=30, max_len=20,
                          batch_size=32, learning_rate=0.01, eval_protocols=("full",), loss=loss,
                          hyperparameters={"embed_dim": 16, "hidden_dim": 16, "side_dim": 4, "dropout": 0.0})
-    result = train(config, verbose=0)
+    return train(config, verbose=0)
+
+
+def _mean_pairwise_cosine(model):
+    embeddings = tf.math.l2_normalize(model.item_embedding.embeddings[NUM_RESERVED:], -1).numpy()
+    cosines = embeddings @ embeddings.T
+    return cosines[~np.eye(len(cosines), dtype=bool)].mean()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["sampled_ce", "ce"])
+def test_hup_trains_on_jd_sessions_and_learns_the_pattern(tmp_path, loss):
+    """Chance is Recall@5 = 5/24 for items and MRR@5 ≈ 0.38 for 6 categories;
+    the softmax losses keep item embeddings apart (mean pairwise cosine ≈ 0)."""
+    result = _train_hup_on_jd(tmp_path, loss)
     model = result.model
     assert model.category_vocab_size == 6 + 2 and model.behavior_vocab_size == 4 + 2  # from the data
-    assert result.metrics["full"]["Recall@5"] > item_recall, result.metrics["full"]
-    assert result.metrics["category"]["MRR@5"] > category_mrr, result.metrics["category"]
+    assert result.metrics["full"]["Recall@5"] > 0.9, result.metrics["full"]
+    assert result.metrics["category"]["MRR@5"] > 0.9, result.metrics["category"]
+    assert _mean_pairwise_cosine(model) < 0.5
+
+
+@pytest.mark.slow
+def test_hup_cosine_loss_reaches_its_collapsed_minimum(tmp_path):
+    """The paper's eq. 6 has a trivial minimum: every item embedding and every
+    profile on one direction, where −cos = −1 at every level and the ranking is
+    left to rounding noise (its Recall@5 on this data was 0.36, 0.48, 0.58 and 0.51
+    for seeds 0-3). The docstring and docs/results.md say so; this is the reason
+    for the softmax losses."""
+    result = _train_hup_on_jd(tmp_path, "cosine")
+    assert result.history["loss"][-1] < -0.999 * sum(result.model.level_weights)
+    assert _mean_pairwise_cosine(result.model) > 0.99
 
 
 # ------------------------------------------------------------------- serving
