@@ -50,7 +50,7 @@ from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, command_lin
 from tfrec_dyn.data import Vocabulary, existing_new_users, head_tail_users, load_dataset, select_users
 from tfrec_dyn.metrics import evaluate
 from tfrec_dyn.training import PreparedData, TrainConfig
-from tfrec_dyn.training.trainer import score_function
+from tfrec_dyn.metrics.evaluation import score_function
 
 BASE_MODELS = ("gru4rec", "caser", "sasrec")
 VARIANTS = {name: (name, {}) for name in BASE_MODELS}

@@ -45,7 +45,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.training import PreparedData, TrainConfig
-from tfrec_dyn.training.trainer import evaluate_model, fit
+from tfrec_dyn.training.trainer import evaluate_split, fit
 
 TARGET = {"HR@10": 0.148, "NDCG@10": 0.066}
 BUDGET_SECONDS = 300.0
@@ -83,7 +83,7 @@ class TargetWatch(keras.callbacks.Callback):
         if self.every <= 0 or (epoch + 1) % self.every or self.first_epoch is not None:
             return
         start = time.perf_counter()
-        figures = evaluate_model(self.model, self.data, self.config, protocols=("full",), ks=(10,))["full"].metrics
+        figures = evaluate_split(self.model, self.data, self.config, protocols=("full",), ks=(10,))["full"].metrics
         if all(figures[k] >= v for k, v in TARGET.items()):
             self.first_epoch = epoch + 1
             self.first_seconds = start - self._start - self.eval_seconds
@@ -117,7 +117,7 @@ def time_to_result(model: str, epochs: int, seed: int, check_every: int = 0) -> 
     watch = TargetWatch(data, config, check_every)
     net, _, train_seconds = fit(config, data.train_sequences, data.vocab.size, data.item_counts,
                                 callbacks=[watch], verbose=0)
-    full = evaluate_model(net, data, config)["full"].metrics
+    full = evaluate_split(net, data, config)["full"].metrics
     total = time.perf_counter() - start - watch.eval_seconds
     return {"name": f"{model}, {epochs} epochs, loss {net.loss_name}, seed {seed}", "total_seconds": total,
             "train_seconds": train_seconds - watch.eval_seconds, "HR@10": full["HR@10"],

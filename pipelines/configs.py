@@ -6,7 +6,8 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional
 
-from tfrec_dyn.data.datasets import BUILTIN
+from tfrec_dyn.data.datasets import BUILTIN, canonical_format, guess_format
+from tfrec_dyn.training.flags import add_train_flags, train_config_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,7 +72,46 @@ class PipelineConfig:
     def serving_model_dir(self) -> str:
         return os.path.join(self.serving_root, self.model_name)
 
+    def train_config(self) -> Dict[str, Any]:
+        """The Trainer's `custom_config`: `train` plus where the data is, so the
+        run directory the Trainer writes can be evaluated by `tfrec-dyn evaluate`."""
+        return {**self.train, "data": self.data_root, "data_format": self.data_format, "columns": self.columns}
+
     def beam_pipeline_args(self) -> List[str]:
         if self.beam_mode not in BEAM_MODES:
             raise ValueError(f"unknown beam_mode {self.beam_mode!r}; choose one of {sorted(BEAM_MODES)}")
         return BEAM_MODES[self.beam_mode] + list(self.beam_args)
+
+
+def add_pipeline_flags(parser, remote: bool = False) -> None:
+    """The pipeline's flags (the `TrainConfig` ones included), shared by
+    `local_runner.py` and `kubeflow_runner.py`; `remote`: data and roots are
+    required (they are the cluster's paths)."""
+    defaults = PipelineConfig()
+    add_train_flags(parser, epochs=200, data=None if remote else defaults.data_root,
+                    data_help="folder (or file) of raw interaction logs" + (
+                        ", as the cluster sees it, e.g. gs://BUCKET/logs" if remote else " (default: ML-100K)"))
+    for flag, default in (("--pipeline-root", defaults.pipeline_root), ("--serving-root", defaults.serving_root)):
+        parser.add_argument(flag, required=remote, default=None if remote else default)
+    parser.add_argument("--name", default=defaults.name)
+    parser.add_argument("--beam-mode", default=defaults.beam_mode, choices=sorted(BEAM_MODES))
+    parser.add_argument("--beam-arg", action="append", default=[], help="extra Beam pipeline argument")
+    parser.add_argument("--hr-threshold", type=float, default=defaults.hr_threshold,
+                        help="bless only a model with at least this HR@10")
+    parser.add_argument("--max-hr-drop", type=float, default=defaults.max_hr_drop,
+                        help="... that loses at most this much HR@10 to the last blessed model")
+
+
+def pipeline_config(args, **settings) -> PipelineConfig:
+    """A `PipelineConfig` from flags added by `add_pipeline_flags` (and `settings`).
+
+    The data format is the one given, else guessed from the path; a path that
+    does not say raises a clear error rather than reading it as ML-100K."""
+    train = train_config_fields(args)
+    data, data_format, columns = train.pop("data"), train.pop("data_format"), train.pop("columns")
+    data = data if "://" in data else os.path.abspath(data)
+    return PipelineConfig(
+        name=args.name, data_root=data, data_format=canonical_format(data_format or guess_format(data)),
+        columns=columns, pipeline_root=args.pipeline_root, serving_root=args.serving_root, train=train,
+        beam_mode=args.beam_mode, beam_args=args.beam_arg, hr_threshold=args.hr_threshold,
+        max_hr_drop=args.max_hr_drop, **settings)

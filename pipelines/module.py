@@ -6,7 +6,8 @@ model plugs in by registering it in `tfrec_dyn.models.registry`.
 
 Examples (from `SequenceExampleGen`) hold one user each: `item_ids` (the
 history, raw string ids, oldest first) and `target_item_id` (the next item),
-plus side fields.  Transform builds the item vocabulary over both (and the
+plus side fields.  Transform builds the item vocabulary over both, on every
+split (the catalogue rule of `tfrec_dyn.data.vocabulary`) (and the
 behaviour-type and category vocabularies when the logs have them, giving
 `behavior_ids` / `category_ids`) and maps ids to the library's layout (0 =
 padding, 1 = OOV, tokens from 2, in vocabulary-file order), so the trained
@@ -27,6 +28,7 @@ from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
 from tfrec_dyn.serving.export import category_table, export_saved_model
 from tfrec_dyn.training import TrainConfig, make_strategy
 from tfrec_dyn.training.strategy import chief_dir
+from tfrec_dyn.training.run import save_run
 from tfrec_dyn.training.trainer import fit
 
 ITEM_VOCABULARY = "items"
@@ -130,10 +132,19 @@ def run_fn(fn_args):
     side_vocabs = {field: Vocabulary.load(tft_output.vocabulary_file_by_name(field))
                    for field in CATEGORICAL_SIDE_FIELDS if field in side}
     counts = np.bincount(np.concatenate(sequences), minlength=vocab.size)[: vocab.size]
-    model, _, _ = fit(config, sequences, vocab.size, counts, verbose=2,
-                      backup_dir=backup_dir(fn_args), strategy=strategy,
-                      side=side, side_vocab_sizes={field: v.size for field, v in side_vocabs.items()})
+    model, history, train_seconds = fit(config, sequences, vocab.size, counts, verbose=2,
+                                        backup_dir=backup_dir(fn_args), strategy=strategy, side=side,
+                                        side_vocab_sizes={field: v.size for field, v in side_vocabs.items()})
     item_categories = category_table(sequences, side["category"], vocab.size) if "category" in side else None
     with chief_dir(fn_args.serving_model_dir, strategy) as export_dir:  # other workers: a temporary dir
-        export_saved_model(model, vocab, counts, config.max_len, export_dir,
-                           side_vocabs=side_vocabs, item_categories=item_categories)
+        export_saved_model(model, vocab, counts, config.max_len, export_dir, side_vocabs=side_vocabs,
+                           item_categories=item_categories, exclude_seen=config.exclude_seen)
+    with chief_dir(run_dir(fn_args), strategy) as path:  # `tfrec-dyn evaluate PATH` evaluates this model
+        save_run(path, config, vocab, model, {k: [float(v) for v in vs] for k, vs in history.history.items()},
+                 {"model": config.model, "data": config.data, "train_seconds": train_seconds,
+                  "num_replicas": strategy.num_replicas_in_sync}, side_vocabs)
+
+
+def run_dir(fn_args) -> str:
+    """The trained model as a `tfrec-dyn` run directory, in the Trainer's ModelRun artifact."""
+    return os.path.join(fn_args.model_run_dir, "run")

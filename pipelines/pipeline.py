@@ -11,13 +11,16 @@ from tfx import v1 as tfx
 
 from pipelines.components import SequenceExampleGen, input_fingerprint
 from pipelines.configs import PipelineConfig
+from tfrec_dyn.data import beam_sequences
 
 MODULE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "module.py")
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """HR@10 / NDCG@10 / MRR on the held-out next items, blessing on HR@10 with a
-    value threshold and a change threshold against the last blessed model."""
+    """HR@10 / NDCG@10 / MRR on the held-out next items (the full protocol of
+    `tfrec-dyn evaluate`, see `tfrec_dyn.metrics.tfma_metrics`), blessing on
+    HR@10 with a value threshold and a change threshold against the last
+    blessed model."""
     module = "tfrec_dyn.metrics.tfma_metrics"
     hit_rate_gate = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.hr_threshold}),
@@ -53,22 +56,23 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    # Item vocabulary (tf.Transform), so the model maps raw string ids itself.
+    # Item vocabulary (tf.Transform), so the model maps raw string ids itself; over every
+    # split: the catalogue rule (tfrec_dyn.data.vocabulary), as in `tfrec-dyn train`.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        **_user_code(config, "preprocessing_fn"), splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]))
+        **_user_code(config, "preprocessing_fn"), splits_config=tfx.proto.SplitsConfig(analyze=list(beam_sequences.SPLITS), transform=["train", "eval"]))
     # Any tfrec_dyn model, by name, under the configured tf.distribute strategy.
     trainer = tfx.components.Trainer(
         **_user_code(config, "run_fn"), examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=dict(config.train))
+        custom_config=config.train_config())
     # The last blessed model, for the Evaluator's change threshold.
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("latest_blessed_model")
-    # HR@10 / NDCG@10 / MRR on the raw eval split; blesses or not.
+    # HR@10 / NDCG@10 / MRR on the raw eval split, as `tfrec-dyn evaluate` measures them; blesses or not.
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"], example_splits=["eval"], eval_config=eval_config(config))

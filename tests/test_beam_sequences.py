@@ -317,3 +317,29 @@ def test_matches_leave_one_out_on_movielens_with_multi_processing(tmp_path):
                                                  eval_split.inputs.side["timestamp"], eval_split.target_items()):
             assert got[user]["item_ids"] == history.tolist() and got[user]["target_item_id"] == [target]
             assert got[user]["timestamp"] == stamps.astype(np.int64).tolist()
+
+
+def test_matches_leave_one_out_on_jd_sessions_with_item_repeats(tmp_path):
+    """Micro-behaviour sessions repeat an item on consecutive events: the Beam
+    examples are still `leave_one_out(read_jd_sessions(...))` (one rule,
+    `splits.leave_one_out_cuts`), targets at the starts of item runs."""
+    from test_hup import write_jd_sessions
+
+    text = write_jd_sessions(tmp_path / "JD_source", num_sessions=80).read_text()
+    counts, splits, _ = _run(tmp_path, "JD_sample", text, "jd")
+    split = leave_one_out(read_jd_sessions(tmp_path / "JD_sample"))
+    assert any(len(set(s)) < len(s) for s in split.train.items)  # the data has repeats
+    # Beam names a session by file and line (its input may be many files), the reader by line.
+    splits = {name: {user.split(":")[1]: features for user, features in examples.items()}
+              for name, examples in splits.items()}
+    assert set(splits["train"]) == set(split.train.user_ids) and counts["users"] == split.train.num_users
+    for user, items, behaviors in zip(split.train.user_ids, split.train.items, split.train.side["behavior"]):
+        example = splits["train"][user]
+        assert example["item_ids"] + example["target_item_id"] == items.tolist()
+        assert example["behavior"] + example["target_behavior"] == behaviors.tolist()
+    for name, eval_split in (("validation", split.validation), ("eval", split.test)):
+        assert set(splits[name]) == set(eval_split.inputs.user_ids), name
+        for user, history, target in zip(eval_split.inputs.user_ids, eval_split.inputs.items,
+                                         eval_split.target_items()):
+            assert splits[name][user]["item_ids"] == history.tolist()
+            assert splits[name][user]["target_item_id"] == [target]

@@ -115,6 +115,55 @@ def test_tf_example_signature_matches_serving_default(exported):
     assert served[-2:] == ["", ""]
 
 
+def _example(history, target=None):
+    feature = {"item_ids": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode() for t in history]))}
+    if target is not None:
+        feature["target_item_id"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[target.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_tf_example_target_rank_is_the_full_protocol_rank(exported):
+    """The Evaluator's ranks are `evaluate`'s: a seen target still ranked (not
+    masked), an unknown or missing target a miss at every cut-off."""
+    from tfrec_dyn.metrics import evaluate
+
+    model, vocab, path = exported
+    cases = [(["item4", "item9"], "item3"), (["item1", "item2", "item5"], "item2"),  # item2: seen
+             (["item8"] * 3 + ["item0", "item19", "item6", "item12", "item13"], "item0")]  # over-long, seen
+    signature = tf.saved_model.load(path).signatures["serving_tf_example"]
+    out = signature(examples=tf.constant([_example(h, t) for h, t in cases] + [_example(["item4"], "nope"),
+                                                                               _example(["item4"])]))
+    histories = pad_left([vocab.encode(h) for h, _ in cases], MAX_LEN)
+    expected = evaluate(lambda batch: model.score(batch), histories, vocab.encode([t for _, t in cases])).ranks
+    np.testing.assert_array_equal(out["target_rank"].numpy(), list(expected) + [20, 20])
+    assert expected[1] < 20  # the seen target competes with the unseen items
+
+
+def test_tfma_metrics_average_the_ranking_functions():
+    """HR@10 / NDCG@10 / MRR from the signature's ranks, hand-computed."""
+    import types
+
+    from tensorflow_model_analysis.metrics import metric_types
+
+    from tfrec_dyn.metrics.tfma_metrics import TopKHitRate, TopKMRR, TopKNDCG
+
+    ranks = [0, 3, 12, 1]
+    expected = {"HR@10": 3 / 4, "NDCG@10": (1 + 1 / np.log2(5) + 1 / np.log2(3)) / 4,
+                "MRR": (1 + 1 / 4 + 1 / 13 + 1 / 2) / 4, "MRR@10": (1 + 1 / 4 + 1 / 2) / 4}
+    for metric in (TopKHitRate(10), TopKNDCG(10), TopKMRR(), TopKMRR(10)):
+        combiner = metric.computations(model_names=[""], output_names=[""])[0].combiner
+        accumulators = []
+        for part in (ranks[:1], ranks[1:]):  # two workers, merged
+            accumulator = combiner.create_accumulator()
+            for rank in part:
+                accumulator = combiner.add_input(accumulator, types.SimpleNamespace(
+                    prediction={"item_ids": np.array([b"x"]), "target_rank": np.array([rank], np.int32)}))
+            accumulators.append(accumulator)
+        (key, value), = combiner.extract_output(combiner.merge_accumulators(accumulators)).items()
+        assert isinstance(key, metric_types.MetricKey)
+        assert value == pytest.approx(expected[key.name], abs=1e-12), key.name
+
+
 def test_warmup_requests_are_prediction_logs(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 

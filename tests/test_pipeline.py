@@ -32,14 +32,33 @@ def _executions(metadata_path):
     return states
 
 
-def _run(data, root, serving, model="sasrec", extra=()):
+def _run(data, root, serving, model="sasrec", extra=(), hr_threshold=0.0):
+    """The local runner; `hr_threshold` 0 blesses any model that passes the change threshold."""
     out = subprocess.run(
         [sys.executable, os.path.join(REPO, "pipelines", "local_runner.py"), "--data", str(data), "--epochs", "1",
          "--max-len", "20", "--pipeline-root", str(root), "--serving-root", str(serving),
-         "--beam-mode", "in_memory", "--hr-threshold", "0", "--model", model, *extra],
+         "--beam-mode", "in_memory", "--hr-threshold", str(hr_threshold), "--model", model, *extra],
         capture_output=True, text=True, timeout=900, cwd=REPO, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
     assert out.returncode == 0, out.stderr[-4000:]
     return out.stdout
+
+
+def _latest_artifact(metadata_path, type_name):
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return max(metadata_store.MetadataStore(connection).get_artifacts_by_type(type_name), key=lambda a: a.id)
+
+
+def _cli_evaluate(run_dir):
+    out = subprocess.run([sys.executable, "-m", "tfrec_dyn", "evaluate", str(run_dir), "--protocol", "full",
+                          "--split", "test", "--json"], capture_output=True, text=True, timeout=600, cwd=REPO,
+                         env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _node(states, component):
@@ -50,6 +69,22 @@ def _slice_of_ml100k(folder, lines=4000):
     folder.mkdir()
     with open(os.path.join(REPO, "tfrec_dyn", "data", "resources", "ml-100k", "u.data")) as f:
         (folder / "u.data").write_text("".join(next(f) for _ in range(lines)) + "not a valid line\n")
+
+
+def _patterned_log(folder, num_users=300, num_items=200, seed=0):
+    """An ML-100K-format log with a pattern to learn (item i is followed by item
+    i + 1) and one malformed line: a trained model's HR@10 is far above an
+    untrained one's (about 10/200)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = []
+    for user in range(num_users):
+        start = rng.integers(num_items)
+        for step, item in enumerate((start + np.arange(rng.integers(6, 12))) % num_items):
+            lines.append(f"{user + 1}\t{item + 1}\t4\t{880000000 + 1000 * user + step}\n")
+    folder.mkdir()
+    (folder / "u.data").write_text("".join(lines) + "not a valid line\n")
 
 
 def _serve_pushed(version_dir):
@@ -66,26 +101,51 @@ def _serve_pushed(version_dir):
 
 @pytest.mark.slow
 def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
-    data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
-    _slice_of_ml100k(data)
+    """One pipeline, four runs: push; rerun from the cache; a value threshold
+    above what the model reaches; a worse model against the change threshold.
+    The Evaluator's HR@10 / NDCG@10 are `tfrec-dyn evaluate`'s on the Trainer's model."""
+    from pipelines.report import evaluation_figures
 
-    report = _run(data, root, serving)
-    states = _executions(str(root / "metadata.sqlite"))
+    data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
+    _patterned_log(data)
+    metadata = str(root / "metadata.sqlite")
+
+    report = _run(data, root, serving, extra=("--epochs", "10"))
+    states = _executions(metadata)
     for component in COMPONENTS:
         assert _node(states, component) == ["COMPLETE"], (component, states)
     assert "1 quarantined" in report and "blessed: True" in report and "curl -s -X POST" in report
     versions = os.listdir(serving / "sasrec")
     assert len(versions) == 1 and versions[0].isdigit()
     assert os.path.exists(serving / "sasrec" / versions[0] / "saved_model.pb")
-
     assert len(_serve_pushed(serving / "sasrec" / versions[0])) == 5
+
+    # The same model, the same data, one protocol: the same figures.
+    evaluator = evaluation_figures(_latest_artifact(metadata, "ModelEvaluation").uri)
+    cli = _cli_evaluate(os.path.join(_latest_artifact(metadata, "ModelRun").uri, "run"))
+    for name in ("HR@10", "NDCG@10", "MRR"):
+        assert evaluator[name] == pytest.approx(cli[name], abs=1e-6), (name, evaluator, cli)
+    hit_rate = evaluator["HR@10"]
+    assert hit_rate > 0.5, evaluator  # it learned the pattern
 
     # A second run with nothing changed reuses the cached executions up to the
     # Trainer (the Evaluator reruns: its baseline is now the blessed model).
-    _run(data, root, serving)
-    states = _executions(str(root / "metadata.sqlite"))
+    _run(data, root, serving, extra=("--epochs", "10"))
+    states = _executions(metadata)
     for component in ["SequenceExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"]:
         assert _node(states, component) == ["COMPLETE", "CACHED"], (component, states)
+    pushed = sorted(os.listdir(serving / "sasrec"))
+
+    # A value threshold above the model's HR@10: not blessed, nothing pushed.
+    report = _run(data, root, serving, extra=("--epochs", "10"), hr_threshold=hit_rate + 0.01)
+    assert "blessed: False" in report and "not pushed" in report, report
+    # A deliberately worse model (untrained for all practical purposes: one
+    # epoch at a tiny learning rate) against the change threshold: rejected.
+    report = _run(data, root, serving, extra=("--learning-rate", "1e-7"))
+    assert "blessed: False" in report and "not pushed" in report, report
+    worse = evaluation_figures(_latest_artifact(metadata, "ModelEvaluation").uri)
+    assert worse["HR@10"] < hit_rate - 0.02, (worse, hit_rate)
+    assert sorted(os.listdir(serving / "sasrec")) == pushed
 
 
 @pytest.mark.slow

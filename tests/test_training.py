@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -115,12 +116,14 @@ def test_cli_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path):
     process = subprocess.Popen(command(run), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
     deadline = time.monotonic() + 300
     try:
-        # SIGKILL once at least two epochs are backed up (and before the run is done).
+        # SIGKILL once at least two epochs are backed up (and before the run is done). The
+        # index names only the latest checkpoint, so a poll that misses ckpt-2 sees ckpt-3.
         while time.monotonic() < deadline and process.poll() is None:
             index = run / "backup" / "chief" / "checkpoint"
-            if index.exists() and "ckpt-2" in index.read_text():
+            saved = [int(n) for n in re.findall(r"ckpt-(\d+)", index.read_text())] if index.exists() else []
+            if saved and 2 <= max(saved) < 8:
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert process.poll() is None, "training ended before it could be interrupted"
         process.send_signal(signal.SIGKILL)
         process.wait(30)
@@ -144,12 +147,12 @@ def test_cli_training_killed_mid_run_resumes_from_its_last_epoch(tmp_path):
 
 
 def test_sampled_negatives_are_fixed_per_split(ml100k_slice, tmp_path):
-    """Two models (different seeds) are scored against the same stored candidates."""
-    from tfrec_dyn.training.trainer import sampled_negatives
+    """Every evaluation of a split (any model, any seed) is scored against the same stored candidates."""
+    from tfrec_dyn.metrics.evaluation import split_negatives
 
     arrays = ml100k_slice.eval_arrays("test", 20)
-    first = sampled_negatives(ml100k_slice, arrays, TrainConfig(seed=1), cache_dir=str(tmp_path))
-    second = sampled_negatives(ml100k_slice, arrays, TrainConfig(seed=2), cache_dir=str(tmp_path))
+    first = split_negatives(arrays, ml100k_slice.vocab, ml100k_slice.item_counts, cache_dir=str(tmp_path))
+    second = split_negatives(arrays, ml100k_slice.vocab, ml100k_slice.item_counts, cache_dir=str(tmp_path))
     np.testing.assert_array_equal(first.negatives, second.negatives)
     assert len(os.listdir(tmp_path / "negatives")) == 1
     for known, negatives in zip(arrays.known_items, first.negatives):

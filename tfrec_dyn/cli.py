@@ -38,51 +38,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def key_value(text: str):
-    """argparse type for KEY=VALUE settings: VALUE is parsed as JSON, else kept as a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from tfrec_dyn.models.registry import MODELS
-    from tfrec_dyn.training.config import TP_OPTION_NAMES, TRAINERS
-
-    losses = sorted({loss for model in MODELS.values() for loss in model.supported_losses})
+    from tfrec_dyn.training.flags import add_train_flags
 
     parser = _Parser(prog="tfrec-dyn", description="Dynamic, behaviour-aware sequential recommendation.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a model and evaluate it on the test split")
-    train.add_argument("--model", default="sasrec", choices=sorted(MODELS))
-    train.add_argument("--data", default="ml-100k", help="built-in data set name or a path (default: ml-100k)")
-    train.add_argument("--format", dest="data_format", help="data format when it cannot be guessed from the path")
-    train.add_argument("--columns", type=json.loads, help='column mapping for CSV/JSON logs, e.g. \'{"user": "uid", "item": "sku"}\'')
-    train.add_argument("--k-core", type=int, default=0)
-    train.add_argument("--split", choices=("leave_one_out", "session"), default="leave_one_out",
-                       help="hold out each user's last items, or whole sessions (session logs such as JD)")
-    train.add_argument("--split-seed", type=int, default=0, help="seeds the session split")
-    train.add_argument("--epochs", type=int, default=50)
-    train.add_argument("--max-len", type=int, default=50)
-    train.add_argument("--batch-size", type=int, default=128, help="per replica")
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--loss", choices=losses, help="default: the model's own")
-    train.add_argument("--negative-sampler", choices=("uniform", "popularity"), default="uniform")
-    train.add_argument("--hp", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                       help="model hyperparameter, e.g. --hp embed_dim=64 (repeatable)")
-    train.add_argument("--trainer", choices=TRAINERS, default="standard",
-                       help="'tp': transferrable parameters for long-tailed users (meta-learning + adversary)")
-    train.add_argument("--trainer-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                       help=f"a 'tp' trainer setting, repeatable: {', '.join(TP_OPTION_NAMES)}")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--strategy", default="auto", choices=("auto", "one_device", "mirrored", "multi_worker"))
-    train.add_argument("--mixed-precision", action="store_true")
-    train.add_argument("--validate-every", type=int, default=0)
+    add_train_flags(train)
     train.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="full",
                        help="protocol whose figures go into the --json line")
     train.add_argument("--out", help="run directory to save the model in")
@@ -137,15 +100,9 @@ def _print_metrics(title: str, metrics: dict) -> None:
 
 def _train(args) -> dict:
     from tfrec_dyn.training import TrainConfig, train
+    from tfrec_dyn.training.flags import train_config_fields
 
-    config = TrainConfig(
-        model=args.model, data=args.data, data_format=args.data_format, columns=args.columns,
-        k_core=args.k_core, split=args.split, split_seed=args.split_seed, max_len=args.max_len, epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate, loss=args.loss, negative_sampler=args.negative_sampler,
-        hyperparameters=dict(args.hp), seed=args.seed, strategy=args.strategy,
-        mixed_precision=args.mixed_precision, validate_every=args.validate_every, trainer=args.trainer,
-        trainer_options=dict(args.trainer_option))
+    config = TrainConfig(**train_config_fields(args))
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     result = train(config, out_dir=args.out, verbose=verbose)
     report = result.data.interactions.report
@@ -160,12 +117,12 @@ def _train(args) -> dict:
 
 
 def _evaluate(args) -> dict:
-    from tfrec_dyn.training import PreparedData, Run, evaluate_model
+    from tfrec_dyn.training import PreparedData, Run, evaluate_split
 
     run = Run.load(args.run)
     data = PreparedData.from_config(run.config, vocab=run.vocab, side_vocabs=run.side_vocabs)
     protocols = PROTOCOL_CHOICES if args.protocol == "all" else (args.protocol,)
-    results = evaluate_model(run.model, data, run.config, which=args.split, protocols=protocols)
+    results = evaluate_split(run.model, data, run.config, which=args.split, protocols=protocols)
     for protocol, result in results.items():
         _print_metrics(f"{run.config.model} on {run.config.data}, {args.split} split, protocol={protocol}:",
                        result.metrics)
@@ -267,12 +224,12 @@ EXPLAINERS = (("pathways", _explain_pathways),
 
 
 def _datasets(args) -> dict:
-    from tfrec_dyn.data.datasets import BUILTIN, FORMATS
+    from tfrec_dyn.data.datasets import BUILTIN, FORMAT_NAMES
 
     for name, spec in BUILTIN.items():
         print(f"{name:<10} {spec['description']}")
-    print("formats for paths: " + ", ".join(sorted(FORMATS) + ["log (CSV/TSV/JSON lines + --columns)"]))
-    return {"datasets": sorted(BUILTIN), "formats": sorted(FORMATS) + ["log"]}
+    print("formats for paths: " + ", ".join(FORMAT_NAMES) + " (csv, tsv and jsonl with --columns)")
+    return {"datasets": sorted(BUILTIN), "formats": list(FORMAT_NAMES)}
 
 
 def _export(args) -> dict:

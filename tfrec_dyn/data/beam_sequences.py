@@ -122,7 +122,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io import fileio
 
-from tfrec_dyn.data.interactions import item_run_starts
+from tfrec_dyn.data.datasets import FORMAT_NAMES, canonical_format
+from tfrec_dyn.data.splits import leave_one_out_cuts
 
 from tfrec_dyn.data.readers import (
     BLANK_LINE,
@@ -147,13 +148,11 @@ SPLITS = ("train", "validation", "eval")
 QUARANTINE = "quarantine"
 NAMESPACE = "tfrec_dyn"
 DELIMITED_FORMATS = ("csv", "tsv")  # a column mapping; a header unless header=False
-JSON_FORMATS = ("jsonl", "json")    # JSON lines with a column mapping
-FORMATS = tuple(LINE_FORMATS) + DELIMITED_FORMATS + JSON_FORMATS
+FORMATS = FORMAT_NAMES  # the names `tfrec-dyn train --format` takes (and "json" for "jsonl")
 
 USER_ID, ITEM_IDS, TARGET_ITEM_ID = "user_id", "item_ids", "target_item_id"
 FLOAT_FIELDS = ("dwell_time", "time_interval", "rating")
 INT_FIELDS = ("timestamp",)
-MIN_EVAL_LENGTH = 3  # users with fewer events are in train only (splits.MIN_LOO_LENGTH)
 _MAX_QUARANTINED_TEXT = 1000
 
 # An event: (order key, item, side fields).  The order key is
@@ -210,7 +209,7 @@ class ParseEvents(beam.DoFn):
                  columns: Optional[Mapping[str, Union[str, int]]] = None,
                  delimiter: Optional[str] = None, header: bool = True):
         super().__init__()
-        self._format = _canonical_format(format)
+        self._format = canonical_format(format)
         self._columns = dict(columns) if columns else None
         self._delimiter = delimiter
         self._header = header
@@ -268,12 +267,6 @@ def _quarantined(path: str, number: int, reason: str, detail: str, text: str):
     return beam.pvalue.TaggedOutput(QUARANTINE, record)
 
 
-def _canonical_format(format: str) -> str:  # pylint: disable=redefined-builtin
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose one of {list(FORMATS)}")
-    return "jsonl" if format == "json" else format
-
-
 class ParseRawLogs(beam.PTransform):
     """Pipeline root -> `{"events": (user, Event), "quarantine": dicts}`.
 
@@ -285,7 +278,7 @@ class ParseRawLogs(beam.PTransform):
                  columns: Optional[Mapping[str, Union[str, int]]] = None,
                  delimiter: Optional[str] = None, header: bool = True):
         super().__init__()
-        self._format = _canonical_format(format)
+        self._format = canonical_format(format)
         if columns is not None and not isinstance(columns, Mapping):
             raise TypeError(f"columns must be a mapping, not {type(columns).__name__}")
         if self._format in DELIMITED_FORMATS + ("jsonl",):
@@ -362,15 +355,14 @@ def build_examples(element: Tuple[str, Iterable[Event]]):
     for _, _, side in events:
         for name in side:
             fields.setdefault(name, None)
-    n = len(events)
     _count("users")
-    # Held-out targets are the first events of runs of events on one item (splits.leave_one_out).
-    starts = item_run_starts(np.array([item for _, item, _ in events], dtype=object))
-    if len(starts) < MIN_EVAL_LENGTH:
+    # The Python path's rule: history + target of the train example = the training sequence.
+    train_end, validation, test = leave_one_out_cuts(np.array([item for _, item, _ in events], dtype=object))
+    ends = {"train": train_end - 1}
+    if validation is None:
         _count("short users (train only)")
-        ends = {"train": n - 1}
-    else:  # train: history + target = every event before the validation target
-        ends = {"train": starts[-2] - 1, "validation": starts[-2], "eval": starts[-1]}
+    else:
+        ends.update(validation=validation, eval=test)
     for split, end in ends.items():
         _count(f"examples: {split}")
         yield beam.pvalue.TaggedOutput(split, _example(user, events[:end], events[end], list(fields)))

@@ -33,23 +33,47 @@ FORMATS = {
 }
 
 
+# Logs with a column mapping (`columns`); "json" is accepted for "jsonl".
+LOG_FORMATS = ("csv", "tsv", "jsonl")
+# Every format name, the same in `tfrec-dyn train --format`, the pipeline's
+# `--format` and the Beam step.
+FORMAT_NAMES = tuple(FORMATS) + LOG_FORMATS
+
+
+def canonical_format(format: str) -> str:  # pylint: disable=redefined-builtin
+    """`format` checked against `FORMAT_NAMES` ("json" -> "jsonl")."""
+    format = "jsonl" if format == "json" else format
+    if format not in FORMAT_NAMES:
+        raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMAT_NAMES)}")
+    return format
+
+
 def guess_format(path: str) -> str:
-    """Recognises a format from a path (folder or file name)."""
+    """Recognises a format from a path (folder or file name; a remote URI by its name only).
+
+    Raises `DataFormatError` when the path does not say: a folder without
+    u.data / ratings.dat, or a remote path with no telling name."""
     name = os.path.basename(os.path.normpath(path))
-    if os.path.isdir(path):
+    remote = "://" in path
+    if not remote and os.path.isdir(path):
         if os.path.exists(os.path.join(path, "u.data")):
             return "ml-100k"
         if os.path.exists(os.path.join(path, "ratings.dat")):
             return "ml-1m"
-        raise readers.DataFormatError(f"{path}: folder has neither u.data nor ratings.dat; pass --format")
+        raise readers.DataFormatError(f"{path}: cannot tell the format of this folder (it has neither u.data "
+                                      f"nor ratings.dat); pass --format (one of {', '.join(FORMAT_NAMES)})")
     if name == "u.data":
         return "ml-100k"
     if name == "ratings.dat":
         return "ml-1m"
     if name.startswith("JD_"):
         return "jd"
-    if name.endswith((".csv", ".tsv", ".jsonl", ".json")):
-        return "log"
+    for suffix in (".csv", ".tsv", ".jsonl", ".json"):
+        if name.endswith(suffix):
+            return canonical_format(suffix[1:])
+    if remote:
+        raise readers.DataFormatError(f"{path}: cannot tell the format from a remote path's name; pass --format "
+                                      f"(one of {', '.join(FORMAT_NAMES)})")
     return "user-item"
 
 
@@ -59,9 +83,9 @@ def load_dataset(name_or_path: str, format: Optional[str] = None, columns: Optio
 
     Args:
       name_or_path: "ml-100k", or a path.
-      format: one of `FORMATS` or "log" (CSV/TSV/JSON lines, needs `columns`);
+      format: one of `FORMAT_NAMES` (csv / tsv / jsonl need `columns`);
         guessed from the path when None.
-      columns: column mapping for "log" files, e.g. {"user": "uid", "item": "sku"}.
+      columns: column mapping for csv / tsv / jsonl logs, e.g. {"user": "uid", "item": "sku"}.
       strict: raise on the first malformed line instead of counting it.
     """
     if name_or_path in BUILTIN:
@@ -70,14 +94,12 @@ def load_dataset(name_or_path: str, format: Optional[str] = None, columns: Optio
     if not os.path.exists(name_or_path):
         raise FileNotFoundError(
             f"{name_or_path}: no such file or folder, and not a built-in data set ({', '.join(BUILTIN)})")
-    format = format or guess_format(name_or_path)
-    if format == "log":
+    format = canonical_format(format) if format else guess_format(name_or_path)
+    if format in LOG_FORMATS:
         if not columns:
-            raise ValueError(f"{name_or_path}: reading a CSV/TSV/JSON log needs a column mapping "
+            raise ValueError(f"{name_or_path}: reading a {format} log needs a column mapping "
                              "(e.g. columns={'user': 'user_id', 'item': 'item_id'})")
-        return readers.read_log(name_or_path, columns=columns, strict=strict)
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose one of {sorted(FORMATS) + ['log']}")
+        return readers.read_log(name_or_path, columns=columns, format=format, strict=strict)
     return FORMATS[format](name_or_path, strict=strict)
 
 

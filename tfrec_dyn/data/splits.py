@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -70,6 +70,25 @@ def _held_out(data: Interactions, rows: List[int], cuts: List[int]) -> EvalSplit
     return EvalSplit(inputs=_cut(data, rows, cuts, False), targets=_cut(data, rows, cuts, True))
 
 
+def leave_one_out_cuts(items) -> Tuple[int, Optional[int], Optional[int]]:
+    """THE leave-one-out rule for one user's time-ordered items, used by
+    `leave_one_out` and by the Beam step (`beam_sequences.build_examples`):
+    (train_end, validation_target, test_target) positions. Targets are the
+    first events of runs of events on one item (see `Split`); a user with
+    fewer than `MIN_LOO_LENGTH` runs trains on everything and is not held out
+    (both targets None).
+
+    >>> leave_one_out_cuts(np.array(["a", "b", "b", "c", "c"], dtype=object))
+    (1, 1, 3)
+    >>> leave_one_out_cuts(np.array(["a", "a", "b"], dtype=object))
+    (3, None, None)
+    """
+    starts = item_run_starts(np.asarray(items))
+    if len(starts) < MIN_LOO_LENGTH:
+        return len(items), None, None
+    return int(starts[-2]), int(starts[-2]), int(starts[-1])
+
+
 def leave_one_out(data: Interactions) -> Split:
     """Splits every user's sequence; see `Split` for the rule on short users and item runs.
 
@@ -81,13 +100,12 @@ def leave_one_out(data: Interactions) -> Split:
     >>> runs.train.items[0].tolist(), runs.test.inputs.items[0].tolist(), runs.test.target_items().tolist()
     (['a'], ['a', 'b', 'b'], ['c'])
     """
-    starts = [item_run_starts(s) for s in data.items]
-    long_rows = [i for i, st in enumerate(starts) if len(st) >= MIN_LOO_LENGTH]
-    ends = [starts[i][-2] if len(starts[i]) >= MIN_LOO_LENGTH else len(data.items[i]) for i in range(data.num_users)]
+    cuts = [leave_one_out_cuts(s) for s in data.items]
+    long_rows = [i for i, (_, validation, _) in enumerate(cuts) if validation is not None]
     return Split(
-        train=_cut(data, list(range(data.num_users)), ends, False),
-        validation=_held_out(data, long_rows, [starts[i][-2] for i in long_rows]),
-        test=_held_out(data, long_rows, [starts[i][-1] for i in long_rows]),
+        train=_cut(data, list(range(data.num_users)), [end for end, _, _ in cuts], False),
+        validation=_held_out(data, long_rows, [cuts[i][1] for i in long_rows]),
+        test=_held_out(data, long_rows, [cuts[i][2] for i in long_rows]),
         num_short_users=int(data.num_users - len(long_rows)),
     )
 

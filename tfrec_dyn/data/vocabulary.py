@@ -6,6 +6,15 @@ first appearance).  This is exactly the layout of
 `tf.keras.layers.StringLookup(mask_token="", num_oov_indices=1)`, so a model can
 carry the vocabulary as a lookup layer and take raw ids in and give raw ids out
 (`Vocabulary.lookup_layer()` / `inverse_lookup_layer()`).
+
+The vocabulary rule, the same in `tfrec-dyn train` (`PreparedData`) and in the
+TFX pipeline (Transform analyses every split): the item vocabulary is the
+**catalogue**, every item of the data, held-out validation/test targets
+included. A vocabulary of the training split only would map an item first
+seen as a target to OOV, so that target could never be hit, and the two paths
+would evaluate different things. Nothing else leaks: the model never trains
+on held-out events (an item seen only as a target keeps its initial
+embedding), and popularity counts come from the training split.
 """
 
 from __future__ import annotations

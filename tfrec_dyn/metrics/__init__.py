@@ -6,6 +6,9 @@
   "sampled")`, `SampledNegatives` (drawn once per split, saved with it) and
   `top_k_items` for the recommended lists.
 * `beyond`: item coverage, Gini index, tail share and head/tail item groups.
+* `evaluation`: `evaluate_model`, the protocols applied to a model on one
+  split (the CLI, training and, through the exported `target_rank`, the TFX
+  Evaluator's `tfma_metrics` measure with it).
 
 Example:
 >>> import numpy as np

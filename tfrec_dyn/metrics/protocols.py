@@ -358,25 +358,39 @@ def _score_batches(score_fn: ScoreFn, histories: np.ndarray, batch_size: int, fe
         yield start, item_ids, scores
 
 
-def _seen_mask(item_ids: np.ndarray, vocab_size: int) -> tf.Tensor:
-    """bool [B, V]: True where the item is in the row's history (column 0 for padding too)."""
-    batch, length = item_ids.shape
-    rows = np.repeat(np.arange(batch, dtype=np.int32), length)
-    indices = np.stack([rows, item_ids.ravel()], axis=1)
-    counts = tf.scatter_nd(indices, tf.ones([batch * length], tf.int32), [batch, vocab_size])
+def seen_mask(item_ids, vocab_size) -> tf.Tensor:
+    """bool [B, V]: True where the item is in the row's history [B, L] (column 0 for padding too)."""
+    item_ids = tf.cast(item_ids, tf.int32)
+    batch, length = tf.shape(item_ids)[0], tf.shape(item_ids)[1]
+    indices = tf.stack([tf.repeat(tf.range(batch), length), tf.reshape(item_ids, [-1])], axis=1)
+    counts = tf.scatter_nd(indices, tf.ones([batch * length], tf.int32), tf.stack([batch, vocab_size]))
     return counts > 0
 
 
-def _full_candidates(item_ids: np.ndarray, targets: np.ndarray, vocab_size: int,
-                     exclude_seen: bool) -> tf.Tensor:
-    """bool [B, V] candidates of the full protocol: real items, minus seen ones
-    if asked, plus always the target."""
+def full_candidates(item_ids, targets, vocab_size, exclude_seen: bool = True) -> tf.Tensor:
+    """bool [B, V] candidates of the full protocol: real items, minus the
+    history's if `exclude_seen`, plus always the target (graph-friendly: the
+    serving signature's `target_rank` uses it too)."""
     columns = tf.range(vocab_size)[tf.newaxis, :]
-    candidates = tf.broadcast_to(columns >= NUM_RESERVED, [item_ids.shape[0], vocab_size])
+    candidates = tf.broadcast_to(columns >= NUM_RESERVED, tf.stack([tf.shape(item_ids)[0], vocab_size]))
     if exclude_seen:
-        candidates = tf.logical_and(candidates, tf.logical_not(_seen_mask(item_ids, vocab_size)))
-    is_target = tf.equal(columns, tf.constant(targets, tf.int32)[:, tf.newaxis])
+        candidates = tf.logical_and(candidates, tf.logical_not(seen_mask(item_ids, vocab_size)))
+    is_target = tf.equal(columns, tf.cast(targets, tf.int32)[:, tf.newaxis])
     return tf.logical_or(candidates, is_target)
+
+
+def full_protocol_ranks(scores, item_ids, targets, exclude_seen: bool = True) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(ranks int32 [B], num_candidates int32 [B]) of each row's target under
+    the full protocol: THE rule, used by `evaluate` and by the exported model's
+    evaluation signature (so the TFX Evaluator measures the same thing).
+
+    >>> ranks, counts = full_protocol_ranks(tf.constant([[0., 0., .9, .5, .7]]), tf.constant([[4]]), tf.constant([3]))
+    >>> ranks.numpy().tolist(), counts.numpy().tolist()   # item 4 is seen: only 2 is above 3
+    ([1], [2])
+    """
+    candidates = full_candidates(item_ids, targets, tf.shape(scores)[1], exclude_seen)
+    return (rank_of_target_tf(scores, targets, candidates),
+            tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1))
 
 
 def _negatives_array(negatives, num_users: int) -> Tuple[np.ndarray, Optional[int]]:
@@ -461,12 +475,10 @@ def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
                 raise ValueError(f"negatives were drawn for another vocabulary than V = {vocab_size}")
         batch_targets = targets[start:start + len(item_ids)]
         if protocol == "full":
-            candidates = _full_candidates(item_ids, batch_targets, vocab_size, exclude_seen)
-            batch_ranks = rank_of_target_tf(scores, batch_targets, candidates)
-            batch_counts = tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1)
+            batch_ranks, batch_counts = full_protocol_ranks(scores, item_ids, batch_targets, exclude_seen)
         else:
             batch_negatives = negatives[start:start + len(item_ids)]
-            in_history = tf.gather(_seen_mask(item_ids, vocab_size), batch_negatives, batch_dims=1)
+            in_history = tf.gather(seen_mask(item_ids, vocab_size), batch_negatives, batch_dims=1)
             if np.any(batch_negatives == batch_targets[:, np.newaxis]) or bool(tf.reduce_any(in_history)):
                 raise ValueError("some negatives equal the user's target or an input history item: were "
                                  "they drawn from this split's whole sequences (inputs and targets)?")
@@ -508,7 +520,7 @@ def top_k_items(score_fn: ScoreFn, histories, k: int = 10, exclude_seen: bool = 
         columns = tf.range(vocab_size)[tf.newaxis, :]
         candidates = tf.broadcast_to(columns >= NUM_RESERVED, tf.shape(scores))
         if exclude_seen:
-            candidates = tf.logical_and(candidates, tf.logical_not(_seen_mask(item_ids, vocab_size)))
+            candidates = tf.logical_and(candidates, tf.logical_not(seen_mask(item_ids, vocab_size)))
         # Candidates (even NaN / -inf scored) always sort above non-candidates (-inf).
         ranked = tf.where(tf.math.is_nan(scores), lowest, tf.maximum(scores, lowest))
         ranked = tf.where(candidates, ranked, tf.constant(-np.inf, tf.float32))

@@ -1,9 +1,13 @@
-"""HR@K, NDCG@K and MRR@K as TensorFlow Model Analysis metrics (for the TFX Evaluator).
+"""HR@K, NDCG@K and MRR as TensorFlow Model Analysis metrics (for the TFX Evaluator).
 
-The model's evaluation signature returns each user's top-K recommended item
-ids (strings, best first; output `item_ids`) and the label is the held-out
-next item id.  As in the `full` protocol of `tfrec_dyn.metrics`, a target
-absent from the list counts as a miss; MRR is cut at the list length K.
+The exported model's evaluation signature (`serving_tf_example`) returns, for
+each example, `target_rank`: the rank of its `target_item_id` under the full
+protocol, computed by the same `full_protocol_ranks` as `tfrec-dyn evaluate`
+(pessimistic ties; every item but the history's is a candidate, the target
+always). These metrics average the same `tfrec_dyn.metrics.ranking` functions
+over those ranks, so the Evaluator's figures are `tfrec-dyn evaluate`'s full
+protocol figures, under the same names (`HR@10`, `NDCG@10`, `MRR` uncut,
+`MRR@10` cut).
 
 EvalConfig usage (each metric takes its own threshold)::
 
@@ -15,38 +19,31 @@ EvalConfig usage (each metric takes its own threshold)::
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
-PREDICTION_KEY = "item_ids"
+from tfrec_dyn.metrics.ranking import hit_rate, mrr, ndcg
+
+RANK_KEY = "target_rank"  # tfrec_dyn.serving.export.TARGET_RANK (not imported: serving sits above metrics)
+_GAINS = {"hit_rate": hit_rate, "ndcg": ndcg, "mrr": mrr}
 
 
-def _rank(element, model_name: str) -> Optional[int]:
-    """0-based rank of the label in the predicted list, None when absent."""
+def _ranks(element, model_name: str) -> np.ndarray:
+    """The element's target ranks (one per example it holds)."""
     predictions = element.prediction
     if isinstance(predictions, dict) and model_name in predictions:
         predictions = predictions[model_name]
-    if isinstance(predictions, dict):  # the signature's outputs: use the ranked ids
-        predictions = predictions[PREDICTION_KEY]
-    strings = [v.decode() if isinstance(v, bytes) else str(v)
-               for v in np.asarray(predictions, dtype=object).ravel().tolist()]
-    label = np.asarray(element.label, dtype=object).ravel().tolist()[0]
-    label = label.decode() if isinstance(label, bytes) else str(label)
-    return strings.index(label) if label in strings else None
-
-
-def _gain(kind: str, k: Optional[int], rank: Optional[int]) -> float:
-    if rank is None or (k is not None and rank >= k):
-        return 0.0
-    return {"hit_rate": 1.0, "ndcg": 1.0 / math.log2(rank + 2), "mrr": 1.0 / (rank + 1)}[kind]
+    if not isinstance(predictions, dict) or RANK_KEY not in predictions:
+        raise ValueError(f"the model's evaluation signature has no `{RANK_KEY}` output: export it with "
+                         "tfrec_dyn.serving.export (a model exported before this version must be re-exported)")
+    return np.asarray(predictions[RANK_KEY], np.int64).ravel()
 
 
 class _MeanGainCombiner(beam.CombineFn):
-    """Mean over users of a per-user gain of the label's rank."""
+    """Mean over examples of a ranking gain of the target's rank."""
 
     def __init__(self, key, kind, k):
         self._key, self._kind, self._k = key, kind, k
@@ -55,8 +52,10 @@ class _MeanGainCombiner(beam.CombineFn):
         return [0.0, 0]
 
     def add_input(self, accumulator, element):
-        accumulator[0] += _gain(self._kind, self._k, _rank(element, self._key.model_name))
-        accumulator[1] += 1
+        ranks = _ranks(element, self._key.model_name)
+        # The per-rank figure is the same function `tfrec-dyn evaluate` averages.
+        accumulator[0] += _GAINS[self._kind](ranks, self._k) * len(ranks) if len(ranks) else 0.0
+        accumulator[1] += len(ranks)
         return accumulator
 
     def merge_accumulators(self, accumulators):
@@ -66,7 +65,7 @@ class _MeanGainCombiner(beam.CombineFn):
         return [total, count]
 
     def extract_output(self, accumulator):
-        return {self._key: accumulator[0] / max(accumulator[1], 1)}
+        return {self._key: accumulator[0] / accumulator[1] if accumulator[1] else float("nan")}
 
 
 def _computations(kind, k, name, eval_config=None, model_names=None, output_names=None,
@@ -82,7 +81,7 @@ def _computations(kind, k, name, eval_config=None, model_names=None, output_name
 
 
 class TopKHitRate(metric_types.Metric):
-    """Share of users whose next item is in their top k ("HR@k")."""
+    """Share of users whose next item ranks in the top k ("HR@k")."""
 
     def __init__(self, k: int = 10, name: Optional[str] = None):
         super().__init__(_computations, kind="hit_rate", k=k, name=name or f"HR@{k}")
@@ -96,10 +95,10 @@ class TopKNDCG(metric_types.Metric):
 
 
 class TopKMRR(metric_types.Metric):
-    """Mean reciprocal rank of the next item within the returned list ("MRR")."""
+    """Mean reciprocal rank of the next item: uncut ("MRR") or cut at k ("MRR@k")."""
 
-    def __init__(self, name: str = "MRR"):
-        super().__init__(_computations, kind="mrr", k=None, name=name)
+    def __init__(self, k: Optional[int] = None, name: Optional[str] = None):
+        super().__init__(_computations, kind="mrr", k=k, name=name or ("MRR" if k is None else f"MRR@{k}"))
 
 
 for _metric in (TopKHitRate, TopKNDCG, TopKMRR):

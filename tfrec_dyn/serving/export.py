@@ -14,7 +14,11 @@ Signatures:
   `item_ids` bytes-list feature (the TFX convention the Evaluator uses; and
   the side-field lists for models that read them);
   one input only, as TFMA feeds it, and the top `example_k` (default 50)
-  unseen items, same outputs.
+  unseen items, same outputs, plus `target_rank` (int32 [B]): the rank of
+  the example's `target_item_id` under the full protocol of `tfrec-dyn
+  evaluate` (pessimistic ties; candidates: every item but the history's,
+  the target always one), from which `tfrec_dyn.metrics.tfma_metrics` computes
+  the Evaluator's HR / NDCG / MRR, so both report the same figures.
 
 Models that read side fields (HUP: `side_fields`) take four more optional
 inputs in `serving_default`, aligned with `item_ids`: `behavior` and
@@ -49,11 +53,14 @@ import tensorflow as tf
 
 from tfrec_dyn.data.input_pipeline import feature_name
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID, PAD_TOKEN, Vocabulary
+from tfrec_dyn.metrics.protocols import full_protocol_ranks
 from tfrec_dyn.models.base import mask_seen
 
 DEFAULT_K = 10
 EXAMPLE_K = 50
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+TARGET_FEATURE = "target_item_id"  # the held-out next item in evaluation examples
+TARGET_RANK = "target_rank"  # the evaluation signature's output the TFMA metrics read
 
 
 # Side inputs of `serving_default` for models with side fields, and their "unknown" value.
@@ -84,9 +91,11 @@ class RecommenderModule(tf.Module):
     exposing string-in / string-out recommendation functions."""
 
     def __init__(self, model, vocab: Vocabulary, item_counts: Sequence[int], max_len: int,
-                 default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, side_vocabs=None, item_categories=None):
+                 default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, side_vocabs=None, item_categories=None,
+                 exclude_seen: bool = True):
         super().__init__(name="recommender")
         self.model = model
+        self.exclude_seen = bool(exclude_seen)
         self.max_len = int(max_len)
         self.num_items = vocab.size - NUM_RESERVED
         self.lookup = vocab.lookup_layer(name="item_lookup")
@@ -116,12 +125,15 @@ class RecommenderModule(tf.Module):
         def serve_examples(examples):
             # Side fields (lists aligned with item_ids in the examples) are read when the model has them.
             spec = {name: tf.io.VarLenFeature(SIDE_INPUTS[name][0]) for name in self.side_fields}
-            features = tf.io.parse_example(examples, {"item_ids": tf.io.VarLenFeature(tf.string), **spec})
+            features = tf.io.parse_example(examples, {"item_ids": tf.io.VarLenFeature(tf.string),
+                                                      TARGET_FEATURE: tf.io.VarLenFeature(tf.string), **spec})
             item_ids = tf.sparse.to_dense(features["item_ids"], default_value=PAD_TOKEN)
             shape = tf.cast(tf.shape(item_ids), tf.int64)  # a field an example lacks: all unknown
             side = {name: tf.sparse.to_dense(tf.SparseTensor(features[name].indices, features[name].values, shape),
                                              default_value=SIDE_INPUTS[name][1]) for name in self.side_fields}
-            return self._serve(item_ids, tf.constant(int(example_k)), tf.constant(True), side)
+            targets = tf.sparse.to_dense(tf.sparse.reset_shape(features[TARGET_FEATURE], [shape[0], 1]),
+                                         default_value=PAD_TOKEN)[:, 0]
+            return self._serve(item_ids, tf.constant(int(example_k)), tf.constant(self.exclude_seen), side, targets)
 
         signature = [tf.TensorSpec([None, None], tf.string, name="item_ids"),
                      tf.TensorSpec([], tf.int32, name="k"), tf.TensorSpec([], tf.bool, name="exclude_seen")]
@@ -132,17 +144,14 @@ class RecommenderModule(tf.Module):
         self.serve_examples = tf.function(
             serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
 
-    def recommend_ids(self, ids: tf.Tensor, k, exclude_seen, features=None):
-        """Top-k (ids, scores) for integer histories of any width (and side
-        features aligned with them, by model input name)."""
+    def scores(self, ids: tf.Tensor, features=None):
+        """(the model's window [B, max_len], scores [B, V]) for integer histories
+        of any width (and side features aligned with them, by model input name);
+        an empty history scores by popularity."""
         ids, features = left_align(tf.cast(ids, tf.int32), self.max_len, features or {})
         scores = self.model.score({"item_ids": ids, **features})
         empty = tf.reduce_all(tf.equal(ids, PAD_ID), axis=1, keepdims=True)
-        scores = tf.where(empty, self.popularity[tf.newaxis], scores)
-        scores = tf.cond(exclude_seen, lambda: mask_seen(scores, ids), lambda: scores)
-        k = tf.clip_by_value(k, 1, self.num_items)
-        top = tf.math.top_k(scores, k=k)
-        return top.indices, top.values
+        return ids, tf.where(empty, self.popularity[tf.newaxis], tf.cast(scores, tf.float32))
 
     def _side_features(self, ids, side):
         """Side inputs [B, L] (raw) -> model inputs aligned with the item ids."""
@@ -166,25 +175,41 @@ class RecommenderModule(tf.Module):
                                                 tf.gather(self.item_categories, ids))
         return features
 
-    def _serve(self, item_ids, k, exclude_seen, side=None):
+    def _serve(self, item_ids, k, exclude_seen, side=None, targets=None):
         ids = self.lookup(item_ids)
-        features = self._side_features(ids, side) if side else None
-        ids, scores = self.recommend_ids(ids, k, exclude_seen, features)
+        window, scores = self.scores(ids, self._side_features(ids, side) if side else None)
+        if targets is not None:  # before the seen items are masked: a seen target is still ranked
+            target_ranks = self._target_ranks(window, scores, self.lookup(targets))
+        scores = tf.cond(exclude_seen, lambda: mask_seen(scores, window), lambda: scores)
+        top = tf.math.top_k(scores, k=tf.clip_by_value(k, 1, self.num_items))
         # Slots past the last recommendable item (k > candidates left) hold "".
-        ids = tf.where(tf.math.is_finite(scores), ids, PAD_ID)
-        return {"item_ids": self.inverse_lookup(ids), "scores": scores}
+        top_ids = tf.where(tf.math.is_finite(top.values), top.indices, PAD_ID)
+        outputs = {"item_ids": self.inverse_lookup(top_ids), "scores": top.values}
+        if targets is not None:
+            outputs[TARGET_RANK] = target_ranks
+        return outputs
+
+    def _target_ranks(self, window, scores, targets):
+        """int32 [B]: each target's rank under the full protocol
+        (`tfrec_dyn.metrics.protocols.full_protocol_ranks`, the rule `tfrec-dyn
+        evaluate` uses); an unknown or missing target gets `num_items`, a miss
+        at every cut-off."""
+        known = targets >= NUM_RESERVED
+        ranks, _ = full_protocol_ranks(scores, window, tf.where(known, targets, NUM_RESERVED), self.exclude_seen)
+        return tf.where(known, ranks, self.num_items)
 
 
 def export_saved_model(model, vocab: Vocabulary, item_counts, max_len: int, path: str,
                        default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, warmup_histories=None,
-                       side_vocabs=None, item_categories=None) -> str:
+                       side_vocabs=None, item_categories=None, exclude_seen: bool = True) -> str:
     """Writes the SavedModel (with both signatures and warm-up requests) to `path`.
 
     `side_vocabs` ({field: Vocabulary}) and `item_categories` ([V] category
     id of each item id) serve the models with side fields (see the module
-    docstring)."""
+    docstring); `exclude_seen`: the evaluation signature's candidate rule (the
+    run's `TrainConfig.exclude_seen`)."""
     module = RecommenderModule(model, vocab, item_counts, max_len, default_k, example_k, side_vocabs,
-                               item_categories)
+                               item_categories, exclude_seen)
     signatures = {
         # The functions themselves, not concrete functions: only then are the
         # default values written into the SignatureDefs.

@@ -122,6 +122,11 @@ class TrainConfig:
             raise ValueError(f"unknown TrainConfig field(s): {unknown}")
         return cls(**values)
 
+    def evaluation_settings(self) -> Dict[str, Any]:
+        """The keyword arguments of `tfrec_dyn.metrics.evaluation.evaluate_model` this run fixes."""
+        return {"exclude_seen": self.exclude_seen, "num_negatives": self.num_eval_negatives,
+                "sampler": self.eval_sampler}
+
     def model_kwargs(self) -> Dict[str, Any]:
         kwargs = dict(self.hyperparameters)
         if self.loss is not None:

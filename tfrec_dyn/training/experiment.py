@@ -16,30 +16,16 @@ from tfrec_dyn.data.datasets import load_dataset
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS, Interactions
 from tfrec_dyn.data.splits import Split, k_core, leave_one_out, session_split
 from tfrec_dyn.data.vocabulary import Vocabulary
+from tfrec_dyn.metrics.evaluation import EvalArrays
 from tfrec_dyn.training.config import SPLITS, TrainConfig
-
-
-@dataclasses.dataclass
-class EvalArrays:
-    """One evaluation split as model inputs."""
-
-    user_ids: List[str]
-    histories: np.ndarray  # [U, max_len] left-padded encoded inputs
-    targets: np.ndarray  # [U] encoded target ids
-    known_items: List[np.ndarray]  # every encoded item of the user (for sampled negatives)
-    # Side-field windows aligned with `histories`, by model input name (`behavior_ids`, `dwell_time`, ...).
-    features: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    # Encoded side fields of each target, by field name (e.g. "category": [U] ids).
-    target_side: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class PreparedData:
     """A data set read, filtered, split (leave-one-out or by session) and encoded.
 
-    The item vocabulary covers the whole catalogue (every item in the data,
-    including items seen only as validation/test targets), so a held-out target
-    is rankable; popularity counts come from the training split only. Side
+    The item vocabulary is the catalogue (the rule of `tfrec_dyn.data.vocabulary`);
+    popularity counts come from the training split only. Side
     fields come along: categorical ones (`behavior`, `category`) through
     vocabularies of their own (built the same way), numeric ones as float32.
     """

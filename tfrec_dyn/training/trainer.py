@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import os
 import shutil
@@ -18,25 +17,18 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_dyn.metrics import (SampledNegatives, evaluate, gini_index, head_tail_items, item_coverage,
-                               tail_share, top_k_items)
-from tfrec_dyn.metrics.protocols import EvaluationResult
-from tfrec_dyn.metrics.ranking import metrics_from_ranks, rank_of_target
-from tfrec_dyn.data.input_pipeline import feature_name, steps_per_epoch, training_dataset
+from tfrec_dyn.metrics import evaluate
+from tfrec_dyn.metrics.evaluation import (EVAL_KS, evaluate_model, model_features, negatives_cache_dir,
+                                          score_function, split_negatives)
+from tfrec_dyn.data.input_pipeline import steps_per_epoch, training_dataset
 from tfrec_dyn.data.splits import head_mask
 from tfrec_dyn.data.user_tasks import user_task_dataset
-from tfrec_dyn.data.vocabulary import NUM_RESERVED
 from tfrec_dyn.models import MODELS, build_model
 from tfrec_dyn.training.config import TP_OPTIONS, TrainConfig
-from tfrec_dyn.training.experiment import EvalArrays, PreparedData
+from tfrec_dyn.training.experiment import PreparedData
 from tfrec_dyn.training.run import save_run
 from tfrec_dyn.training.strategy import chief_dir, is_chief, make_strategy, precision_scope
 from tfrec_dyn.training.transfer import TransferrableTrainer
-
-# Sampled-protocol negatives are drawn from this seed, not the model seed, so
-# models trained with different seeds are scored against the same candidates.
-EVAL_NEGATIVES_SEED = 20240101
-
 
 @dataclasses.dataclass
 class TrainResult:
@@ -48,94 +40,13 @@ class TrainResult:
     run_dir: Optional[str] = None
 
 
-def score_function(model):
-    """`model.score` compiled once: full-ranking evaluation of all users in seconds."""
-    return tf.function(lambda batch: model.score(batch), reduce_retracing=True)
-
-
-def negatives_cache_dir() -> str:
-    """Where drawn sampled-protocol negatives are cached: `$TFREC_DYN_CACHE`, else ~/.cache/tfrec_dyn."""
-    return os.environ.get("TFREC_DYN_CACHE", os.path.expanduser("~/.cache/tfrec_dyn"))
-
-
-def sampled_negatives(data: PreparedData, arrays: EvalArrays, config: TrainConfig,
-                      cache_dir: Optional[str] = None) -> SampledNegatives:
-    """The split's fixed sampled-protocol negatives, drawn once and cached on disk.
-
-    The cache key hashes the vocabulary, every user's known items and the
-    sampling settings; the draw itself is deterministic from its seed, so a
-    missing cache only costs the draw.
-    """
-    key = hashlib.sha1()
-    key.update("\n".join(data.vocab.tokens).encode())
-    for items in arrays.known_items:
-        key.update(np.asarray(items, np.int32).tobytes() + b"|")
-    key.update(f"{config.num_eval_negatives}/{config.eval_sampler}/{EVAL_NEGATIVES_SEED}".encode())
-    path = os.path.join(cache_dir or negatives_cache_dir(), "negatives", key.hexdigest() + ".npz")
-    if os.path.exists(path):
-        return SampledNegatives.load(path)
-    negatives = SampledNegatives.draw(arrays.known_items, data.vocab.size, config.num_eval_negatives,
-                                      sampler=config.eval_sampler, item_counts=data.item_counts,
-                                      seed=EVAL_NEGATIVES_SEED)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    negatives.save(path)
-    return negatives
-
-
-def model_features(model, features):
-    """The side-field inputs among `features` that `model` reads (its `side_fields`)."""
-    wanted = {feature_name(field) for field in getattr(model, "side_fields", ())}
-    return {name: values for name, values in features.items() if name in wanted}
-
-
-def evaluate_model(model, data: PreparedData, config: TrainConfig, which: str = "test",
-                   protocols=None, ks=(5, 10, 20, 50), cache_dir: Optional[str] = None):
-    """{protocol: figures} of `model` on the validation or test split; models
-    that rank categories too (HUP) add a "category" entry (next-item category,
-    all categories ranked). `cache_dir`: see `sampled_negatives`."""
-    arrays = data.eval_arrays(which, config.max_len)
-    features = model_features(model, arrays.features)
-    score_fn = score_function(model)
-    results = {}
-    for protocol in protocols or config.eval_protocols:
-        negatives = sampled_negatives(data, arrays, config, cache_dir) if protocol == "sampled" else None
-        results[protocol] = evaluate(score_fn, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
-                                     negatives=negatives, exclude_seen=config.exclude_seen, features=features)
-        if protocol == "full":
-            results[protocol].metrics.update(beyond_accuracy(score_fn, arrays, data, config.exclude_seen, features))
-    if hasattr(model, "category_scores") and "category" in arrays.target_side:
-        results["category"] = evaluate_categories(model, arrays, features, ks)
-    return results
-
-
-def evaluate_categories(model, arrays: EvalArrays, features, ks=(5, 10, 20), batch_size: int = 256):
-    """Ranks each target's category among all categories with `model.category_scores`."""
-    targets = arrays.target_side["category"]
-    if targets.size and targets.min() < NUM_RESERVED:
-        raise ValueError("a target's category is not in the category vocabulary")
-    score_fn = tf.function(lambda batch: model.category_scores(batch), reduce_retracing=True)
-    ranks = []
-    for start in range(0, len(targets), batch_size):
-        batch = {"item_ids": arrays.histories[start:start + batch_size],
-                 **{name: values[start:start + batch_size] for name, values in features.items()}}
-        scores = score_fn(batch).numpy()
-        candidates = np.ones_like(scores, bool)
-        candidates[:, :NUM_RESERVED] = False
-        ranks.append(rank_of_target(scores, targets[start:start + batch_size], candidates))
-    ranks = np.concatenate(ranks)
-    return EvaluationResult(metrics_from_ranks(ranks, ks), ranks, np.full(len(ranks), scores.shape[1] - NUM_RESERVED),
-                            "category", tuple(ks))
-
-
-def beyond_accuracy(score_fn, arrays: EvalArrays, data: PreparedData, exclude_seen: bool, features=None,
-                    k: int = 10):
-    """Item coverage, Gini index and tail-item share of everyone's top-k list
-    (tail items: all but the 20 % most interacted-with training items)."""
-    top_k = top_k_items(score_fn, arrays.histories, k=k, exclude_seen=exclude_seen, features=features)
-    _, tail = head_tail_items(data.item_counts)
-    return {f"Coverage@{k}": item_coverage(top_k, data.vocab.size),
-            f"Gini@{k}": gini_index(top_k, data.vocab.size),
-            f"TailShare@{k}": tail_share(top_k, tail)}
+def evaluate_split(model, data: PreparedData, config: TrainConfig, which: str = "test",
+                   protocols=None, ks=EVAL_KS, cache_dir: Optional[str] = None):
+    """`tfrec_dyn.metrics.evaluation.evaluate_model` on the validation or test
+    split of `data`, with the run's protocols and evaluation settings."""
+    return evaluate_model(model, data.eval_arrays(which, config.max_len), data.vocab, data.item_counts,
+                          protocols=protocols or config.eval_protocols, ks=ks, cache_dir=cache_dir,
+                          **config.evaluation_settings())
 
 
 class ValidationCallback(keras.callbacks.Callback):
@@ -298,7 +209,7 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
                                         side_vocab_sizes=data.side_vocab_sizes())
     with chief_dir(out_dir, strategy) as run_dir, chief_dir(negatives_cache_dir(), strategy) as cache_dir:
         metrics = {protocol: result.metrics
-                   for protocol, result in evaluate_model(model, data, config, cache_dir=cache_dir).items()}
+                   for protocol, result in evaluate_split(model, data, config, cache_dir=cache_dir).items()}
         history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         if callbacks and callbacks[0].best_epoch:
             history["best_epoch"] = [callbacks[0].best_epoch]
@@ -309,5 +220,7 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
             save_run(run_dir, config, data.vocab, model, history, summary, data.side_vocabs)
             arrays = data.eval_arrays("test", config.max_len)
             if "sampled" in config.eval_protocols:
-                sampled_negatives(data, arrays, config, cache_dir).save(os.path.join(run_dir, "negatives_test.npz"))
+                negatives = split_negatives(arrays, data.vocab, data.item_counts, config.num_eval_negatives,
+                                            config.eval_sampler, cache_dir)
+                negatives.save(os.path.join(run_dir, "negatives_test.npz"))
     return result

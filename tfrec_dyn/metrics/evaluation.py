@@ -1,0 +1,144 @@
+"""A model's figures on one evaluation split: the protocols applied to a recommender.
+
+This is the one implementation of the evaluation protocol. `tfrec-dyn
+evaluate`, the final evaluation of `tfrec-dyn train` / `train(...)` and the
+validation callback call `evaluate_model`; the exported SavedModel's
+evaluation signature (`serving_tf_example`, read by the TFX Evaluator through
+`tfrec_dyn.metrics.tfma_metrics`) ranks each target with the same
+`full_protocol_ranks`, and the TFMA metrics turn those ranks into figures with
+the same `tfrec_dyn.metrics.ranking` functions.
+
+    arrays = data.eval_arrays("test", max_len)            # an `EvalArrays`
+    results = evaluate_model(model, arrays, data.vocab, data.item_counts, protocols=("full", "sampled"))
+    results["full"].metrics["NDCG@10"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec_dyn.data.input_pipeline import feature_name
+from tfrec_dyn.data.vocabulary import NUM_RESERVED, Vocabulary
+from tfrec_dyn.metrics.beyond import gini_index, head_tail_items, item_coverage, tail_share
+from tfrec_dyn.metrics.protocols import DEFAULT_NUM_NEGATIVES, EvaluationResult, SampledNegatives, evaluate, top_k_items
+from tfrec_dyn.metrics.ranking import metrics_from_ranks, rank_of_target
+
+# Sampled-protocol negatives are drawn from this seed, not the model seed, so
+# models trained with different seeds are scored against the same candidates.
+EVAL_NEGATIVES_SEED = 20240101
+EVAL_KS = (5, 10, 20, 50)
+
+
+@dataclasses.dataclass
+class EvalArrays:
+    """One evaluation split as model inputs."""
+
+    user_ids: List[str]
+    histories: np.ndarray  # [U, max_len] left-padded encoded inputs
+    targets: np.ndarray  # [U] encoded target ids
+    known_items: List[np.ndarray]  # every encoded item of the user (for sampled negatives)
+    # Side-field windows aligned with `histories`, by model input name (`behavior_ids`, `dwell_time`, ...).
+    features: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    # Encoded side fields of each target, by field name (e.g. "category": [U] ids).
+    target_side: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+def score_function(model):
+    """`model.score` compiled once: full-ranking evaluation of all users in seconds."""
+    return tf.function(lambda batch: model.score(batch), reduce_retracing=True)
+
+
+def model_features(model, features):
+    """The side-field inputs among `features` that `model` reads (its `side_fields`)."""
+    wanted = {feature_name(field) for field in getattr(model, "side_fields", ())}
+    return {name: values for name, values in features.items() if name in wanted}
+
+
+def negatives_cache_dir() -> str:
+    """Where drawn sampled-protocol negatives are cached: `$TFREC_DYN_CACHE`, else ~/.cache/tfrec_dyn."""
+    return os.environ.get("TFREC_DYN_CACHE", os.path.expanduser("~/.cache/tfrec_dyn"))
+
+
+def split_negatives(arrays: EvalArrays, vocab: Vocabulary, item_counts, num_negatives: int = DEFAULT_NUM_NEGATIVES,
+                    sampler: str = "uniform", cache_dir: Optional[str] = None) -> SampledNegatives:
+    """The split's fixed sampled-protocol negatives, drawn once and cached on disk.
+
+    The cache key hashes the vocabulary, every user's known items and the
+    sampling settings; the draw itself is deterministic from its seed, so a
+    missing cache only costs the draw.
+    """
+    key = hashlib.sha1()
+    key.update("\n".join(vocab.tokens).encode())
+    for items in arrays.known_items:
+        key.update(np.asarray(items, np.int32).tobytes() + b"|")
+    key.update(f"{num_negatives}/{sampler}/{EVAL_NEGATIVES_SEED}".encode())
+    path = os.path.join(cache_dir or negatives_cache_dir(), "negatives", key.hexdigest() + ".npz")
+    if os.path.exists(path):
+        return SampledNegatives.load(path)
+    negatives = SampledNegatives.draw(arrays.known_items, vocab.size, num_negatives, sampler=sampler,
+                                      item_counts=item_counts, seed=EVAL_NEGATIVES_SEED)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    negatives.save(path)
+    return negatives
+
+
+def evaluate_model(model, arrays: EvalArrays, vocab: Vocabulary, item_counts, protocols: Sequence[str] = ("full",),
+                   ks=EVAL_KS, exclude_seen: bool = True, num_negatives: int = DEFAULT_NUM_NEGATIVES,
+                   sampler: str = "uniform", cache_dir: Optional[str] = None) -> Dict[str, EvaluationResult]:
+    """{protocol: `EvaluationResult`} of `model` on `arrays`; the full protocol
+    adds the beyond-accuracy figures, and models that rank categories too (HUP)
+    add a "category" entry (next-item category, all categories ranked).
+
+    `item_counts`: training-split counts (popularity sampler, tail items);
+    `num_negatives`, `sampler`, `cache_dir`: the sampled protocol's (see
+    `split_negatives`)."""
+    features = model_features(model, arrays.features)
+    score_fn = score_function(model)
+    results = {}
+    for protocol in protocols:
+        negatives = (split_negatives(arrays, vocab, item_counts, num_negatives, sampler, cache_dir)
+                     if protocol == "sampled" else None)
+        results[protocol] = evaluate(score_fn, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
+                                     negatives=negatives, exclude_seen=exclude_seen, features=features)
+        if protocol == "full":
+            results[protocol].metrics.update(
+                beyond_accuracy(score_fn, arrays, vocab.size, item_counts, exclude_seen, features))
+    if hasattr(model, "category_scores") and "category" in arrays.target_side:
+        results["category"] = evaluate_categories(model, arrays, features, ks)
+    return results
+
+
+def evaluate_categories(model, arrays: EvalArrays, features, ks=(5, 10, 20), batch_size: int = 256):
+    """Ranks each target's category among all categories with `model.category_scores`."""
+    targets = arrays.target_side["category"]
+    if targets.size and targets.min() < NUM_RESERVED:
+        raise ValueError("a target's category is not in the category vocabulary")
+    score_fn = tf.function(lambda batch: model.category_scores(batch), reduce_retracing=True)
+    ranks = []
+    for start in range(0, len(targets), batch_size):
+        batch = {"item_ids": arrays.histories[start:start + batch_size],
+                 **{name: values[start:start + batch_size] for name, values in features.items()}}
+        scores = score_fn(batch).numpy()
+        candidates = np.ones_like(scores, bool)
+        candidates[:, :NUM_RESERVED] = False
+        ranks.append(rank_of_target(scores, targets[start:start + batch_size], candidates))
+    ranks = np.concatenate(ranks)
+    return EvaluationResult(metrics_from_ranks(ranks, ks), ranks, np.full(len(ranks), scores.shape[1] - NUM_RESERVED),
+                            "category", tuple(ks))
+
+
+def beyond_accuracy(score_fn, arrays: EvalArrays, vocab_size: int, item_counts, exclude_seen: bool,
+                    features=None, k: int = 10):
+    """Item coverage, Gini index and tail-item share of everyone's top-k list
+    (tail items: all but the 20 % most interacted-with training items)."""
+    top_k = top_k_items(score_fn, arrays.histories, k=k, exclude_seen=exclude_seen, features=features)
+    _, tail = head_tail_items(item_counts)
+    return {f"Coverage@{k}": item_coverage(top_k, vocab_size),
+            f"Gini@{k}": gini_index(top_k, vocab_size),
+            f"TailShare@{k}": tail_share(top_k, tail)}

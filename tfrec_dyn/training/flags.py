@@ -1,0 +1,75 @@
+"""The `TrainConfig` command-line flags: one parser for `tfrec-dyn train`,
+`pipelines/local_runner.py` and `pipelines/kubeflow_runner.py`.
+
+    parser = argparse.ArgumentParser()
+    add_train_flags(parser, epochs=200)
+    config = TrainConfig(**train_config_fields(parser.parse_args()))
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Dict, Optional
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def key_value(text: str):
+    """argparse type for KEY=VALUE settings: VALUE is parsed as JSON, else kept as a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Optional[str] = "ml-100k",
+                    data_help: str = "built-in data set name or a path (default: ml-100k)") -> None:
+    """Adds every `TrainConfig` flag to `parser`; `epochs` and `data` set the
+    defaults (`data=None`: the flag is required)."""
+    from tfrec_dyn.data.datasets import FORMAT_NAMES
+    from tfrec_dyn.models.registry import MODELS
+    from tfrec_dyn.training.config import SPLITS, TP_OPTION_NAMES, TRAINERS
+
+    losses = sorted({loss for model in MODELS.values() for loss in model.supported_losses})
+    parser.add_argument("--model", default="sasrec", choices=sorted(MODELS))
+    parser.add_argument("--data", default=data, required=data is None, help=data_help)
+    parser.add_argument("--format", dest="data_format",
+                        help=f"data format when it cannot be guessed from the path: {', '.join(FORMAT_NAMES)}")
+    parser.add_argument("--columns", type=json.loads,
+                        help='column mapping for csv/tsv/jsonl logs, e.g. \'{"user": "uid", "item": "sku"}\'')
+    parser.add_argument("--k-core", type=int, default=0)
+    parser.add_argument("--split", choices=SPLITS, default="leave_one_out",
+                        help="hold out each user's last items, or whole sessions (session logs such as JD)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seeds the session split")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=128, help="per replica")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--loss", choices=losses, help="default: the model's own")
+    parser.add_argument("--negative-sampler", choices=("uniform", "popularity"), default="uniform")
+    parser.add_argument("--hp", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="model hyperparameter, e.g. --hp embed_dim=64 (repeatable)")
+    parser.add_argument("--trainer", choices=TRAINERS, default="standard",
+                        help="'tp': transferrable parameters for long-tailed users (meta-learning + adversary)")
+    parser.add_argument("--trainer-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help=f"a 'tp' trainer setting, repeatable: {', '.join(TP_OPTION_NAMES)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--validate-every", type=int, default=0)
+
+
+def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
+    """The `TrainConfig` keyword arguments of flags added by `add_train_flags`."""
+    return {
+        "model": args.model, "data": args.data, "data_format": args.data_format, "columns": args.columns,
+        "k_core": args.k_core, "split": args.split, "split_seed": args.split_seed, "max_len": args.max_len,
+        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "loss": args.loss, "negative_sampler": args.negative_sampler, "hyperparameters": dict(args.hp),
+        "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,
+        "validate_every": args.validate_every, "trainer": args.trainer,
+        "trainer_options": dict(args.trainer_option)}
