@@ -149,6 +149,47 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
 
 
 @pytest.mark.slow
+def test_pipeline_rerun_after_sigkill_resumes_the_trainer(tmp_path):
+    """The local runner killed (SIGKILL) while the Trainer trains; the same
+    command again resumes the training from its last completed epoch."""
+    import glob
+    import re
+    import signal
+    import time
+
+    data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
+    _patterned_log(data, num_users=3000)
+    epochs = 30
+    command = [sys.executable, os.path.join(REPO, "pipelines", "local_runner.py"), "--data", str(data),
+               "--epochs", str(epochs), "--max-len", "20", "--pipeline-root", str(root),
+               "--serving-root", str(serving), "--beam-mode", "in_memory", "--hr-threshold", "0"]
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                 start_new_session=True)
+        deadline = time.time() + 600
+        while first.poll() is None and time.time() < deadline:
+            if glob.glob(str(root / "**" / "model_run" / "backup" / "*" / "chief" / "checkpoint"), recursive=True):
+                break  # an epoch is backed up
+            time.sleep(0.2)
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert _node(_executions(str(root / "metadata.sqlite")), "Trainer")[-1] != "COMPLETE"
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    assert second.returncode == 0, second.stderr[-4000:]
+    resumed = re.search(rf"resuming after epoch (\d+) of {epochs}", second.stdout + second.stderr)
+    assert resumed, second.stdout[-3000:]
+    trainer = _node(_executions(str(root / "metadata.sqlite")), "Trainer")
+    assert len(trainer) == 2 and trainer[-1] == "COMPLETE", trainer
+    history = json.loads(open(os.path.join(_latest_artifact(str(root / "metadata.sqlite"), "ModelRun").uri,
+                                           "run", "history.json")).read())
+    assert len(history["loss"]) == epochs - int(resumed.group(1))  # only the epochs that were left
+    assert "blessed: True" in second.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["retr", "rdrsr", "adasplit"])
 def test_pipeline_trains_and_pushes_other_models(model, tmp_path):
     """`--model NAME` plugs into the same pipeline and pushes a model that serves the same requests."""
