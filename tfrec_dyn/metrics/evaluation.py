@@ -1,8 +1,9 @@
 """A model's figures on one evaluation split: the protocols applied to a recommender.
 
 This is the one implementation of the evaluation protocol. `tfrec-dyn
-evaluate`, the final evaluation of `tfrec-dyn train` / `train(...)` and the
-validation callback call `evaluate_model`; the exported SavedModel's
+evaluate` and the final evaluation of `tfrec-dyn train` / `train(...)` call
+`evaluate_model` (the validation callback calls its `evaluate` for HR/NDCG@10
+only); the exported SavedModel's
 evaluation signature (`serving_tf_example`, read by the TFX Evaluator through
 `tfrec_dyn.metrics.tfma_metrics`) ranks each target with the same
 `full_protocol_ranks`, and the TFMA metrics turn those ranks into figures with
@@ -106,6 +107,7 @@ def evaluate_model(model, arrays: EvalArrays, vocab: Vocabulary, item_counts, pr
                      if protocol == "sampled" else None)
         results[protocol] = evaluate(score_fn, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
                                      negatives=negatives, exclude_seen=exclude_seen, features=features)
+        results[protocol].negatives = negatives
         if protocol == "full":
             results[protocol].metrics.update(
                 beyond_accuracy(score_fn, arrays, vocab.size, item_counts, exclude_seen, features))

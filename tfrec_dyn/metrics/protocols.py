@@ -286,6 +286,8 @@ class EvaluationResult:
         among, itself included.
       protocol: "full" or "sampled".
       ks: the cut-offs.
+      negatives: "sampled", from `evaluation.evaluate_model`: the split's
+        negatives the targets were ranked against (to store with a run).
     """
 
     metrics: Dict[str, float]
@@ -293,6 +295,7 @@ class EvaluationResult:
     num_candidates: np.ndarray
     protocol: str
     ks: Tuple[int, ...]
+    negatives: Optional["SampledNegatives"] = None
 
     def metrics_for(self, users) -> Dict[str, float]:
         """The same metrics over a subset of users (bool mask [U] or row indices),

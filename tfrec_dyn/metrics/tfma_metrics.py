@@ -53,9 +53,9 @@ class _MeanGainCombiner(beam.CombineFn):
 
     def add_input(self, accumulator, element):
         ranks = _ranks(element, self._key.model_name)
-        # The per-rank figure is the same function `tfrec-dyn evaluate` averages.
-        accumulator[0] += _GAINS[self._kind](ranks, self._k) * len(ranks) if len(ranks) else 0.0
-        accumulator[1] += len(ranks)
+        if len(ranks):  # the mean of the same function `tfrec-dyn evaluate` averages, weighted back to a sum
+            accumulator[0] += _GAINS[self._kind](ranks, self._k) * len(ranks)
+            accumulator[1] += len(ranks)
         return accumulator
 
     def merge_accumulators(self, accumulators):

@@ -18,8 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.metrics import evaluate
-from tfrec_dyn.metrics.evaluation import (EVAL_KS, evaluate_model, model_features, negatives_cache_dir,
-                                          score_function, split_negatives)
+from tfrec_dyn.metrics.evaluation import EVAL_KS, evaluate_model, model_features, negatives_cache_dir, score_function
 from tfrec_dyn.data.input_pipeline import steps_per_epoch, training_dataset
 from tfrec_dyn.data.splits import head_mask
 from tfrec_dyn.data.user_tasks import user_task_dataset
@@ -208,8 +207,8 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
                                         callbacks, verbose, backup_dir, strategy, side=data.train_side,
                                         side_vocab_sizes=data.side_vocab_sizes())
     with chief_dir(out_dir, strategy) as run_dir, chief_dir(negatives_cache_dir(), strategy) as cache_dir:
-        metrics = {protocol: result.metrics
-                   for protocol, result in evaluate_split(model, data, config, cache_dir=cache_dir).items()}
+        results = evaluate_split(model, data, config, cache_dir=cache_dir)
+        metrics = {protocol: result.metrics for protocol, result in results.items()}
         history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
         if callbacks and callbacks[0].best_epoch:
             history["best_epoch"] = [callbacks[0].best_epoch]
@@ -218,9 +217,6 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
             summary = {"model": config.model, "data": config.data, "train_seconds": train_seconds,
                        "num_replicas": strategy.num_replicas_in_sync, "metrics": metrics}
             save_run(run_dir, config, data.vocab, model, history, summary, data.side_vocabs)
-            arrays = data.eval_arrays("test", config.max_len)
-            if "sampled" in config.eval_protocols:
-                negatives = split_negatives(arrays, data.vocab, data.item_counts, config.num_eval_negatives,
-                                            config.eval_sampler, cache_dir)
-                negatives.save(os.path.join(run_dir, "negatives_test.npz"))
+            if "sampled" in results:  # the candidates the run was scored against, with the run
+                results["sampled"].negatives.save(os.path.join(run_dir, "negatives_test.npz"))
     return result
