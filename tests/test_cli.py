@@ -192,6 +192,9 @@ def runs(small_data, tmp_path_factory):
     (["explain", "{good}", "--user", "1"], "poprec has nothing to explain"),
     (["export", "{good}", "--model_base_path", "{file}"], "{file}"),
     (["export", "/no/run", "--model_base_path", "{file}"], "/no/run: not a run directory"),
+    (["serve", "--model_base_path", "/no/models"], "no version of model 'models' could be loaded"),
+    (["serve", "--model_base_path", "{no_model}", "--model_name", "rec"], "no version of model 'rec'"),
+    (["serve", "--model_base_path", "{good}", "--rest_api_num_threads", "0"], "num_threads must be at least 1"),
 ])
 def test_user_errors_give_one_line_and_exit_2(runs, argv, message, capsys):
     argv = [arg.format(**runs) for arg in argv]

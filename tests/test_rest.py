@@ -1,4 +1,5 @@
-"""The TF-Serving-compatible REST server: every endpoint, both formats, errors, hot-swap."""
+"""The TF-Serving-compatible REST server: every endpoint, both formats, errors as JSON,
+background version loading that never fails a request, limits, overload, SIGTERM drain, fuzzing."""
 
 import asyncio
 import json
@@ -6,6 +7,7 @@ import shutil
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -33,8 +35,9 @@ def _export(path, model_cls, counts_seed):
 class _Server:
     """The real app on a free 127.0.0.1 port, in a thread with its own event loop."""
 
-    def __init__(self, models):
-        self.app = rest.create_app(models)
+    def __init__(self, models, **options):
+        self.rest = rest.RestServer(models, rest.ServerOptions(**{"poll_seconds": 0.2, **options}))
+        self.app = self.rest.app
         self.loop = asyncio.new_event_loop()
         self.runner = web.AppRunner(self.app)
         self.loop.run_until_complete(self.runner.setup())
@@ -54,7 +57,20 @@ class _Server:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
+    def status(self, name):
+        return {entry["version"]: entry for entry in self.request(f"/v1/models/{name}")[1]["model_version_status"]}
+
+    def wait_for(self, name, version, state, seconds=60):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            entry = self.status(name).get(str(version))
+            if entry and entry["state"] == state:
+                return entry
+            time.sleep(0.1)
+        raise AssertionError(f"version {version} of {name} did not reach {state}: {self.status(name)}")
+
     def close(self):
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -134,22 +150,284 @@ def test_bad_requests_get_tf_serving_errors_and_the_server_stays_up(server, path
     assert server.request("/v1/models/rec")[0] == 200
 
 
-def test_new_version_is_picked_up_without_restart(tmp_path):
+def _push(base, version, writer):
+    """Writes a version beside `base` and renames it into place, as the Pusher and `export_version` do."""
+    staging = base.parent / f"staging-{version}"
+    writer(staging)
+    shutil.move(str(staging), str(base / str(version)))
+
+
+class _Clients:
+    """Threads sending valid predict requests until stopped; counts answers that are not 200."""
+
+    def __init__(self, server, name, count=3):
+        self.server, self.name, self.answers, self.failures = server, name, 0, []
+        self._stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            status, answer = self.server.request(f"/v1/models/{self.name}:predict",
+                                                 {"instances": [{"item_ids": ["i1", "i2"]}]})
+            self.answers += 1
+            if status != 200:
+                self.failures.append((status, answer))
+
+    def stop(self):
+        self._stop.set()
+        for thread in self.threads:
+            thread.join(60)
+
+
+def test_versions_load_in_the_background_and_broken_ones_never_fail_a_request(tmp_path):
     base = tmp_path / "pop"
     _, vocab, counts_v1 = _export(base / "1", PopRec, 1)
+    top = lambda counts: vocab.decode([int(np.argmax(counts[2:])) + 2])[0]  # PopRec's best item
     srv = _Server({"pop": str(base)})
+    clients = _Clients(srv, "pop")
     try:
-        _, first = srv.request("/v1/models/pop:predict", {"instances": [{"item_ids": [""]}], })
-        assert first["predictions"][0]["item_ids"][0] == vocab.decode([int(np.argmax(counts_v1[2:])) + 2])[0]
-        _, vocab, counts_v2 = _export(tmp_path / "staging", PopRec, 2)
-        shutil.move(str(tmp_path / "staging"), str(base / "2"))  # an atomic push, as the Pusher does
+        empty = {"instances": [{"item_ids": [""]}]}
+        assert srv.request("/v1/models/pop:predict", empty)[1]["predictions"][0]["item_ids"][0] == top(counts_v1)
+
+        def garbage_graph(path):
+            shutil.copytree(base / "1", path)
+            (path / "saved_model.pb").write_bytes(b"\x08\x96\x01 this is not a SavedModel")
+
+        def half_written(path):  # variables copied, the graph not yet
+            shutil.copytree(base / "1", path)
+            (path / "saved_model.pb").unlink()
+
+        def no_variables(path):
+            shutil.copytree(base / "1", path)
+            shutil.rmtree(path / "variables")
+
+        for version, writer, code in [(2, garbage_graph, None), (3, half_written, "NOT_FOUND"),
+                                      (4, no_variables, None)]:
+            _push(base, version, writer)
+            entry = srv.wait_for("pop", version, "END")
+            assert entry["status"]["error_code"] != "OK" and f"version {version}" in entry["status"]["error_message"]
+            if code:
+                assert entry["status"]["error_code"] == code
+            # Version 1 still answers, and a request for the broken version is a plain 404.
+            assert srv.status("pop")["1"]["state"] == "AVAILABLE"
+            assert srv.request(f"/v1/models/pop/versions/{version}:predict", empty)[0] == 404
+            assert srv.request(f"/v1/models/pop/versions/{version}")[1]["model_version_status"][0] == entry
+
+        _push(base, 5, lambda path: _export(path, PopRec, 2))
+        srv.wait_for("pop", 5, "AVAILABLE")
+        counts_v5 = _export(tmp_path / "again", PopRec, 2)[2]
+        assert srv.request("/v1/models/pop:predict", empty)[1]["predictions"][0]["item_ids"][0] == top(counts_v5)
+        assert srv.status("pop")["1"] == {"version": "1", "state": "END",
+                                          "status": {"error_code": "OK", "error_message": ""}}
+        assert srv.request("/v1/models/pop/metadata")[1]["model_spec"]["version"] == "5"
+    finally:
+        clients.stop()
+        srv.close()
+    assert clients.answers > 10 and clients.failures == []
+
+
+def test_a_failed_version_is_retried_when_its_files_change_and_startup_falls_back(tmp_path):
+    from tfrec_dyn.serving.versions import VersionManager
+
+    base = tmp_path / "rec"
+    _export(base / "1", PopRec, 1)
+    shutil.copytree(base / "1", base / "2")
+    graph = (base / "2" / "saved_model.pb").read_bytes()
+    (base / "2" / "saved_model.pb").unlink()  # a copy still in progress when the server starts
+    manager = VersionManager({"rec": str(base)})
+    manager.load_initial()  # the newest version does not load: the one before it serves
+    model = manager.models["rec"]
+    assert model.current.version == 1
+    assert [(s["version"], s["state"], s["status"]["error_code"]) for s in model.statuses()] == [
+        ("2", "END", "NOT_FOUND"), ("1", "AVAILABLE", "OK")]
+    model.poll()  # nothing changed on disk: not loaded again
+    assert model.current.version == 1 and model.statuses(2)[0]["state"] == "END"
+    (base / "2" / "saved_model.pb").write_bytes(graph)  # the copy finishes
+    model.poll()
+    assert model.current.version == 2 and model.statuses(2)[0]["state"] == "AVAILABLE"
+    shutil.rmtree(base / "2")  # the served version deleted: the newest remaining one takes over
+    model.poll()
+    assert model.current.version == 1
+
+    with pytest.raises(FileNotFoundError, match="no version of model 'none' could be loaded"):
+        VersionManager({"none": str(tmp_path / "missing")}).load_initial()
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="Failed to load version 1"):
+        VersionManager({"broken": str(tmp_path / "broken")}).load_initial()
+
+
+def test_deep_nesting_and_oversized_bodies_are_client_errors(server):
+    limited = _Server({"rec": str(server.base)}, max_request_bytes=100_000)
+    try:
+        _check_deep_and_oversized(limited)
+    finally:
+        limited.close()
+
+
+def _check_deep_and_oversized(limited):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    code, answer = limited.request("/v1/models/rec:predict", raw=b'{"instances": ' + deep[:50_000] + b"}")
+    assert code == 400 and "nested too deeply" in answer["error"]
+    nested = {"instances": [{"item_ids": json.loads("[" * 900 + '"a"' + "]" * 900)}]}
+    assert limited.request("/v1/models/rec:predict", nested)[0] == 400
+    code, answer = limited.request("/v1/models/rec:predict", raw=b" " * 100_001)
+    assert code == 413 and "over the limit of 100000 bytes" in answer["error"]
+    assert limited.request("/v1/models/rec:predict", {"instances": [{"item_ids": ["i1"]}]})[0] == 200
+
+
+def test_overload_answers_503_instead_of_queueing(server):
+    srv = _Server({"rec": str(server.base)}, num_threads=1, max_queued_requests=0)
+    big = {"instances": [{"item_ids": ["i1", "i2", "i3", "i4", "i5"]}] * 4000}  # about half a second of work
+    results = []
+    thread = threading.Thread(target=lambda: results.append(srv.request("/v1/models/rec:predict", big)[0]))
+    try:
+        thread.start()
         deadline = time.time() + 30
-        while time.time() < deadline:
-            if srv.request("/v1/models/pop")[1]["model_version_status"][0]["version"] == "2":
-                break
-            time.sleep(0.3)
-        _, second = srv.request("/v1/models/pop:predict", {"instances": [{"item_ids": [""]}]})
-        assert second["predictions"][0]["item_ids"][0] == vocab.decode([int(np.argmax(counts_v2[2:])) + 2])[0]
-        assert srv.request("/v1/models/pop/versions/2")[0] == 200
+        while srv.rest._pending == 0 and time.time() < deadline:  # the one thread is busy with it
+            time.sleep(0.002)
+        start = time.time()
+        status, answer = srv.request("/v1/models/rec:predict", {"instances": [{"item_ids": ["i1"]}]})
+        turned_away = time.time() - start
+        thread.join(60)
+        assert status == 503 and "overloaded" in answer["error"], (status, answer)
+        assert turned_away < 0.3 and results == [200]
+        assert srv.request("/v1/models/rec:predict", {"instances": [{"item_ids": ["i1"]}]})[0] == 200
     finally:
         srv.close()
+
+
+def test_requests_past_the_deadline_get_504(server):
+    srv = _Server({"rec": str(server.base)}, timeout_ms=1)
+    try:
+        big = {"instances": [{"item_ids": ["i1", "i2", "i3"]}] * 500}
+        code, answer = srv.request("/v1/models/rec:predict", big)
+        assert code == 504 and "Deadline exceeded" in answer["error"]
+    finally:
+        srv.close()
+
+
+def _fuzz_cases(rng, count):
+    """`count` malformed requests (method, path, body): each is wrong by construction."""
+    valid = {"instances": [{"item_ids": ["i1", "i2"], "k": 3}]}
+    columnar = {"inputs": {"item_ids": [["i1", "i2"]], "k": 3, "exclude_seen": True}}
+    garbage = lambda: bytes(rng.integers(0, 256, int(rng.integers(1, 200)), dtype=np.uint8))
+    # None of these is a valid item_ids, k or exclude_seen (a k outside [1, items] is clipped, so valid).
+    wrong_values = [None, 2 ** 40, -2 ** 31 - 1, 1.5, "x", [], [[[["i1"]]]], {}, {"b64": "!!"}, {"b64": 3},
+                    [["i1", 2]], [[None]], "NaN", [1e400], 3]
+
+    def body_case():
+        kind = int(rng.integers(0, 8))
+        if kind == 0:  # not JSON, or not an object
+            return garbage() if rng.random() < 0.7 else json.dumps(wrong_values[int(rng.integers(len(wrong_values)))]).encode()
+        if kind == 1:  # valid JSON cut short
+            text = json.dumps(valid if rng.random() < 0.5 else columnar)
+            return text[:int(rng.integers(1, len(text)))].encode()
+        if kind == 2:  # deep nesting
+            depth = int(rng.integers(500, 50_000))
+            return ('{"inputs": {"item_ids": ' + "[" * depth + "]" * depth + "}}").encode()
+        if kind == 3:  # a wrong value for an input
+            body = json.loads(json.dumps(columnar))
+            key = ["item_ids", "k", "exclude_seen"][int(rng.integers(3))]
+            body["inputs"][key] = wrong_values[int(rng.integers(len(wrong_values)))]
+            if key == "k" and body["inputs"][key] == 3:
+                body["inputs"][key] = True  # a boolean is not an integer
+            return json.dumps(body).encode()
+        if kind == 4:  # unknown inputs, both keys, no key, a wrong signature
+            return json.dumps([{"inputs": {"item_ids": [["i1"]], "nope": 1}}, {**valid, **columnar}, {"k": 3},
+                               {**valid, "signature_name": ["serving_default"]},
+                               {**valid, "signature_name": "x" * int(rng.integers(1, 50))},
+                               {"instances": []}, {"instances": [{"item_ids": ["a"]}, {"k": 3}]},
+                               {"instances": [{"item_ids": ["a"]}, {"item_ids": ["a", "b"]}]},
+                               {"inputs": [["i1"]]}][int(rng.integers(9))]).encode()
+        if kind == 5:  # k does not fit in the signature's int32
+            return json.dumps({"inputs": {"item_ids": [["i1"]], "k": int(rng.choice([-2 ** 31 - 1, 2 ** 31]))}}).encode()
+        if kind == 6:  # bad UTF-8 inside otherwise fine JSON
+            return b'{"instances": [{"item_ids": ["\xff\xfe"]}]}'
+        return garbage() + json.dumps(valid).encode()
+
+    def path_case():
+        word = "".join(chr(int(c)) for c in rng.integers(33, 127, int(rng.integers(1, 12))))
+        word = urllib.parse.quote(word, safe="")
+        return [("GET", f"/v1/models/{word}"), ("POST", f"/v1/models/{word}:predict"),
+                ("GET", f"/v1/models/rec/versions/{word}"), ("POST", f"/v1/models/rec/versions/{word}:predict"),
+                ("GET", f"/v1/models/rec/versions/{word}/metadata"), ("GET", f"/{word}"),
+                ("POST", f"/v1/models/rec:{word}"), ("GET", "/v1/models/rec:predict"),
+                ("DELETE", "/v1/models/rec"), ("PUT", "/v1/models/rec:predict"),
+                ("POST", "/v1/models/rec/labels/stable:predict")][int(rng.integers(11))]
+
+    for _ in range(count):
+        if rng.random() < 0.75:
+            yield "POST", "/v1/models/rec:predict", body_case()
+        else:
+            method, path = path_case()
+            if (method, path) in {("GET", "/v1/models/rec/versions/1"), ("GET", "/v1/models/rec/versions/1/metadata")}:
+                path += "0"  # by chance a valid URL: make it a missing version
+            yield method, path, (garbage() if method in ("POST", "PUT") else None)
+
+
+def test_fuzz_every_malformed_request_gets_a_json_4xx_and_the_server_stays_up(server):
+    import http.client
+
+    rng = np.random.default_rng(20261202)
+    seen_codes = set()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    for method, path, body in _fuzz_cases(rng, 500):
+        connection.request(method, path, body=body)
+        response = connection.getresponse()
+        raw = response.read()
+        assert 400 <= response.status < 500, (method, path, body[:200] if body else None, response.status, raw[:300])
+        assert response.getheader("Content-Type", "").startswith("application/json"), (method, path, raw[:200])
+        assert isinstance(json.loads(raw)["error"], str)
+        seen_codes.add(response.status)
+    connection.close()
+    assert {400, 404, 405} <= seen_codes
+    assert server.request("/v1/models/rec:predict", {"instances": [{"item_ids": ["i1", "i2"]}]})[0] == 200
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(server, tmp_path):
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "tfrec_dyn", "serve", "--model_name", "rec",
+                                "--model_base_path", str(server.base), "--rest_api_port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1/models/rec"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5).read()
+                break
+            except (urllib.error.URLError, OSError):
+                assert process.poll() is None and time.time() < deadline, process.communicate(timeout=30)
+                time.sleep(0.2)
+        big = json.dumps({"instances": [{"item_ids": ["i1", "i2", "i3", "i4", "i5"]}] * 10_000}).encode()
+        results = []
+
+        def send():
+            with urllib.request.urlopen(urllib.request.Request(url + ":predict", data=big), timeout=120) as r:
+                results.append((r.status, len(json.loads(r.read())["predictions"])))
+
+        threads = [threading.Thread(target=send) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # both requests are in the server (each takes over a second)
+        process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(120)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert results == [(200, 10_000)] * 2, err[-2000:]
+    assert process.returncode == 0, err[-2000:]
+    assert "stopped after in-flight requests finished" in out
+    with pytest.raises((urllib.error.URLError, OSError)):
+        urllib.request.urlopen(url, timeout=5)

@@ -39,6 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tfrec_dyn.serving.rest import ServerOptions
     from tfrec_dyn.training.flags import add_train_flags
 
     parser = _Parser(prog="tfrec-dyn", description="Dynamic, behaviour-aware sequential recommendation.")
@@ -89,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder holding numeric version folders, e.g. saved_models/sasrec")
     serve.add_argument("--rest_api_port", "--port", type=int, default=8501)
     serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--rest_api_num_threads", type=int, default=ServerOptions.num_threads,
+                       help="threads running predict requests")
+    serve.add_argument("--rest_api_timeout_in_ms", type=int, default=ServerOptions.timeout_ms,
+                       help="a predict request with no answer by then gets 504")
+    serve.add_argument("--file_system_poll_wait_seconds", type=float, default=ServerOptions.poll_seconds,
+                       help="how often the base path is scanned for new versions")
+    serve.add_argument("--max_request_bytes", type=int, default=ServerOptions.max_request_bytes,
+                       help="larger request bodies get 413")
+    serve.add_argument("--max_queued_requests", type=int, default=ServerOptions.max_queued_requests,
+                       help="predict requests that may wait for a thread; past that, 503")
     return parser
 
 
@@ -249,12 +260,16 @@ def _export(args) -> dict:
 
 
 def _serve(args) -> dict:
-    from tfrec_dyn.serving.rest import serve
+    from tfrec_dyn.serving.rest import ServerOptions, serve
 
     name = args.model_name or os.path.basename(os.path.normpath(args.model_base_path))
+    options = ServerOptions(num_threads=args.rest_api_num_threads, timeout_ms=args.rest_api_timeout_in_ms,
+                            poll_seconds=args.file_system_poll_wait_seconds,
+                            max_request_bytes=args.max_request_bytes, max_queued_requests=args.max_queued_requests)
     print(f"serving {name} from {args.model_base_path} at http://{args.host}:{args.rest_api_port}/v1/models/{name}",
           flush=True)
-    serve({name: args.model_base_path}, host=args.host, port=args.rest_api_port)
+    serve({name: args.model_base_path}, host=args.host, port=args.rest_api_port, options=options)
+    print(f"tfrec-dyn serve: stopped after in-flight requests finished", flush=True)
     return {}
 
 

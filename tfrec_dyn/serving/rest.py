@@ -3,53 +3,84 @@
 The TF Serving binary cannot be installed everywhere (it is not on PyPI and
 needs Docker or a Debian package); `tfrec-dyn serve` answers the same REST
 requests the same way, so clients written against it work unchanged against
-`tensorflow/serving`.  Built on aiohttp; models run in a thread pool.
-
-Layout and versions, as TF Serving: `BASE/<model_name>/<version>/saved_model.pb`.
-The newest numeric version is served, and the base folder is re-scanned (at
-most once a second) so a newly pushed version is picked up without a restart;
-the previous version keeps serving until the new one has loaded.
+`tensorflow/serving`.  Built on aiohttp; TensorFlow work runs in a bounded
+thread pool, never on the event loop.  Versions are found, loaded in the
+background and swapped by `versions.VersionManager` (see there: a version
+that fails to load never fails a request).
 
 Endpoints (https://www.tensorflow.org/tfx/serving/api_rest):
 
-* `GET  /v1/models/{name}[/versions/{v}]` -> `model_version_status`
+* `GET  /v1/models/{name}[/versions/{v}]` -> `model_version_status` (every
+  version known, with TF Serving's state, `error_code` and `error_message`)
 * `GET  /v1/models/{name}[/versions/{v}]/metadata` -> signature defs
 * `POST /v1/models/{name}[/versions/{v}]:predict` with `{"instances": [...]}`
   (row format -> `{"predictions": [...]}`) or `{"inputs": ...}` (columnar ->
   `{"outputs": ...}`), optional `"signature_name"`.
 
-Errors answer `{"error": "..."}` with TF Serving's status codes: 400 for an
-invalid argument (bad JSON, missing or wrong-typed inputs), 404 for an unknown
-model, version or signature; the server stays up.  Signature inputs that have
-a default value (`SignatureDef.defaults`) may be left out, as in TF Serving.
+Every error answers `{"error": "..."}` with TF Serving's status code: 400 for
+an invalid argument (bad JSON, nesting too deep, missing or wrong-typed
+inputs), 404 for an unknown model, version, signature or URL, 405 for a wrong
+method, 413 for a body over `max_request_bytes`, 503 when the pool and its
+queue are full (with `Retry-After`; rather than queueing without bound), 504
+past `timeout_ms`, and 500 (logged) for a fault of the server's own.  Signature
+inputs that have a default value (`SignatureDef.defaults`) may be left out, as
+in TF Serving.  SIGTERM stops accepting connections, lets in-flight requests
+finish (up to `ServerOptions.drain_seconds`) and exits 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import dataclasses
 import json
+import logging
 import os
 import threading
-import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 from aiohttp import web
-from google.protobuf import json_format
-from tensorflow.python.tools import saved_model_utils
 
-RESCAN_SECONDS = 1.0
+from tfrec_dyn.serving.versions import OP_ERRORS, LoadedVersion, ServedModel, VersionManager
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    """Limits of one server; the CLI flags of `tfrec-dyn serve` (TF Serving's names where it has one).
+
+    `max_request_bytes`: TF Serving documents no REST body limit (its gRPC
+    limit is 2 GiB); 64 MiB here is a choice: a predict request of 10,000
+    histories of 200 ids is about 20 MiB.  `max_queued_requests`: predict
+    requests that may wait for a thread before new ones get 503."""
+
+    num_threads: int = max(4, 2 * (os.cpu_count() or 1))  # --rest_api_num_threads
+    timeout_ms: int = 30_000  # --rest_api_timeout_in_ms
+    poll_seconds: float = 1.0  # --file_system_poll_wait_seconds
+    max_request_bytes: int = 64 * 1024 * 1024
+    max_queued_requests: int = 64
+    drain_seconds: float = 30.0
+
+    def __post_init__(self):
+        for name in ("num_threads", "timeout_ms", "max_request_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_queued_requests < 0 or self.poll_seconds <= 0 or self.drain_seconds < 0:
+            raise ValueError("max_queued_requests and drain_seconds must be >= 0 and poll_seconds > 0")
 
 
 class ServingError(Exception):
     """An error answered to the client: HTTP status and message."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None):
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 def invalid(message: str) -> ServingError:
@@ -60,85 +91,49 @@ def not_found(message: str) -> ServingError:
     return ServingError(404, message)
 
 
-@dataclasses.dataclass
-class LoadedVersion:
-    version: int
-    path: str
-    loaded: object  # what tf.saved_model.load returned (kept alive for its functions)
-    signature_defs: Dict[str, object]  # name -> SignatureDef proto
-
-    @classmethod
-    def load(cls, path: str, version: int) -> "LoadedVersion":
-        meta_graph = saved_model_utils.get_meta_graph_def(path, "serve")
-        signature_defs = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
-        return cls(version, path, tf.saved_model.load(path), signature_defs)
-
-
-class ServedModel:
-    """All versions of one model under its base path; serves the newest."""
-
-    def __init__(self, name: str, base_path: str):
-        self.name = name
-        self.base_path = base_path
-        self.versions: Dict[int, LoadedVersion] = {}
-        self._lock = threading.Lock()
-        self._last_scan = 0.0
-        self.refresh(force=True)
-        if not self.versions:
-            raise FileNotFoundError(f"{base_path}: no version folder with a saved_model.pb for model {name!r}")
-
-    def available_versions(self):
-        if not os.path.isdir(self.base_path):
-            return []
-        return sorted(int(entry) for entry in os.listdir(self.base_path)
-                      if entry.isdigit() and os.path.exists(os.path.join(self.base_path, entry, "saved_model.pb")))
-
-    def refresh(self, force: bool = False) -> None:
-        """Loads a newly pushed newest version; keeps the old one serving meanwhile."""
-        if not force and time.monotonic() - self._last_scan < RESCAN_SECONDS:
-            return
-        with self._lock:
-            self._last_scan = time.monotonic()
-            available = self.available_versions()
-            if available and available[-1] not in self.versions:
-                newest = available[-1]
-                self.versions = {newest: LoadedVersion.load(os.path.join(self.base_path, str(newest)), newest)}
-
-    def get(self, version: Optional[str]) -> LoadedVersion:
-        self.refresh()
-        if version is None:
-            return self.versions[max(self.versions)]
-        if not version.isdigit() or int(version) not in self.versions:
-            raise not_found(f"Servable not found for request: Specific({self.name}, {version})")
-        return self.versions[int(version)]
+def served_version(model: ServedModel, version: Optional[str]) -> LoadedVersion:
+    current = model.current
+    if version is None and current is not None:
+        return current
+    if current is None or not version.isdigit() or int(version) != current.version:
+        spec = "Latest" if version is None else "Specific"
+        detail = model.name if version is None else f"{model.name}, {version}"
+        raise not_found(f"Servable not found for request: {spec}({detail})")
+    return current
 
 
 # ------------------------------------------------------------ JSON <-> tensors
 def _decode_value(value):
     """TF Serving's JSON encoding of binary strings: {"b64": "..."}."""
     if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
+        if not isinstance(value["b64"], str):
+            raise ValueError("a \"b64\" value must be a base64 string")
+        return base64.b64decode(value["b64"], validate=True)
     if isinstance(value, list):
         return [_decode_value(v) for v in value]
     return value
 
 
 def _to_tensor(name: str, value, spec: tf.TensorSpec) -> tf.Tensor:
-    value = _decode_value(value)
     try:
+        value = _decode_value(value)
         if spec.dtype == tf.string:
             array = np.array(value, dtype=object)
             if array.size and not all(isinstance(v, (str, bytes)) for v in array.ravel()):
                 raise ValueError("expected strings")
         else:
             array = np.array(value)
-            if array.dtype == object or array.dtype.kind in "US":
-                raise ValueError("expected numbers")
-            if spec.dtype == tf.bool and array.dtype != bool:
-                raise ValueError("expected booleans")
+            if array.dtype == object or array.dtype.kind in "US" or (array.dtype == bool) != (spec.dtype == tf.bool):
+                raise ValueError("expected booleans" if spec.dtype == tf.bool else "expected numbers")
+            if spec.dtype.is_integer:
+                if array.dtype.kind == "f" and not np.all(np.isfinite(array) & (array == np.round(array))):
+                    raise ValueError("expected integers")
+                info = np.iinfo(spec.dtype.as_numpy_dtype)
+                if array.size and (array.min() < info.min or array.max() > info.max):
+                    raise ValueError(f"out of range for {spec.dtype.name}")
             array = array.astype(spec.dtype.as_numpy_dtype)
         tensor = tf.constant(array, dtype=spec.dtype)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, binascii.Error) as error:
         raise invalid(f"Input '{name}' could not be converted to a {spec.dtype.name} tensor: {error}") from None
     if not spec.shape.is_compatible_with(tensor.shape):
         raise invalid(f"Input '{name}' has shape {tensor.shape.as_list()} but the signature expects "
@@ -157,21 +152,23 @@ def _to_json(tensor: tf.Tensor):
     return convert(tensor.numpy().tolist())
 
 
-def _signature(version: LoadedVersion, name: Optional[str]):
-    name = name or "serving_default"
+def _signature(version: LoadedVersion, name):
+    name = "serving_default" if name is None else name
+    if not isinstance(name, str):
+        raise invalid("'signature_name' must be a string")
     if name not in version.signature_defs:
         raise not_found(f"Serving signature name: \"{name}\" not found in signature def")
     return name, version.loaded.signatures[name], version.signature_defs[name]
 
 
-def predict(version: LoadedVersion, body: dict) -> dict:
-    """Runs one predict request (row or columnar format) like TF Serving."""
+def _request_tensors(version: LoadedVersion, body) -> tuple:
+    """(signature function, {input: tensor}, row format?) for a parsed request body."""
     if not isinstance(body, dict):
         raise invalid("JSON Value: request body must be a JSON object")
     if ("instances" in body) == ("inputs" in body):
         raise invalid("Missing 'instances' or 'inputs' key" if "instances" not in body
                       else "Not both 'instances' and 'inputs' can be specified")
-    _, function, signature_def = _signature(version, body.get("signature_name"))
+    name, function, signature_def = _signature(version, body.get("signature_name"))
     specs = function.structured_input_signature[1]
     row_format = "instances" in body
     if row_format:
@@ -186,13 +183,20 @@ def predict(version: LoadedVersion, body: dict) -> dict:
     missing = sorted(set(specs) - set(named) - set(signature_def.defaults))
     if missing:
         raise invalid(f"Missing but required input(s): {{{','.join(missing)}}}")
-    tensors = {name: _to_tensor(name, value, specs[name]) for name, value in named.items()}
-    for name in set(specs) - set(named):  # inputs with defaults
-        tensors[name] = tf.constant(tf.make_ndarray(signature_def.defaults[name]), dtype=specs[name].dtype)
+    given = {key: _to_tensor(key, value, specs[key]) for key, value in named.items()}
+    return function, {**version.defaults(name), **given}, row_format
+
+
+def predict(version: LoadedVersion, body) -> dict:
+    """Runs one predict request (row or columnar format, already parsed) like TF Serving."""
+    try:
+        function, tensors, row_format = _request_tensors(version, body)
+    except RecursionError:
+        raise invalid("JSON Value: nested too deeply") from None
     try:
         outputs = function(**tensors)
-    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
-        raise invalid(_error_message(error)) from None
+    except tuple(OP_ERRORS) + (ValueError, TypeError) as error:
+        raise ServingError(_op_error_status(error), _error_message(error)) from None
     if row_format:
         columns = {k: _to_json(v) for k, v in outputs.items()}
         rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
@@ -202,6 +206,12 @@ def predict(version: LoadedVersion, body: dict) -> dict:
     if len(outputs) == 1:
         return {"outputs": _to_json(next(iter(outputs.values())))}
     return {"outputs": {k: _to_json(v) for k, v in outputs.items()}}
+
+
+def _op_error_status(error: Exception) -> int:
+    """A model call's error as HTTP: TF's code mapped as TF Serving does; a Python
+    ValueError/TypeError from the function's input checks is an invalid argument."""
+    return next((status for cls, (_, status) in OP_ERRORS.items() if isinstance(error, cls)), 400)
 
 
 def _error_message(error: Exception) -> str:
@@ -218,11 +228,10 @@ def _error_message(error: Exception) -> str:
 
 
 def _single_input(specs) -> str:
-    required = list(specs)
-    if len(required) != 1:
+    if len(specs) != 1:
         raise invalid("A bare (unnamed) input needs a signature with exactly one input; "
                       f"this one takes {{{','.join(sorted(specs))}}}")
-    return required[0]
+    return next(iter(specs))
 
 
 def _rows_to_columns(instances, specs) -> dict:
@@ -238,67 +247,148 @@ def _rows_to_columns(instances, specs) -> dict:
     else:
         columns = {_single_input(specs): instances}
     for key, values in columns.items():
-        shapes = {np.shape(_decode_value(v)) for v in values}
+        try:
+            shapes = {np.shape(_decode_value(v)) for v in values}
+        except (ValueError, TypeError, binascii.Error) as error:
+            raise invalid(f"Failed to process element of 'instances' list, key: {key}: {error}") from None
         if len(shapes) > 1:
             raise invalid(f"Failed to process element of 'instances' list, key: {key}. Expecting tensors "
                           f"of the same shape in every instance, got {sorted(shapes)}")
     return columns
 
 
+def parse_json(data: bytes):
+    """A request body as JSON; anything unparseable (bad syntax, bad UTF-8, nesting
+    deeper than Python's recursion limit) is the client's error."""
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as error:
+        raise invalid(f"JSON Parse error: {error.msg} at offset {error.pos}") from None
+    except RecursionError:
+        raise invalid("JSON Parse error: nested too deeply") from None
+    except ValueError as error:  # e.g. a body that is not UTF-8
+        raise invalid(f"JSON Parse error: {error}") from None
+
+
+def handle_predict(model: ServedModel, version: Optional[str], data: bytes) -> bytes:
+    """Parse, predict and serialize: the whole of a predict request's CPU work, run in the pool."""
+    result = predict(served_version(model, version), parse_json(data))
+    return json.dumps(result).encode()
+
+
 def version_status(model: ServedModel, version: Optional[str]) -> dict:
-    versions = [model.get(version)] if version else [model.get(None)]
-    return {"model_version_status": [
-        {"version": str(v.version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-        for v in versions]}
+    if version is None:
+        return {"model_version_status": model.statuses()}
+    entries = model.statuses(int(version)) if version.isdigit() else []
+    if not entries:
+        raise not_found(f"Servable not found for request: Specific({model.name}, {version})")
+    return {"model_version_status": entries}
 
 
 def metadata(model: ServedModel, version: Optional[str]) -> dict:
-    loaded = model.get(version)
-    signature_defs = {name: json.loads(json_format.MessageToJson(sig, preserving_proto_field_name=True))
-                      for name, sig in loaded.signature_defs.items()}
+    loaded = served_version(model, version)
     return {"model_spec": {"name": model.name, "signature_name": "", "version": str(loaded.version)},
-            "metadata": {"signature_def": {"signature_def": signature_defs}}}
+            "metadata": {"signature_def": {"signature_def": loaded.signature_json}}}
 
 
 # --------------------------------------------------------------------- server
-def create_app(models: Dict[str, str]) -> web.Application:
-    """An aiohttp application serving `{model_name: base_path}`."""
-    served = {name: ServedModel(name, path) for name, path in models.items()}
-
-    def endpoint(work, with_body=False):
-        """Wraps `work(model, version[, body])`; TF work runs off the event loop."""
-        async def handle(request):
-            try:
-                name = request.match_info["name"]
-                if name not in served:
-                    raise not_found(f"Servable not found for request: Latest({name})")
-                args = [served[name], request.match_info.get("version")]
-                if with_body:
-                    text = await request.text()
-                    try:
-                        args.append(json.loads(text))
-                    except json.JSONDecodeError as error:
-                        raise invalid(f"JSON Parse error: {error.msg} at offset {error.pos}") from None
-                result = await asyncio.get_running_loop().run_in_executor(None, work, *args)
-                return web.json_response(result)
-            except ServingError as error:
-                return web.json_response({"error": str(error)}, status=error.status)
-        return handle
-
-    status, meta = endpoint(version_status), endpoint(metadata)
-    run_predict = endpoint(lambda model, version, body: predict(model.get(version), body), with_body=True)
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.add_routes([
-        web.get("/v1/models/{name}", status),
-        web.get("/v1/models/{name}/versions/{version}", status),
-        web.get("/v1/models/{name}/metadata", meta),
-        web.get("/v1/models/{name}/versions/{version}/metadata", meta),
-        web.post("/v1/models/{name}:predict", run_predict),
-        web.post("/v1/models/{name}/versions/{version}:predict", run_predict),
-    ])
-    return app
+def _json_error(status: int, message: str, headers=None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def serve(models: Dict[str, str], host: str = "127.0.0.1", port: int = 8501) -> None:
-    """Blocks serving the REST API (TF Serving's default REST port is 8501)."""
-    web.run_app(create_app(models), host=host, port=port, print=None)
+@web.middleware
+async def json_errors(request, handler):
+    """Every error as TF Serving answers it: `{"error": ...}` with its status code,
+    including aiohttp's own (unknown URL, wrong method, body too large)."""
+    try:
+        return await handler(request)
+    except ServingError as error:
+        return _json_error(error.status, str(error), error.headers)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _json_error(error.status, f"{error.reason}: {request.method} {request.path}")
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # a fault of ours: logged, still answered as JSON
+        logger.exception("internal error answering %s %s", request.method, request.path)
+        return _json_error(500, f"Internal error: {type(error).__name__}: {error}")
+
+
+class RestServer:
+    """The aiohttp application of one server, its version manager and thread pool."""
+
+    def __init__(self, models: Dict[str, str], options: ServerOptions = ServerOptions()):
+        self.options = options
+        self.manager = VersionManager(models, options.poll_seconds)
+        self.manager.load_initial()
+        self.pool = ThreadPoolExecutor(options.num_threads, thread_name_prefix="predict")
+        self._pending = 0  # predict requests running or waiting in the pool
+        self._pending_lock = threading.Lock()
+        self.app = web.Application(middlewares=[json_errors], client_max_size=options.max_request_bytes)
+        self.app.add_routes([
+            web.get("/v1/models/{name}", self._status),
+            web.get("/v1/models/{name}/versions/{version}", self._status),
+            web.get("/v1/models/{name}/metadata", self._metadata),
+            web.get("/v1/models/{name}/versions/{version}/metadata", self._metadata),
+            web.post("/v1/models/{name}:predict", self._predict),
+            web.post("/v1/models/{name}/versions/{version}:predict", self._predict),
+        ])
+        self.app.on_startup.append(lambda app: self._start())
+        self.app.on_cleanup.append(lambda app: self._close())
+
+    async def _start(self):
+        self.manager.start()
+
+    async def _close(self):
+        """After in-flight requests have drained: stop polling, let the pool finish."""
+        self.manager.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.pool.shutdown, True)
+
+    def _model(self, request) -> ServedModel:
+        name = request.match_info["name"]
+        if name not in self.manager.models:
+            raise not_found(f"Servable not found for request: Latest({name})")
+        return self.manager.models[name]
+
+    async def _status(self, request):
+        return web.json_response(version_status(self._model(request), request.match_info.get("version")))
+
+    async def _metadata(self, request):
+        return web.json_response(metadata(self._model(request), request.match_info.get("version")))
+
+    async def _predict(self, request):
+        model = self._model(request)
+        if request.content_length is not None and request.content_length > self.options.max_request_bytes:
+            raise ServingError(413, f"Request body of {request.content_length} bytes is over the limit of "
+                                    f"{self.options.max_request_bytes} bytes")
+        data = await request.read()
+        with self._pending_lock:
+            if self._pending >= self.options.num_threads + self.options.max_queued_requests:
+                raise ServingError(503, f"Server overloaded: {self._pending} predict requests in progress; "
+                                        "retry later", headers={"Retry-After": "1"})
+            self._pending += 1
+        future = self.pool.submit(handle_predict, model, request.match_info.get("version"), data)
+        future.add_done_callback(self._done)
+        try:
+            body = await asyncio.wait_for(asyncio.wrap_future(future), self.options.timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise ServingError(504, f"Deadline exceeded: no answer within {self.options.timeout_ms} ms") from None
+        return web.Response(body=body, content_type="application/json")
+
+    def _done(self, future):
+        with self._pending_lock:
+            self._pending -= 1
+
+
+def create_app(models: Dict[str, str], options: ServerOptions = ServerOptions()) -> web.Application:
+    """An aiohttp application serving `{model_name: base_path}` (loads the initial versions first)."""
+    return RestServer(models, options).app
+
+
+def serve(models: Dict[str, str], host: str = "127.0.0.1", port: int = 8501,
+          options: ServerOptions = ServerOptions()) -> None:
+    """Blocks serving the REST API (TF Serving's default REST port is 8501) until
+    SIGINT/SIGTERM, then drains in-flight requests and returns."""
+    web.run_app(create_app(models, options), host=host, port=port, print=None,
+                shutdown_timeout=options.drain_seconds, handle_signals=True)
