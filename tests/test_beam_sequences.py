@@ -329,9 +329,6 @@ def test_matches_leave_one_out_on_jd_sessions_with_item_repeats(tmp_path):
     counts, splits, _ = _run(tmp_path, "JD_sample", text, "jd")
     split = leave_one_out(read_jd_sessions(tmp_path / "JD_sample"))
     assert any(len(set(s)) < len(s) for s in split.train.items)  # the data has repeats
-    # Beam names a session by file and line (its input may be many files), the reader by line.
-    splits = {name: {user.split(":")[1]: features for user, features in examples.items()}
-              for name, examples in splits.items()}
     assert set(splits["train"]) == set(split.train.user_ids) and counts["users"] == split.train.num_users
     for user, items, behaviors in zip(split.train.user_ids, split.train.items, split.train.side["behavior"]):
         example = splits["train"][user]

@@ -150,18 +150,19 @@ JD_TEXT = (
 
 def test_jd_sessions_keep_all_five_fields(tmp_path):
     data = read_jd_sessions(write(tmp_path / "JD_sample", JD_TEXT))
-    # One sequence per kept line, named by its line number.
-    assert data.user_ids == ["1", "2", "5"]
+    # One sequence per kept line, named by file and line number (as the Beam step names it).
+    assert data.user_ids == ["JD_sample:1", "JD_sample:2", "JD_sample:5"]
     assert data.side_fields == ("behavior", "category", "time_interval", "dwell_time")
-    assert as_dict(data) == {
+    by_line = lambda field=None: {user.split(":")[1]: v for user, v in as_dict(data, field).items()}
+    assert by_line() == {
         "1": ["2024535", "2024535", "2692787"],
         "2": ["642681", "1145153"],
         "5": ["817006"],
     }
-    assert as_dict(data, "behavior") == {"1": ["5", "7", "5"], "2": ["5", "5"], "5": ["9"]}
-    assert as_dict(data, "category") == {"1": ["672", "672", "672"], "2": ["7371", "4837"], "5": ["4840"]}
-    assert as_dict(data, "time_interval") == {"1": [2, 294, 4], "2": [17, 7], "5": [11.5]}
-    assert as_dict(data, "dwell_time") == {"1": [74, 74, 79], "2": [17, 7], "5": [13]}
+    assert by_line("behavior") == {"1": ["5", "7", "5"], "2": ["5", "5"], "5": ["9"]}
+    assert by_line("category") == {"1": ["672", "672", "672"], "2": ["7371", "4837"], "5": ["4840"]}
+    assert by_line("time_interval") == {"1": [2, 294, 4], "2": [17, 7], "5": [11.5]}
+    assert by_line("dwell_time") == {"1": [74, 74, 79], "2": [17, 7], "5": [13]}
     assert data.side["dwell_time"][0].dtype == np.float64
 
 
@@ -373,7 +374,7 @@ def test_real_jd_sample():
     data = read_jd_sessions(path, strict=True)
     lines = path.read_text().splitlines()
     assert data.num_users == len(lines) == 1000
-    assert data.user_ids[:3] == ["1", "2", "3"]
+    assert data.user_ids[:3] == ["JD_Computers_sample:1", "JD_Computers_sample:2", "JD_Computers_sample:3"]
     assert data.num_interactions == sum(len(line.split()) for line in lines)
     assert data.side_fields == ("behavior", "category", "time_interval", "dwell_time")
     # The first micro-behaviour of the file, field by field.

@@ -203,7 +203,7 @@ def test_versions_load_in_the_background_and_broken_ones_never_fail_a_request(tm
             shutil.copytree(base / "1", path)
             shutil.rmtree(path / "variables")
 
-        for version, writer, code in [(2, garbage_graph, None), (3, half_written, "NOT_FOUND"),
+        for version, writer, code in [(2, garbage_graph, "DATA_LOSS"), (3, half_written, "NOT_FOUND"),
                                       (4, no_variables, None)]:
             _push(base, version, writer)
             entry = srv.wait_for("pop", version, "END")

@@ -34,7 +34,7 @@ Graph
   (and everything in formats without one) by (file, line, position in the
   line), which is `Interactions.from_events`' order for a single file.
 * JD sessions: every line is one session and becomes one "user" keyed
-  ``"<file name>:<line number>"`` (unique over several files); its
+  ``"<file name>:<line number>"`` (`jd_session_id`, as `read_jd_sessions`); its
   micro-behaviours are its events, in line order.  A malformed micro-behaviour
   is left out (one quarantine record for it), the rest of the session kept, as
   `read_jd_sessions` does.
@@ -135,6 +135,7 @@ from tfrec_dyn.data.readers import (
     delimited_parser,
     extra_field_names,
     jsonl_parser,
+    jd_session_id,
     line_parser,
     parse_line,
 )
@@ -255,7 +256,7 @@ class ParseEvents(beam.DoFn):
             if self._format == "jsonl":  # the last value holds the record's unmapped keys
                 extras = row[len(names)]
                 side.update(zip(extra_field_names(extras), extras.values()))
-            user = f"{os.path.basename(path)}:{row[0]}" if jd else row[0]
+            user = jd_session_id(path, row[0]) if jd else row[0]
             order = (side.get("timestamp", 0.0), path, number, position)
             yield user, (order, row[1], side)
 

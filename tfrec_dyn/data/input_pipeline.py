@@ -43,6 +43,11 @@ def pad_left(sequences: Sequence[np.ndarray], length: int, dtype=np.int32, value
     return out
 
 
+def trainable_rows(sequences: Sequence[np.ndarray]) -> List[int]:
+    """Indices of the sequences with an (input, target) pair: 2 or more items."""
+    return [i for i, s in enumerate(sequences) if len(s) >= 2]
+
+
 def next_item_arrays(sequences: Sequence[np.ndarray], max_len: int, side: Optional[Dict[str, Sequence[np.ndarray]]] = None):
     """Input/target arrays for every user with at least 2 items.
 
@@ -50,7 +55,7 @@ def next_item_arrays(sequences: Sequence[np.ndarray], max_len: int, side: Option
     `targets` [U, max_len] plus each side field's input window (and its
     `next_` window for categorical fields).
     """
-    rows = [i for i, s in enumerate(sequences) if len(s) >= 2]
+    rows = trainable_rows(sequences)
     features = {
         "item_ids": pad_left([sequences[i][:-1] for i in rows], max_len),
         "targets": pad_left([sequences[i][1:] for i in rows], max_len),
@@ -190,5 +195,5 @@ def training_dataset(
 
 def steps_per_epoch(sequences: Sequence[np.ndarray], batch_size: int, drop_remainder: bool = False) -> int:
     """Batches in one epoch of `training_dataset` over `sequences`."""
-    examples = sum(1 for s in sequences if len(s) >= 2)
+    examples = len(trainable_rows(sequences))
     return examples // batch_size if drop_remainder else -(-examples // batch_size)

@@ -51,6 +51,7 @@ from tfrec_dyn.data.interactions import KNOWN_SIDE_FIELDS, NUMERIC_SIDE_FIELDS, 
 __all__ = [
     "DataFormatError",
     "read_jd_sessions",
+    "jd_session_id",
     "read_log",
     "read_movielens_100k",
     "read_movielens_1m",
@@ -306,14 +307,22 @@ def _read_line_format(path: Path, format: str, strict: bool) -> Interactions:  #
     return _build(rows, names, report)
 
 
-def _jd_parser(strict: bool, on_skip: Callable[[int, str, str], None]) -> LineParser:
+def jd_session_id(path: PathLike, line_number) -> str:
+    """A JD session's user id: its file's name and line number (`"JD_sample:3"`),
+    unique over several files; the reader and the Beam step both name sessions so."""
+    return f"{os.path.basename(str(path))}:{line_number}"
+
+
+def _jd_parser(strict: bool, on_skip: Callable[[int, str, str], None], source: Optional[PathLike] = None) -> LineParser:
     """Parser of one JD session line; `on_skip(line, reason, detail)` hears of
-    each malformed micro-behaviour that was left out."""
+    each malformed micro-behaviour that was left out.  The session is named
+    `jd_session_id(source, line)`, or by its line number alone when `source`
+    is not known (the Beam step names it once it knows the file)."""
     names = _JD_FIELDS[1:]
     converters = [_converter(name) for name in names]
 
     def parse(text: str, number: int) -> List[Row]:
-        session = str(number)
+        session = str(number) if source is None else jd_session_id(source, number)
         rows, bad_tokens = [], []
         for position, token in enumerate(text.split(), start=1):
             parts = token.split("+")
@@ -410,8 +419,9 @@ def read_jd_sessions(path: PathLike, strict: bool = False) -> Interactions:
 
     A line is space-separated micro-behaviours
     `sku+behavior_type+category+time_interval+dwell_time`.  Each line becomes
-    one sequence whose user id is its line number (`"1"`, `"2"`, ...), so a
-    sequence can be traced back to the file.  Items are SKUs; side fields are
+    one sequence whose user id is the file's name and the line number
+    (`"JD_sample:1"`, `"JD_sample:2"`, ...; `jd_session_id`), so a sequence can
+    be traced back to the file, and the Beam step names it the same.  Items are SKUs; side fields are
     `behavior` and `category` (strings) and `time_interval` and `dwell_time`
     (floats), in file order.
 
@@ -430,7 +440,7 @@ def read_jd_sessions(path: PathLike, strict: bool = False) -> Interactions:
     """
     path = _existing_file(path)
     report = ReadReport(source=str(path))
-    parse = _jd_parser(strict, report.skip)
+    parse = _jd_parser(strict, report.skip, source=path)
     rows = _read_lines(path, parse, report, strict=strict, layout=LINE_FORMATS["jd"][2])
     return _build(rows, _JD_FIELDS, report)
 

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfrec_dyn.data.input_pipeline import NegativeSampler, _sorted_histories
+from tfrec_dyn.data.input_pipeline import NegativeSampler, _sorted_histories, trainable_rows
 from tfrec_dyn.data.vocabulary import PAD_ID
 
 
@@ -49,7 +49,7 @@ def user_task_dataset(sequences: Sequence[np.ndarray], heads: Sequence[bool], vo
                         ("windows_per_user", windows_per_user), ("max_len", max_len)):
         if int(value) <= 0:
             raise ValueError(f"`{name}` must be positive, got {name}={value}")
-    rows = [i for i, s in enumerate(sequences) if len(s) >= 2]
+    rows = trainable_rows(sequences)
     if not rows:
         raise ValueError("no training sequence has 2 or more items: nothing to train on")
     kept = [np.asarray(sequences[i], np.int32) for i in rows]

@@ -69,6 +69,9 @@ def error_code(error: BaseException) -> str:
     for cls, (code, _) in OP_ERRORS.items():
         if isinstance(error, cls):
             return code
+    # TF's Python SavedModel reader raises OSError for both a missing and an unparseable graph.
+    if isinstance(error, OSError) and "Cannot parse" in str(error):
+        return "DATA_LOSS"
     if isinstance(error, FileNotFoundError) or (isinstance(error, OSError) and "does not exist" in str(error)):
         return "NOT_FOUND"
     return "UNKNOWN"

@@ -19,7 +19,7 @@ import tf_keras as keras
 
 from tfrec_dyn.metrics import evaluate
 from tfrec_dyn.metrics.evaluation import EVAL_KS, evaluate_model, model_features, negatives_cache_dir, score_function
-from tfrec_dyn.data.input_pipeline import steps_per_epoch, training_dataset
+from tfrec_dyn.data.input_pipeline import steps_per_epoch, trainable_rows, training_dataset
 from tfrec_dyn.data.splits import head_mask
 from tfrec_dyn.data.user_tasks import user_task_dataset
 from tfrec_dyn.models import MODELS, build_model
@@ -175,7 +175,7 @@ def fit_transferrable(model, config: TrainConfig, strategy, sequences, vocab_siz
     inner_steps = options["TransferrableTrainer"].get(
         "inner_steps", inspect.signature(TransferrableTrainer).parameters["inner_steps"].default)
     per_iteration = inner_steps * users_per_step * replicas
-    steps = max(1, -(-int((lengths >= 2).sum()) // per_iteration))  # every user drawn once per epoch on average
+    steps = max(1, -(-len(trainable_rows(sequences)) // per_iteration))  # every user drawn once per epoch on average
     dataset = user_task_dataset(sequences, heads, vocab_size, config.max_len, num_negatives=num_negatives,
                                 sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
                                 first_step=first_epoch * steps * replicas, **options["user_task_dataset"])
