@@ -55,7 +55,10 @@ def _request(url, body=None):
 
 
 def _versions(base_path):
-    return sorted(int(v) for v in os.listdir(base_path) if v.isdigit())  # as numbers: 10 is newer than 9
+    from tfrec_dyn.serving.versions import parse_version
+
+    # As the server reads them: numbers (10 is newer than 9), ASCII digits only.
+    return sorted(v for v in map(parse_version, os.listdir(base_path)) if v is not None)
 
 
 def _load(url, make_body, clients, seconds):
@@ -183,13 +186,20 @@ def main():
         swapper = None
         if args.swap:
             start = time.perf_counter()
-            swapper = threading.Thread(target=lambda: events.extend(
-                _swap_events(base, base_path, source, version, args.seconds, start)))
+            def swap():
+                try:
+                    events.extend(_swap_events(base, base_path, source, version, args.seconds, start))
+                except Exception as error:  # reported below: a run whose pushes failed is a failed run
+                    events.append({"error": f"{type(error).__name__}: {error}"})
+
+            swapper = threading.Thread(target=swap)
             swapper.start()
         samples = _load(base + ":predict", predict, args.clients, args.seconds)
         rows["predict"] = _summary(samples, args.seconds)
         if swapper is not None:
             swapper.join()
+            if len(events) != 2 or any("error" in e for e in events):
+                raise SystemExit(f"the pushes during the run failed: {events}")
             for event in events:
                 window = [s for s in samples if event["pushed"] <= s[0] <= event["settled"] + 1.0]
                 kind = "broken" if event["broken"] else "good"

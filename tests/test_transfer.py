@@ -81,11 +81,11 @@ def test_reverse_gradient_flips_and_scales():
 
 
 # ---------------------------------------------------------------- the trainer
-def _batches(seed, k, max_len=5, num_negatives=1):
+def _batches(seed, k, max_len=5, num_negatives=1, negative_layout="per_position"):
     sequences = _sequences()
     heads = head_mask([len(s) for s in sequences], 0.34)
     dataset = user_task_dataset(sequences, heads, VOCAB, max_len, inner_steps=k, windows_per_user=3,
-                                num_negatives=num_negatives, seed=seed)
+                                num_negatives=num_negatives, seed=seed, negative_layout=negative_layout)
     return dataset.batch(1)
 
 
@@ -205,6 +205,23 @@ def test_every_shared_loss_model_trains_unchanged_under_the_trainer(build):
     assert np.isfinite(history.history["loss"]).all()
     unchanged = [v.name for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
     assert not unchanged  # every weight of the model gets a share of the outer update
+
+
+def test_sasrec_trains_with_gbce_under_the_trainer():
+    """gSASRec's loss (negatives drawn per window, not per position) under the meta-learning trainer."""
+    model = SASRec(VOCAB, 5, embed_dim=4, num_heads=1, loss="gbce", num_negatives=3)
+    assert model.negative_layout == "per_sequence"
+    trainer = _trainer(model, 2, 0.1, 0.1, keras.optimizers.Adam(0.01))
+    dataset = _batches(seed=3, k=2, num_negatives=3, negative_layout="per_sequence")
+    first = next(iter(dataset))
+    assert first["negatives"].shape == (1, 2, 3, 3)  # [replicas, k, users x windows, n]: no position axis
+    trainer.build_for({key: value[0, 0] for key, value in first.items()})
+    before = [v.numpy() for v in model.trainable_variables]
+    history = trainer.fit(dataset.repeat(), steps_per_epoch=3, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert not [v.name for v, b in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), b)]
+    with pytest.raises(ValueError, match="per position or per user"):
+        _batches(seed=3, k=2, negative_layout="shared")
 
 
 def test_trainer_config_round_trip():

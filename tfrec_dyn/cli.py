@@ -269,7 +269,7 @@ def _serve(args) -> dict:
     print(f"serving {name} from {args.model_base_path} at http://{args.host}:{args.rest_api_port}/v1/models/{name}",
           flush=True)
     serve({name: args.model_base_path}, host=args.host, port=args.rest_api_port, options=options)
-    print(f"tfrec-dyn serve: stopped after in-flight requests finished", flush=True)
+    print("tfrec-dyn serve: stopped", flush=True)
     return {}
 
 

@@ -3,12 +3,17 @@
 Training examples follow SASRec: for a user's (encoded) training sequence
 s_1..s_n the input is s_1..s_{n-1} and the target at every position is the
 next item s_2..s_n; both are truncated to the last `max_len` items and left
-padded with 0.  Negatives (for sampled losses) are drawn per position,
-uniformly or by popularity, and are never an item of the user's training
-sequence.  Everything random is seeded: the same seed gives the same batches.
+padded with 0.  Negatives (for sampled losses) come in the layout the model's
+loss asks for (`SequentialRecommender.negative_layout`): drawn per position
+(`negatives` [B, L, n]) or per user (`negatives` [B, n]), uniformly or by
+popularity and never an item of the user's training sequence; or shared by
+the batch (`shared_negatives` [n], `shared_log_q` [n], `target_log_q` [B, L];
+`SharedNegativeSampler`: uniform, popularity, in-batch or mixed).  No batch
+holds anything of catalogue size.  Everything random is seeded: the same seed
+gives the same batches.
 
-Batch keys: `item_ids` [B, L], `targets` [B, L], `negatives` [B, L, n]
-(when `num_negatives > 0`), and for each requested side field its aligned
+Batch keys: `item_ids` [B, L], `targets` [B, L], the negatives above (when
+`num_negatives > 0`), and for each requested side field its aligned
 input window (`behavior_ids`, `category_ids` for categorical fields; the field
 name for numeric ones) and, for categorical fields, the next event's value at
 every position (`next_category_ids`: what HUP's category level predicts).
@@ -24,7 +29,9 @@ import tensorflow as tf
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 
-SAMPLERS = ("uniform", "popularity")
+SAMPLERS = ("uniform", "popularity")  # per-position and per-user negatives
+SHARED_SAMPLERS = SAMPLERS + ("in_batch", "mixed")  # negatives shared by a batch
+NEGATIVE_LAYOUTS = ("per_position", "per_sequence", "shared")  # see the module docstring
 _MAX_REJECTION_ROUNDS = 100
 
 
@@ -129,6 +136,72 @@ class NegativeSampler:
         return candidates
 
 
+class SharedNegativeSampler:
+    """The `num_negatives` negatives a batch shares, and the log expected counts
+    of the logQ correction ("sampled_softmax").
+
+    * "uniform": items drawn uniformly;
+    * "popularity": items drawn in proportion to `item_counts`, by inverse CDF
+      (O(n log V) per batch, no [V] draw);
+    * "in_batch": the targets of positions drawn uniformly among the batch's
+      target positions (the other users' next items), so an item is drawn in
+      proportion to how often it is a target, estimated by `item_counts`;
+    * "mixed": half in-batch, half uniform (mixed negative sampling, Yi et al.,
+      RecSys 2019): popular items from the batch, tail items from the catalogue.
+
+    Item j's expected number of draws is E_j = n_uniform / |I| + n_frequency p_j
+    (p_j = count_j / Σ count); `log_q[j] = log E_j` is what the loss subtracts
+    from j's logit, as target and as negative.  `sample(targets, seed)` returns
+    (negatives [n], their log_q [n], the targets' log_q [B, L]).
+    """
+
+    def __init__(self, vocab_size: int, num_negatives: int, sampler: str = "uniform", item_counts=None):
+        if sampler not in SHARED_SAMPLERS:
+            raise ValueError(f"`sampler` for negatives shared by a batch must be one of {SHARED_SAMPLERS}, "
+                             f"got {sampler!r}")
+        if sampler != "uniform" and item_counts is None:
+            raise ValueError(f"the {sampler!r} sampler needs `item_counts`")
+        if num_negatives <= 0:
+            raise ValueError(f"`num_negatives` must be positive, got {num_negatives}")
+        self.vocab_size, self.num_negatives, self.sampler = int(vocab_size), int(num_negatives), sampler
+        self.num_frequency = {"uniform": 0, "popularity": num_negatives, "in_batch": num_negatives,
+                              "mixed": num_negatives // 2}[sampler]
+        self.num_uniform = num_negatives - self.num_frequency
+        num_items = self.vocab_size - NUM_RESERVED
+        expected = np.full(num_items, self.num_uniform / num_items)
+        if self.num_frequency:
+            counts = np.asarray(item_counts, dtype=np.float64)[NUM_RESERVED:]
+            probabilities = counts / counts.sum()
+            expected += self.num_frequency * probabilities
+            self._cdf = tf.constant(np.cumsum(probabilities), tf.float64)
+        # Reserved ids (padding: positions without a target) get 0, never -inf; an item that is
+        # never drawn gets a floor instead of -inf (it is never a negative, and a target only in data
+        # the counts did not see).
+        log_q = np.concatenate([np.zeros(NUM_RESERVED), np.log(np.maximum(expected, 1e-30))])
+        self.log_q = tf.constant(log_q, tf.float32)
+
+    def sample(self, targets: tf.Tensor, seed: tf.Tensor):
+        targets = tf.cast(targets, tf.int32)
+        parts = []
+        if self.num_uniform:
+            parts.append(tf.random.stateless_uniform([self.num_uniform], seed, minval=NUM_RESERVED,
+                                                     maxval=self.vocab_size, dtype=tf.int32))
+        if self.num_frequency:
+            frequency_seed = seed + tf.constant([0, 1 << 20], seed.dtype)
+            if self.sampler == "popularity":
+                uniforms = tf.random.stateless_uniform([self.num_frequency], frequency_seed, dtype=tf.float64)
+                index = tf.minimum(tf.searchsorted(self._cdf, uniforms, side="right"),
+                                   self.vocab_size - NUM_RESERVED - 1)
+                parts.append(tf.cast(index, tf.int32) + NUM_RESERVED)
+            else:  # in-batch: targets at positions drawn among those that have one
+                in_batch = tf.boolean_mask(tf.reshape(targets, [-1]), tf.reshape(targets, [-1]) != PAD_ID)
+                picks = tf.random.stateless_uniform([self.num_frequency], frequency_seed, minval=0,
+                                                    maxval=tf.shape(in_batch)[0], dtype=tf.int32)
+                parts.append(tf.gather(in_batch, picks))
+        negatives = tf.concat(parts, 0)
+        return negatives, tf.gather(self.log_q, negatives), tf.gather(self.log_q, targets)
+
+
 def training_dataset(
     sequences: Sequence[np.ndarray],
     vocab_size: int,
@@ -137,6 +210,7 @@ def training_dataset(
     num_negatives: int = 1,
     sampler: str = "uniform",
     item_counts=None,
+    negative_layout: str = "per_position",
     side: Optional[Dict[str, Sequence[np.ndarray]]] = None,
     seed: int = 0,
     shuffle: bool = True,
@@ -147,6 +221,9 @@ def training_dataset(
 
     `sequences` are encoded training sequences (int arrays, oldest first);
     users with fewer than 2 items have no (input, target) pair and are left out.
+    `negative_layout` ("per_position", "per_sequence" or "shared") and
+    `num_negatives`, `sampler`: the negatives of the model's loss (see the
+    module docstring).
 
     Each epoch's order and negatives are a function of (`seed`, epoch number)
     alone. With `epochs=range(first, stop)` the dataset is those epochs one
@@ -160,11 +237,20 @@ def training_dataset(
     features, rows = next_item_arrays(sequences, max_len, side)
     if not rows:
         raise ValueError("no training sequence has 2 or more items: nothing to train on")
-    if num_negatives > 0:
+    if negative_layout not in NEGATIVE_LAYOUTS:
+        raise ValueError(f"`negative_layout` must be one of {NEGATIVE_LAYOUTS}, got {negative_layout!r}")
+    shared = num_negatives > 0 and negative_layout == "shared"
+    if num_negatives > 0 and not shared and sampler not in SAMPLERS:
+        raise ValueError(f"the {sampler!r} negative sampler draws negatives shared by a batch: it is for "
+                         f"loss='sampled_softmax'; this loss draws them {negative_layout.replace('_', ' ')} "
+                         f"({' or '.join(SAMPLERS)})")
+    if num_negatives > 0 and not shared:
         features["history"] = _sorted_histories([sequences[i] for i in rows], vocab_size)
     features = {name: tf.constant(values) for name, values in features.items()}
     num_rows = len(rows)
-    negative_sampler = NegativeSampler(vocab_size, sampler, item_counts) if num_negatives > 0 else None
+    negative_sampler = NegativeSampler(vocab_size, sampler, item_counts) if num_negatives > 0 and not shared \
+        else None
+    shared_sampler = SharedNegativeSampler(vocab_size, num_negatives, sampler, item_counts) if shared else None
 
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
@@ -177,12 +263,16 @@ def training_dataset(
 
     def make_batch(epoch_seed, index, batch_rows):
         batch = {name: tf.gather(values, batch_rows) for name, values in features.items()}
+        # Distinct from the shuffle's key: the epoch goes in the high bits, the batch in the low ones.
+        batch_seed = epoch_seed * [1, 1 << 32] + [0, index + 1]
         if negative_sampler is not None:
             history = batch.pop("history")
-            shape = tf.concat([tf.shape(batch["item_ids"]), [num_negatives]], 0)
-            # Distinct from the shuffle's key: the epoch goes in the high bits, the batch in the low ones.
-            batch["negatives"] = negative_sampler.sample(history, shape,
-                                                         epoch_seed * [1, 1 << 32] + [0, index + 1])
+            per_user = [tf.shape(batch["item_ids"])[0]] if negative_layout == "per_sequence" \
+                else tf.unstack(tf.shape(batch["item_ids"]))
+            batch["negatives"] = negative_sampler.sample(history, tf.stack(per_user + [num_negatives]), batch_seed)
+        if shared_sampler is not None:
+            batch["shared_negatives"], batch["shared_log_q"], batch["target_log_q"] = shared_sampler.sample(
+                batch["targets"], batch_seed)
         return batch
 
     if epochs is None:

@@ -36,13 +36,17 @@ from tfrec_dyn.data.vocabulary import PAD_ID
 def user_task_dataset(sequences: Sequence[np.ndarray], heads: Sequence[bool], vocab_size: int, max_len: int,
                       inner_steps: int = 2, users_per_step: int = 1, windows_per_user: int = 16,
                       num_negatives: int = 0, sampler: str = "uniform", item_counts=None,
-                      seed: int = 0, first_step: int = 0) -> tf.data.Dataset:
+                      seed: int = 0, first_step: int = 0, negative_layout: str = "per_position") -> tf.data.Dataset:
     """An endless dataset of outer iterations (see the module docstring).
 
     `sequences`: encoded training sequences; `heads`: whether each sequence's
     user is a head user. Users with fewer than 2 items have no window and are
-    never drawn.
+    never drawn. `negative_layout`: the model's (`negatives` [.., L, n] per
+    position, or [.., n] per window for "per_sequence" losses such as "gbce").
     """
+    if negative_layout not in ("per_position", "per_sequence"):
+        raise ValueError(f"the transferrable-parameters trainer draws negatives per position or per user, not "
+                         f"{negative_layout!r}: use a loss such as 'bce' or 'gbce' with it")
     if len(sequences) != len(heads):
         raise ValueError(f"`heads` must have one entry per sequence: {len(heads)} for {len(sequences)} sequences")
     for name, value in (("inner_steps", inner_steps), ("users_per_step", users_per_step),
@@ -82,9 +86,10 @@ def user_task_dataset(sequences: Sequence[np.ndarray], heads: Sequence[bool], vo
         }
         if negative_sampler is not None:
             user_histories = tf.reshape(tf.gather(histories, users), [k * u, -1])
-            negatives = negative_sampler.sample(user_histories, [k * u, b, length, num_negatives],
+            per_window = [length] if negative_layout == "per_position" else []  # "per_sequence": [n] a window
+            negatives = negative_sampler.sample(user_histories, [k * u, b] + per_window + [num_negatives],
                                                 step_seed + [0, 2 << 40])
-            element["negatives"] = tf.reshape(negatives, [k, u * b, length, num_negatives])
+            element["negatives"] = tf.reshape(negatives, [k, u * b] + per_window + [num_negatives])
         return element
 
     # Outer iteration i is a function of (seed, i) alone: training resumed at `first_step` sees what it would have.

@@ -10,7 +10,7 @@ from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import discounted_returns, reinforce_loss
 from tfrec_dyn.layers.reduction import global_mean, replica_sum
 from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator
-from tfrec_dyn.models.base import SequentialRecommender
+from tfrec_dyn.models.base import SequentialRecommender, shared_softmax_loss
 from tfrec_dyn.models.episodes import episode_windows, last_window, window_groups
 
 SCORINGS = ("policy", "max")
@@ -43,7 +43,10 @@ class AdaSplit(SequentialRecommender):
     (built in the graph, as RDRSR):
       * the policy routes the target item (its embedding) to a sub-sequence a;
       * L_seq: full-softmax cross-entropy of the target scored by p_a (eq. 20;
-        p_a through the allocator's `readout`, as every score here);
+        p_a through the allocator's `readout`, as every score here), or with
+        `loss="sampled_softmax"` the same softmax over negatives shared by the
+        batch with the logQ correction (`models.base.shared_softmax_loss`):
+        the paper's full softmax costs users x items a step;
       * rewards: the allocator's per-step rewards (how well the chosen
         sub-sequence predicted the item, orthogonality, creation penalty with
         the curriculum; see `SubsequenceAllocator`), plus a final target step
@@ -88,14 +91,17 @@ class AdaSplit(SequentialRecommender):
     (TensorShape([1, 100]), TensorShape([1, 10]))
     """
 
+    supported_losses = ("ce", "sampled_softmax")
+
     def __init__(self, vocab_size, max_len, embed_dim=64, window_len=10, max_subsequences=4, allow_create=True,
                  create_logit=0.5, learn_create_logit=True, curriculum="linear", curriculum_rate=1.0,
                  create_penalty=1.0, orthogonality_weight=0.01, allocation_reward="prediction", policy_temperature=0.1,
                  entropy_weight=0.05, policy_hidden_dim=None, readout="layer_norm", num_blocks=1, num_heads=1,
                  dropout=0.2, position_embeddings=False, discount=0.9, rl_weight=1.0, num_reward_items=100,
                  scoring="policy", loss="ce", **kwargs):
-        if loss != "ce":
-            raise ValueError(f"AdaSplit trains with the full-softmax L_seq (eq. 20): loss='ce', got loss={loss!r}")
+        if loss not in self.supported_losses:
+            raise ValueError(f"AdaSplit's L_seq (eq. 20) is the full softmax 'ce' or, for large catalogues, "
+                             f"'sampled_softmax' (negatives shared by the batch, logQ-corrected); got loss={loss!r}")
         if scoring not in SCORINGS:
             raise ValueError(f"`scoring` must be one of {SCORINGS}, got scoring={scoring!r}")
         super().__init__(vocab_size, max_len, loss=loss, **kwargs)
@@ -183,7 +189,7 @@ class AdaSplit(SequentialRecommender):
 
     # --------------------------------------------------------------- losses
     def sequence_loss(self, batch, training=False):
-        windows, targets, _ = episode_windows(batch["item_ids"], batch["targets"], self.window_len)
+        windows, targets, keep = episode_windows(batch["item_ids"], batch["targets"], self.window_len)
         episode = self({"item_ids": windows}, training=training)  # windows are their own last window
         table = tf.cast(self._table(), tf.float32)
         sampled = tf.gather(table, episode["reward_ids"])
@@ -193,10 +199,15 @@ class AdaSplit(SequentialRecommender):
         routed, routed_log_prob = self.allocator.route(subsequences, episode["active"], target_vectors,
                                                        training=training)
         chosen = tf.gather(interests, routed, batch_dims=1)
-        logits = tf.matmul(chosen, table, transpose_b=True)
-        # Padding and OOV are never targets: keep them out of the softmax.
-        logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
-        seq_loss = global_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))  # eq. 20
+        if self.loss_name == "sampled_softmax":  # eq. 20 over negatives shared by the batch, cost independent of V
+            target_log_q = tf.boolean_mask(tf.reshape(batch["target_log_q"], [-1]), keep)
+            seq_loss = global_mean(shared_softmax_loss(chosen, targets, table, tf.cast(batch["shared_negatives"],
+                                                       tf.int32), batch["shared_log_q"], target_log_q))
+        else:
+            logits = tf.matmul(chosen, table, transpose_b=True)
+            # Padding and OOV are never targets: keep them out of the softmax.
+            logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
+            seq_loss = global_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))  # eq. 20
 
         # Target step reward: log P(target | p_routed) − mean_j log P(target | p_j), sampled softmax.
         target_logit = tf.einsum("nkd,nd->nk", interests, target_vectors)[..., tf.newaxis]

@@ -13,8 +13,21 @@ A subclass implements only what is special to its method:
 The base owns `train_step` / `test_step` (TFRS style: `loss`,
 `regularization_loss`, `total_loss`), next-item scoring and top-K
 recommendation.  Training batches are dicts with `item_ids` [B, L] and
-`targets` [B, L] (the next item at every position, 0 = no target) and, for the
-sampled loss, `negatives` [B, L, n] (see `tfrec_dyn.data.input_pipeline`).
+`targets` [B, L] (the next item at every position, 0 = no target) and the
+negatives the loss needs, in the layout `negative_layout` names (see
+`tfrec_dyn.data.input_pipeline`):
+
+* "per_position": `negatives` [B, L, n], drawn for every position, never from
+  the user's history ("bce", "bpr", "sampled_ce");
+* "per_sequence": `negatives` [B, n], drawn per user, never from its history,
+  shared by its positions ("gbce": many negatives without a [B, L, n, d] gather);
+* "shared": `shared_negatives` [n] for the whole batch with their log expected
+  counts `shared_log_q` [n] and the targets' `target_log_q` [B, L] under the
+  same draw ("sampled_softmax": uniform, popularity, in-batch or mixed
+  negatives with the logQ correction).
+
+No loss but the full softmax "ce" builds a tensor whose size grows with the
+catalogue; "ce" stays for small catalogues.
 """
 
 import tensorflow as tf
@@ -23,8 +36,39 @@ import tf_keras as keras
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.layers.reduction import global_mean, num_replicas
 
-LOSSES = ("bce", "bpr", "sampled_ce", "ce")
-SAMPLED_LOSSES = ("bce", "bpr", "sampled_ce")  # the losses that need `negatives` in the batch
+LOSSES = ("bce", "bpr", "sampled_ce", "gbce", "sampled_softmax", "ce")
+# Each sampled loss: (negative layout, default number of negatives).
+SAMPLED_LOSSES = {"bce": ("per_position", 1), "bpr": ("per_position", 1), "sampled_ce": ("per_position", 1),
+                  "gbce": ("per_sequence", 256), "sampled_softmax": ("shared", 256)}
+
+
+def shared_softmax_loss(representations, targets, table, negatives, negative_log_q, target_log_q, bias=None):
+    """Per-row sampled softmax with the logQ correction over negatives shared by a batch.
+
+    representations [..., d], targets [...] (item ids), table [V, d], negatives
+    [n], their log expected counts `negative_log_q` [n], the targets'
+    `target_log_q` [...], optional item bias [V]; returns losses [...].  A
+    negative equal to the row's target (an accidental hit) is masked out.
+    """
+    representations = tf.cast(representations, tf.float32)
+    table = tf.cast(table, tf.float32)
+    positive = tf.reduce_sum(representations * tf.gather(table, targets), -1)
+    scores = tf.einsum("...d,nd->...n", representations, tf.gather(table, negatives))
+    if bias is not None:
+        bias = tf.cast(bias, tf.float32)
+        positive += tf.gather(bias, targets)
+        scores += tf.gather(bias, negatives)
+    positive -= tf.cast(target_log_q, tf.float32)
+    scores -= tf.cast(negative_log_q, tf.float32)
+    scores = tf.where(tf.equal(targets[..., tf.newaxis], negatives), tf.constant(-1e9, tf.float32), scores)
+    return -tf.nn.log_softmax(tf.concat([positive[..., tf.newaxis], scores], -1), -1)[..., 0]
+
+
+def gbce_beta(num_negatives: int, num_items: int, calibration: float) -> float:
+    """gSASRec's β = α (t (1 - 1/α) + 1/α) with α = k / (|I| - 1), the negative
+    sampling rate, and t the calibration (Petrov & Macdonald, RecSys 2023, eq. 9)."""
+    alpha = num_negatives / max(num_items - 1, 1)
+    return alpha * (calibration * (1.0 - 1.0 / alpha) + 1.0 / alpha)
 
 
 def mask_seen(scores: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
@@ -48,13 +92,24 @@ class SequentialRecommender(keras.Model):
       loss: "bce" (binary cross-entropy of each target against the sampled
         negatives, SASRec's loss), "bpr" (pairwise -log σ(s_target - s_negative),
         averaged over the sampled negatives; RETR's eq. 7), "sampled_ce"
-        (softmax cross-entropy over the target and the sampled negatives) or
-        "ce" (full-softmax cross-entropy over all items).
+        (softmax cross-entropy over the target and the sampled negatives),
+        "gbce" (gSASRec's generalised BCE: -β log σ(s_target) - Σ log(1 - σ(s_neg))
+        over `num_negatives` negatives per user, `gbce_beta`), "sampled_softmax"
+        (softmax over the target and negatives shared by the batch, every
+        logit corrected by -log of the item's expected count in the draw:
+        the logQ correction of Yi et al., RecSys 2019; accidental hits of the
+        target are masked) or "ce" (full-softmax cross-entropy over all items:
+        its cost grows with the catalogue).
+      num_negatives: negatives per position ("per_position"), per user
+        ("per_sequence") or per batch ("shared"); None: `SAMPLED_LOSSES`'
+        default (1 for "bce" / "bpr" / "sampled_ce", 256 for the others).
+      gbce_calibration: gSASRec's t in [0, 1] (1: β = α, fully calibrated; 0:
+        plain BCE); the paper's ML-1M setting, 0.75, by default.
     """
 
     supported_losses = LOSSES
 
-    def __init__(self, vocab_size, max_len, loss="bce", **kwargs):
+    def __init__(self, vocab_size, max_len, loss="bce", num_negatives=None, gbce_calibration=0.75, **kwargs):
         super().__init__(**kwargs)
         if int(vocab_size) <= NUM_RESERVED:
             raise ValueError(f"`vocab_size` must exceed {NUM_RESERVED} (padding and OOV), got {vocab_size}")
@@ -62,14 +117,27 @@ class SequentialRecommender(keras.Model):
             raise ValueError(f"`max_len` must be positive, got max_len={max_len}")
         if loss not in self.supported_losses:
             raise ValueError(f"`loss` must be one of {self.supported_losses}, got loss={loss!r}")
+        if num_negatives is not None and int(num_negatives) <= 0:
+            raise ValueError(f"`num_negatives` must be positive, got {num_negatives}")
+        if not 0.0 <= float(gbce_calibration) <= 1.0:
+            raise ValueError(f"`gbce_calibration` must be in [0, 1], got {gbce_calibration}")
         self.vocab_size = int(vocab_size)
         self.max_len = int(max_len)
         self.loss_name = loss
-        # Negatives per position the training batches must carry (the trainer reads this).
-        self.num_negatives = 1 if loss in SAMPLED_LOSSES else 0
+        # Negatives the training batches must carry (the trainer reads this and `negative_layout`).
+        default = SAMPLED_LOSSES.get(loss, (None, 0))[1]
+        self.num_negatives = default if num_negatives is None or not default else int(num_negatives)
+        self.gbce_calibration = float(gbce_calibration)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.regularization_loss_tracker = keras.metrics.Mean(name="regularization_loss")
         self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
+
+    @property
+    def negative_layout(self):
+        """How the training batches carry negatives (see the module docstring); None: none."""
+        if self.loss_name in SAMPLED_LOSSES:
+            return SAMPLED_LOSSES[self.loss_name][0]
+        return "per_position" if self.num_negatives else None  # e.g. RDRSR's reward under "ce"
 
     # --------------------------------------------------------- subclass API
     def output_embeddings(self) -> tf.Tensor:
@@ -148,6 +216,8 @@ class SequentialRecommender(keras.Model):
                                 logits[..., NUM_RESERVED:]], -1)
             per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.boolean_mask(targets, keep), logits)
             return global_mean(per_position)
+        if self.loss_name in ("gbce", "sampled_softmax"):
+            return global_mean(self._many_negatives_loss(representations, targets, batch), weights)
         negatives = tf.cast(batch["negatives"], tf.int32)
         candidates = tf.concat([targets[..., tf.newaxis], negatives], -1)
         scores = self.item_logits(representations, candidates)
@@ -159,6 +229,22 @@ class SequentialRecommender(keras.Model):
             labels = tf.concat([tf.ones_like(scores[..., :1]), tf.zeros_like(scores[..., 1:])], -1)
             per_position = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels, scores), -1)
         return global_mean(per_position, weights)
+
+    def _many_negatives_loss(self, representations, targets, batch) -> tf.Tensor:
+        """Per-position "gbce" / "sampled_softmax" losses [B, L]: the negatives are
+        scored once per user or once per batch, not gathered per position."""
+        table, bias = self.output_embeddings(), self.output_bias()
+        if self.loss_name == "sampled_softmax":
+            return shared_softmax_loss(representations, targets, table, tf.cast(batch["shared_negatives"], tf.int32),
+                                       batch["shared_log_q"], batch["target_log_q"], bias)
+        positive = self.item_logits(representations, targets[..., tf.newaxis])[..., 0]
+        negatives = tf.cast(batch["negatives"], tf.int32)  # [B, n]
+        scores = tf.einsum("bld,bnd->bln", tf.cast(representations, tf.float32),
+                           tf.gather(tf.cast(table, tf.float32), negatives))
+        if bias is not None:
+            scores += tf.gather(tf.cast(bias, tf.float32), negatives)[:, tf.newaxis, :]
+        beta = gbce_beta(self.num_negatives, self.vocab_size - NUM_RESERVED, self.gbce_calibration)
+        return -beta * tf.math.log_sigmoid(positive) - tf.reduce_sum(tf.math.log_sigmoid(-scores), -1)
 
     # --------------------------------------------------------- keras hooks
     @property
@@ -193,6 +279,7 @@ class SequentialRecommender(keras.Model):
 
     def get_config(self):
         return {"vocab_size": self.vocab_size, "max_len": self.max_len, "loss": self.loss_name,
+                "num_negatives": self.num_negatives or None, "gbce_calibration": self.gbce_calibration,
                 "name": self.name}
 
     @classmethod

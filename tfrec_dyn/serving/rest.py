@@ -37,6 +37,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional
@@ -44,8 +45,9 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from tfrec_dyn.serving.versions import OP_ERRORS, LoadedVersion, ServedModel, VersionManager
+from tfrec_dyn.serving.versions import OP_ERRORS, LoadedVersion, ServedModel, VersionManager, parse_version
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def served_version(model: ServedModel, version: Optional[str]) -> LoadedVersion:
     current = model.current
     if version is None and current is not None:
         return current
-    if current is None or not version.isdigit() or int(version) != current.version:
+    if current is None or parse_version(version) != current.version:
         spec = "Latest" if version is None else "Specific"
         detail = model.name if version is None else f"{model.name}, {version}"
         raise not_found(f"Servable not found for request: {spec}({detail})")
@@ -279,7 +281,8 @@ def handle_predict(model: ServedModel, version: Optional[str], data: bytes) -> b
 def version_status(model: ServedModel, version: Optional[str]) -> dict:
     if version is None:
         return {"model_version_status": model.statuses()}
-    entries = model.statuses(int(version)) if version.isdigit() else []
+    number = parse_version(version)
+    entries = model.statuses(number) if number is not None else []
     if not entries:
         raise not_found(f"Servable not found for request: Specific({model.name}, {version})")
     return {"model_version_status": entries}
@@ -307,7 +310,10 @@ async def json_errors(request, handler):
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return _json_error(error.status, f"{error.reason}: {request.method} {request.path}")
+        allow = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None  # 405 says what is
+        return _json_error(error.status, f"{error.reason}: {request.method} {request.path}", allow)
+    except HttpProcessingError as error:  # a body that is not what its headers say (bad chunks, bad gzip)
+        return _json_error(400, f"Malformed request body: {error.message}")
     except asyncio.CancelledError:
         raise
     except Exception as error:  # a fault of ours: logged, still answered as JSON
@@ -318,14 +324,17 @@ async def json_errors(request, handler):
 class RestServer:
     """The aiohttp application of one server, its version manager and thread pool."""
 
-    def __init__(self, models: Dict[str, str], options: ServerOptions = ServerOptions()):
+    def __init__(self, models: Dict[str, str], options: ServerOptions = ServerOptions(),
+                 loader=LoadedVersion.load):
         self.options = options
-        self.manager = VersionManager(models, options.poll_seconds)
+        self.manager = VersionManager(models, options.poll_seconds, loader)
         self.manager.load_initial()
         self.pool = ThreadPoolExecutor(options.num_threads, thread_name_prefix="predict")
         self._pending = 0  # predict requests running or waiting in the pool
         self._pending_lock = threading.Lock()
-        self.app = web.Application(middlewares=[json_errors], client_max_size=options.max_request_bytes)
+        self._in_flight = 0  # requests whose handler runs (a body may still be arriving)
+        self.app = web.Application(middlewares=[self._count_in_flight, json_errors],
+                                   client_max_size=options.max_request_bytes)
         self.app.add_routes([
             web.get("/v1/models/{name}", self._status),
             web.get("/v1/models/{name}/versions/{version}", self._status),
@@ -340,10 +349,27 @@ class RestServer:
     async def _start(self):
         self.manager.start()
 
+    @web.middleware
+    async def _count_in_flight(self, request, handler):
+        self._in_flight += 1  # the event loop's thread only: no lock
+        try:
+            return await handler(request)
+        finally:
+            self._in_flight -= 1
+
+    async def drain(self, seconds: float) -> bool:
+        """Waits up to `seconds` for the requests in flight to be answered; whether they all were."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self._in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return not self._in_flight
+
     async def _close(self):
-        """After in-flight requests have drained: stop polling, let the pool finish."""
-        self.manager.stop()
-        await asyncio.get_running_loop().run_in_executor(None, self.pool.shutdown, True)
+        """After in-flight requests have drained: stop polling (a load under way is left to
+        finish off the event loop) and drop work whose clients have already had their 504."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.manager.stop)
+        await loop.run_in_executor(None, lambda: self.pool.shutdown(wait=True, cancel_futures=True))
 
     def _model(self, request) -> ServedModel:
         name = request.match_info["name"]
@@ -362,13 +388,18 @@ class RestServer:
         if request.content_length is not None and request.content_length > self.options.max_request_bytes:
             raise ServingError(413, f"Request body of {request.content_length} bytes is over the limit of "
                                     f"{self.options.max_request_bytes} bytes")
-        data = await request.read()
+        # A slot is taken before the body is read, so overload never buffers bodies without bound.
         with self._pending_lock:
             if self._pending >= self.options.num_threads + self.options.max_queued_requests:
                 raise ServingError(503, f"Server overloaded: {self._pending} predict requests in progress; "
                                         "retry later", headers={"Retry-After": "1"})
             self._pending += 1
-        future = self.pool.submit(handle_predict, model, request.match_info.get("version"), data)
+        try:
+            data = await request.read()
+            future = self.pool.submit(handle_predict, model, request.match_info.get("version"), data)
+        except BaseException:
+            self._done(None)
+            raise
         future.add_done_callback(self._done)
         try:
             body = await asyncio.wait_for(asyncio.wrap_future(future), self.options.timeout_ms / 1000)
@@ -389,6 +420,27 @@ def create_app(models: Dict[str, str], options: ServerOptions = ServerOptions())
 def serve(models: Dict[str, str], host: str = "127.0.0.1", port: int = 8501,
           options: ServerOptions = ServerOptions()) -> None:
     """Blocks serving the REST API (TF Serving's default REST port is 8501) until
-    SIGINT/SIGTERM, then drains in-flight requests and returns."""
-    web.run_app(create_app(models, options), host=host, port=port, print=None,
-                shutdown_timeout=options.drain_seconds, handle_signals=True)
+    SIGINT/SIGTERM, then stops listening, lets in-flight requests finish (those
+    still sending their body included; up to `drain_seconds`) and returns."""
+    server = RestServer(models, options)
+
+    async def run():
+        # Not `web.run_app`: aiohttp's own shutdown cancels a handler still reading its body.
+        runner = web.AppRunner(server.app, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+            await site.stop()  # no new connections; open ones go on
+            if not await server.drain(options.drain_seconds):
+                logger.warning("%d request(s) still in flight after %.0f s: closing", server._in_flight,
+                               options.drain_seconds)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(run())

@@ -32,7 +32,9 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import threading
+import time
 from typing import Dict, List, Optional
 
 import tensorflow as tf
@@ -64,6 +66,19 @@ OP_ERRORS = {
 }
 
 
+# Transient load failures are retried (with backoff, at most `MAX_LOAD_RETRIES` times, as TF
+# Serving's --max_num_load_retries); any other failure waits for the version's files to change.
+TRANSIENT_CODES = ("RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED")
+MAX_LOAD_RETRIES = 5
+RETRY_SECONDS = 5.0
+
+
+def parse_version(text: str) -> Optional[int]:
+    """A version folder or URL segment as a number; None unless it is 1 to 18 ASCII digits
+    (`str.isdigit` also accepts "²" and other digits `int` refuses or reads as another number)."""
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
+
+
 def error_code(error: BaseException) -> str:
     """The canonical error code name TF Serving reports for `error`."""
     for cls, (code, _) in OP_ERRORS.items():
@@ -90,6 +105,8 @@ class VersionStatus:
     error_code: str = "OK"
     error_message: str = ""
     fingerprint: tuple = ()  # the files as they were when a load failed (retried when they change)
+    retries: int = 0  # transient failures so far
+    retry_at: float = 0.0  # time.monotonic() after which a transient failure is retried
 
     def as_json(self) -> dict:
         return {"version": str(self.version), "state": self.state,
@@ -150,7 +167,8 @@ def _fingerprint(path: str) -> tuple:
                 stat = os.stat(full)
             except OSError:  # removed while walking
                 continue
-            entries.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
+            entries.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns, stat.st_ino,
+                            stat.st_ctime_ns))
     return tuple(sorted(entries))
 
 
@@ -163,13 +181,15 @@ class ServedModel:
         self.current: Optional[LoadedVersion] = None
         self._loader = loader
         self._statuses: Dict[int, VersionStatus] = {}
-        self._lock = threading.Lock()  # guards _statuses (read by request threads)
+        self._last_seen: Dict[int, tuple] = {}  # each version's files at the previous poll
+        self._lock = threading.Lock()  # guards _statuses and the swap of `current` (read by request threads)
 
     def version_dirs(self) -> Dict[int, str]:
         if not os.path.isdir(self.base_path):
             return {}
-        return {int(entry): os.path.join(self.base_path, entry) for entry in os.listdir(self.base_path)
-                if entry.isdigit() and os.path.isdir(os.path.join(self.base_path, entry))}
+        versions = {parse_version(entry): entry for entry in os.listdir(self.base_path)}
+        return {version: os.path.join(self.base_path, entry) for version, entry in versions.items()
+                if version is not None and os.path.isdir(os.path.join(self.base_path, entry))}
 
     def statuses(self, version: Optional[int] = None) -> List[dict]:
         """TF Serving's `model_version_status` entries, newest first."""
@@ -184,21 +204,30 @@ class ServedModel:
             for key, value in fields.items():
                 setattr(status, key, value)
 
-    def poll(self) -> None:
+    def poll(self, settle: bool = True) -> None:
         """Serves the newest version that loads; called by one thread at a time.
 
-        Versions are tried newest first; one that failed is skipped while its
-        files are unchanged.  Loading happens here, while `current` goes on
+        Versions are tried newest first.  One that failed is skipped while its
+        files are unchanged (a transient failure is retried after a backoff);
+        with `settle`, a version is loaded only once its files are the same as
+        at the previous poll, so a folder still being copied into place is not
+        loaded half-written.  Loading happens here, while `current` goes on
         answering requests."""
         dirs = self.version_dirs()
+        seen, self._last_seen = self._last_seen, {}
         for version in sorted(dirs, reverse=True):
             if self.current is not None and self.current.version == version:
                 return
             with self._lock:
                 status = self._statuses.get(version)
-            fingerprint = _fingerprint(dirs[version])
-            if status is not None and status.error_code != "OK" and status.fingerprint == fingerprint:
-                continue  # failed as it is now: wait for its files to change
+            fingerprint = self._last_seen[version] = _fingerprint(dirs[version])
+            if status is not None and status.error_code != "OK" and status.fingerprint == fingerprint and not (
+                    status.error_code in TRANSIENT_CODES and status.retries < MAX_LOAD_RETRIES
+                    and time.monotonic() >= status.retry_at):
+                continue  # failed as it is now: wait for its files to change (or the retry time)
+            if settle and seen.get(version) != fingerprint:
+                return  # new or still changing: look again at the next poll
+            retries = status.retries if status is not None and status.fingerprint == fingerprint else 0
             self._set(version, state="LOADING", error_code="OK", error_message="", fingerprint=())
             try:
                 loaded = self._loader(dirs[version], version)
@@ -206,12 +235,14 @@ class ServedModel:
                 message = f"Failed to load version {version} of {self.name} from {dirs[version]}: {one_line(error)}"
                 logger.warning(message)
                 self._set(version, state="END", error_code=error_code(error), error_message=message,
-                          fingerprint=fingerprint)
+                          fingerprint=fingerprint, retries=retries + 1,
+                          retry_at=time.monotonic() + RETRY_SECONDS * 2 ** retries)
                 continue
-            previous, self.current = self.current, loaded  # the swap: one reference assignment
-            self._set(version, state="AVAILABLE")
-            if previous is not None:
-                self._set(previous.version, state="END")
+            with self._lock:  # the swap and both states change together, as requests see them
+                previous, self.current = self.current, loaded
+                self._statuses[version].state = "AVAILABLE"
+                if previous is not None:
+                    self._statuses[previous.version].state = "END"
             logger.info("%s: serving version %d", self.name, version)
             return
 
@@ -231,7 +262,7 @@ class VersionManager:
         """Loads each model's newest loadable version before the server takes traffic
         (TF Serving also waits for its initial versions); raises when one has none."""
         for model in self.models.values():
-            model.poll()
+            model.poll(settle=False)  # what is there at start-up is taken as written
             if model.current is None:
                 failures = "; ".join(s["status"]["error_message"] for s in model.statuses()) or \
                     "no numeric version folder"
@@ -245,6 +276,8 @@ class VersionManager:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             for model in self.models.values():
+                if self._stop.is_set():
+                    return
                 try:
                     model.poll()
                 except Exception:  # e.g. the base folder vanished mid-scan: keep serving, poll again

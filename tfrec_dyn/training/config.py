@@ -35,10 +35,14 @@ class TrainConfig:
       batch_size: examples per replica; the global batch is
         `batch_size * strategy.num_replicas_in_sync`.
       learning_rate: Adam learning rate.
-      loss: "bce", "bpr", "sampled_ce" or "ce"; None keeps the model's own default.
-      num_negatives: sampled negatives per training position for the losses
-        that use them; None keeps the model's own (1 for "bce"/"bpr", RDRSR's o).
-      negative_sampler: "uniform" or "popularity".
+      loss: "bce", "bpr", "sampled_ce", "gbce", "sampled_softmax" or "ce"
+        (`tfrec_dyn.models.base`); None keeps the model's own default.
+      num_negatives: sampled negatives for the losses that use them (per
+        position, per user or per batch, as the loss draws them); None keeps
+        the model's own (1 for "bce"/"bpr", 256 for "gbce"/"sampled_softmax",
+        RDRSR's o).
+      negative_sampler: "uniform" or "popularity"; for "sampled_softmax" also
+        "in_batch" or "mixed" (half in-batch, half uniform).
       hyperparameters: extra model constructor arguments (embed_dim, ...).
       seed: seeds weights, shuffling and negatives.
       strategy: "auto" (all visible GPUs, else CPU), "one_device",
@@ -131,4 +135,6 @@ class TrainConfig:
         kwargs = dict(self.hyperparameters)
         if self.loss is not None:
             kwargs["loss"] = self.loss
+        if self.num_negatives is not None:
+            kwargs["num_negatives"] = self.num_negatives
         return kwargs

@@ -31,6 +31,7 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     """Adds every `TrainConfig` flag to `parser`; `epochs` and `data` set the
     defaults (`data=None`: the flag is required)."""
     from tfrec_dyn.data.datasets import FORMAT_NAMES
+    from tfrec_dyn.data.input_pipeline import SHARED_SAMPLERS
     from tfrec_dyn.models.registry import MODELS
     from tfrec_dyn.training.config import SPLITS, TP_OPTION_NAMES, TRAINERS
 
@@ -50,7 +51,10 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--batch-size", type=int, default=128, help="per replica")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--loss", choices=losses, help="default: the model's own")
-    parser.add_argument("--negative-sampler", choices=("uniform", "popularity"), default="uniform")
+    parser.add_argument("--negative-sampler", choices=SHARED_SAMPLERS, default="uniform",
+                        help="in_batch and mixed: for --loss sampled_softmax")
+    parser.add_argument("--num-negatives", type=int, default=None,
+                        help="negatives of a sampled loss (default: the loss's own, see TrainConfig)")
     parser.add_argument("--hp", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="model hyperparameter, e.g. --hp embed_dim=64 (repeatable)")
     parser.add_argument("--trainer", choices=TRAINERS, default="standard",
@@ -69,7 +73,8 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
         "model": args.model, "data": args.data, "data_format": args.data_format, "columns": args.columns,
         "k_core": args.k_core, "split": args.split, "split_seed": args.split_seed, "max_len": args.max_len,
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "loss": args.loss, "negative_sampler": args.negative_sampler, "hyperparameters": dict(args.hp),
+        "loss": args.loss, "negative_sampler": args.negative_sampler,
+        "num_negatives": args.num_negatives, "hyperparameters": dict(args.hp),
         "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,
         "validate_every": args.validate_every, "trainer": args.trainer,
         "trainer_options": dict(args.trainer_option)}

@@ -111,9 +111,7 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
         model = build_model(config.model, vocab_size, config.max_len, **{**sizes, **config.model_kwargs()})
         if config.trainer == "standard":
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none) ...
-    if num_negatives and config.num_negatives is not None:
-        num_negatives = config.num_negatives              # ... unless the config says how many
+    num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none)
     first_epoch = 0
     if backup_dir:
         first_epoch = min(resume_epoch(backup_dir, config, record=is_chief(strategy)), config.epochs)
@@ -128,6 +126,7 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         dataset = training_dataset(sequences, vocab_size, config.max_len, global_batch, num_negatives=num_negatives,
                                    sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
+                                   negative_layout=model.negative_layout or "per_position",
                                    side={field: side[field] for field in fields},
                                    epochs=range(first_epoch, config.epochs))
         history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
@@ -178,7 +177,9 @@ def fit_transferrable(model, config: TrainConfig, strategy, sequences, vocab_siz
     steps = max(1, -(-len(trainable_rows(sequences)) // per_iteration))  # every user drawn once per epoch on average
     dataset = user_task_dataset(sequences, heads, vocab_size, config.max_len, num_negatives=num_negatives,
                                 sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
-                                first_step=first_epoch * steps * replicas, **options["user_task_dataset"])
+                                first_step=first_epoch * steps * replicas,
+                                negative_layout=model.negative_layout or "per_position",
+                                **options["user_task_dataset"])
     dataset = dataset.batch(replicas).prefetch(tf.data.AUTOTUNE)  # one outer iteration per replica
     with strategy.scope(), precision_scope(config.mixed_precision):
         trainer = TransferrableTrainer(model, **options["TransferrableTrainer"])
