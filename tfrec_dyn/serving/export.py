@@ -55,6 +55,7 @@ from tfrec_dyn.data.input_pipeline import feature_name
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID, PAD_TOKEN, Vocabulary
 from tfrec_dyn.metrics.protocols import full_protocol_ranks
 from tfrec_dyn.models.base import mask_seen
+from tfrec_dyn.serving.versions import parse_version
 
 DEFAULT_K = 10
 EXAMPLE_K = 50
@@ -237,9 +238,8 @@ def category_table(sequences, categories, vocab_size: int) -> np.ndarray:
 def next_version(model_base_path: str) -> int:
     """1 + the highest numeric version folder under `model_base_path` (1 when there is none);
     versions compare as numbers, as TF Serving's do (10 is newer than 9)."""
-    versions = [int(name) for name in os.listdir(model_base_path) if name.isdigit()] \
-        if os.path.isdir(model_base_path) else []
-    return max(versions, default=0) + 1
+    names = os.listdir(model_base_path) if os.path.isdir(model_base_path) else []
+    return max((v for v in map(parse_version, names) if v is not None), default=0) + 1
 
 
 def export_version(model, vocab: Vocabulary, item_counts, max_len: int, model_base_path: str, **kwargs) -> str:
