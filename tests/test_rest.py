@@ -351,6 +351,17 @@ def test_overload_answers_503_instead_of_queueing(server, monkeypatch):
         srv.close()
 
 
+def test_a_fault_of_the_server_is_a_json_500_and_the_server_stays_up(server, monkeypatch):
+    def broken(version, body):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(rest, "predict", broken)
+    status, answer = server.request("/v1/models/rec:predict", {"instances": [{"item_ids": ["i1"]}]})
+    assert status == 500 and answer == {"error": "Internal error: RuntimeError: a bug of ours"}
+    monkeypatch.undo()
+    assert server.request("/v1/models/rec:predict", {"instances": [{"item_ids": ["i1"]}]})[0] == 200
+
+
 def test_requests_past_the_deadline_get_504(server):
     srv = _Server({"rec": str(server.base)}, timeout_ms=1)
     try:
