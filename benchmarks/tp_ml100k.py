@@ -50,7 +50,6 @@ from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, command_lin
 from tfrec_dyn.data import Vocabulary, existing_new_users, head_tail_users, load_dataset, select_users
 from tfrec_dyn.metrics import evaluate
 from tfrec_dyn.training import PreparedData, TrainConfig
-from tfrec_dyn.metrics.evaluation import score_function
 
 BASE_MODELS = ("gru4rec", "caser", "sasrec")
 VARIANTS = {name: (name, {}) for name in BASE_MODELS}
@@ -94,7 +93,7 @@ def group_figures(new_data: PreparedData, heads):
         out = {}
         for group, data in (("existing", result.data), ("new", new_data)):
             arrays = data.eval_arrays("test", result.model.max_len)
-            ranked = evaluate(score_function(result.model), arrays.histories, arrays.targets, ks=(10,),
+            ranked = evaluate(result.model, arrays.histories, arrays.targets, ks=(10,),
                               exclude_seen=True)
             head = np.array([user in heads[group] for user in arrays.user_ids])
             out[group] = {"all": ranked.metrics, "head": ranked.metrics_for(head), "tail": ranked.metrics_for(~head)}

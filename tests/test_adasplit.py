@@ -153,16 +153,6 @@ def test_model_scores_and_gradients_reach_every_weight(kwargs):
     assert any(v is model.allocator.create_logit for v in model.trainable_variables) == kwargs.get("allow_create", True)
 
 
-def test_policy_scoring_in_candidate_chunks_equals_all_at_once(monkeypatch):
-    import tfrec_dyn.models.adasplit as adasplit
-
-    model = AdaSplit(V, L, embed_dim=16, window_len=5)
-    monkeypatch.setattr(adasplit, "CANDIDATE_CHUNK", 7)  # 30 items: chunks of 7, 7, 7, 7, 2
-    chunked = model.score(BATCH).numpy()
-    monkeypatch.setattr(adasplit, "CANDIDATE_CHUNK", 1000)
-    np.testing.assert_allclose(chunked[:, 2:], model.score(BATCH).numpy()[:, 2:], rtol=1e-6)
-
-
 def test_subsequences_inspection():
     model = AdaSplit(V, L, embed_dim=16, window_len=6, max_subsequences=3)
     found = model.subsequences(BATCH)

@@ -48,6 +48,9 @@ def test_train_evaluate_recommend(small_data, tmp_path):
         assert evaluated["protocol"] == protocol
         # Re-evaluating the saved run reproduces the figures from training exactly.
         assert evaluated["NDCG@10"] == pytest.approx(trained["protocols"][protocol]["NDCG@10"], abs=1e-9)
+    out = _cli("evaluate", run, "--protocol", "full", "--eval-users", "50", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["users"] == 50 and "50 users" in out.stdout
 
     out = _cli("recommend", run, "--history", "50,172,133,nope", "-k", "5", "--json")
     assert out.returncode == 0, out.stderr[-3000:]

@@ -19,6 +19,7 @@ only with TFREC_DYN_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run")
     evaluate.add_argument("--protocol", choices=PROTOCOL_CHOICES + ("all",), default="all")
     evaluate.add_argument("--split", choices=("test", "validation"), default="test")
+    evaluate.add_argument("--eval-users", type=int, metavar="N",
+                          help="a seeded sample of N users (default: the run's setting, all users)")
     evaluate.add_argument("--json", action="store_true")
 
     recommend = commands.add_parser("recommend", help="top-k items for a history of raw item ids")
@@ -131,15 +134,17 @@ def _evaluate(args) -> dict:
     from tfrec_dyn.training import PreparedData, Run, evaluate_split
 
     run = Run.load(args.run)
-    data = PreparedData.from_config(run.config, vocab=run.vocab, side_vocabs=run.side_vocabs)
+    config = run.config if args.eval_users is None else dataclasses.replace(run.config, eval_users=args.eval_users)
+    data = PreparedData.from_config(config, vocab=run.vocab, side_vocabs=run.side_vocabs)
     protocols = PROTOCOL_CHOICES if args.protocol == "all" else (args.protocol,)
-    results = evaluate_split(run.model, data, run.config, which=args.split, protocols=protocols)
+    results = evaluate_split(run.model, data, config, which=args.split, protocols=protocols)
     for protocol, result in results.items():
-        _print_metrics(f"{run.config.model} on {run.config.data}, {args.split} split, protocol={protocol}:",
+        users = f", {len(result.ranks)} users" if config.eval_users else ""
+        _print_metrics(f"{run.config.model} on {run.config.data}, {args.split} split{users}, protocol={protocol}:",
                        result.metrics)
     first = protocols[0]
     return {"model": run.config.model, "data": run.config.data, "protocol": first, "split": args.split,
-            **results[first].metrics, "train_seconds": run.metrics().get("train_seconds"),
+            "users": len(results[first].ranks), **results[first].metrics, "train_seconds": run.metrics().get("train_seconds"),
             "protocols": {p: r.metrics for p, r in results.items()}}
 
 

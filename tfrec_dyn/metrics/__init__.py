@@ -2,7 +2,10 @@
 
 * `ranking`: pessimistic ranks (`rank_of_target`, `rank_of_target_tf`) and
   HR / NDCG / MRR / Recall from them.
-* `protocols`: `evaluate(score_fn, histories, targets, protocol="full" |
+* `scoring`: the catalogue ranked a chunk of items at a time
+  (`full_protocol_ranks`, `top_k_recommendations`) and `Scorer`, a model
+  compiled once for them.
+* `protocols`: `evaluate(model, histories, targets, protocol="full" |
   "sampled")`, `SampledNegatives` (drawn once per split, saved with it) and
   `top_k_items` for the recommended lists.
 * `beyond`: item coverage, Gini index, tail share and head/tail item groups.
@@ -44,10 +47,11 @@ from tfrec_dyn.metrics.ranking import (
     rank_of_target_tf,
     recall_at_k,
 )
+from tfrec_dyn.metrics.scoring import Scorer
 
 __all__ = [
     "DEFAULT_KS", "DEFAULT_NUM_NEGATIVES", "EvaluationResult", "PROTOCOLS", "SAMPLERS",
-    "SampledNegatives", "count_items", "evaluate", "gini_index", "head_tail_items", "hit_rate",
+    "SampledNegatives", "Scorer", "count_items", "evaluate", "gini_index", "head_tail_items", "hit_rate",
     "item_coverage", "metrics_from_ranks", "mrr", "ndcg", "rank_of_target", "rank_of_target_tf",
     "recall_at_k", "recommendation_counts", "tail_share", "top_k_items",
 ]

@@ -6,7 +6,7 @@ evaluate` and the final evaluation of `tfrec-dyn train` / `train(...)` call
 only); the exported SavedModel's
 evaluation signature (`serving_tf_example`, read by the TFX Evaluator through
 `tfrec_dyn.metrics.tfma_metrics`) ranks each target with the same
-`full_protocol_ranks`, and the TFMA metrics turn those ranks into figures with
+`tfrec_dyn.metrics.scoring.full_protocol_ranks`, and the TFMA metrics turn those ranks into figures with
 the same `tfrec_dyn.metrics.ranking` functions.
 
     arrays = data.eval_arrays("test", max_len)            # an `EvalArrays`
@@ -29,10 +29,13 @@ from tfrec_dyn.data.vocabulary import NUM_RESERVED, Vocabulary
 from tfrec_dyn.metrics.beyond import gini_index, head_tail_items, item_coverage, tail_share
 from tfrec_dyn.metrics.protocols import DEFAULT_NUM_NEGATIVES, EvaluationResult, SampledNegatives, evaluate, top_k_items
 from tfrec_dyn.metrics.ranking import metrics_from_ranks, rank_of_target
+from tfrec_dyn.metrics.scoring import Scorer
 
 # Sampled-protocol negatives are drawn from this seed, not the model seed, so
 # models trained with different seeds are scored against the same candidates.
 EVAL_NEGATIVES_SEED = 20240101
+# `eval_users`' sample is drawn from this seed: every model is scored on the same users.
+EVAL_USERS_SEED = 20240102
 EVAL_KS = (5, 10, 20, 50)
 
 
@@ -49,10 +52,27 @@ class EvalArrays:
     # Encoded side fields of each target, by field name (e.g. "category": [U] ids).
     target_side: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
+    def rows(self, rows) -> "EvalArrays":
+        """The same split restricted to the given row indices."""
+        return EvalArrays([self.user_ids[r] for r in rows], self.histories[rows], self.targets[rows],
+                          [self.known_items[r] for r in rows], {n: v[rows] for n, v in self.features.items()},
+                          {n: v[rows] for n, v in self.target_side.items()})
 
-def score_function(model):
-    """`model.score` compiled once: full-ranking evaluation of all users in seconds."""
-    return tf.function(lambda batch: model.score(batch), reduce_retracing=True)
+
+def check_eval_users(eval_users) -> None:
+    """`eval_users` is None (all users) or a positive integer."""
+    if eval_users is not None and (isinstance(eval_users, bool) or not isinstance(eval_users, (int, np.integer))
+                                   or eval_users <= 0):
+        raise ValueError(f"`eval_users` must be a positive number of users, got {eval_users!r}")
+
+
+def sample_users(num_users: int, eval_users: Optional[int], seed: int = EVAL_USERS_SEED) -> np.ndarray:
+    """Sorted row indices of a seeded sample of `eval_users` of `num_users` users
+    (all of them when `eval_users` is None or not smaller)."""
+    check_eval_users(eval_users)
+    if eval_users is None or eval_users >= num_users:
+        return np.arange(num_users)
+    return np.sort(np.random.default_rng(seed).choice(num_users, int(eval_users), replace=False))
 
 
 def model_features(model, features):
@@ -91,26 +111,37 @@ def split_negatives(arrays: EvalArrays, vocab: Vocabulary, item_counts, num_nega
 
 def evaluate_model(model, arrays: EvalArrays, vocab: Vocabulary, item_counts, protocols: Sequence[str] = ("full",),
                    ks=EVAL_KS, exclude_seen: bool = True, num_negatives: int = DEFAULT_NUM_NEGATIVES,
-                   sampler: str = "uniform", cache_dir: Optional[str] = None) -> Dict[str, EvaluationResult]:
+                   sampler: str = "uniform", cache_dir: Optional[str] = None,
+                   eval_users: Optional[int] = None) -> Dict[str, EvaluationResult]:
     """{protocol: `EvaluationResult`} of `model` on `arrays`; the full protocol
     adds the beyond-accuracy figures, and models that rank categories too (HUP)
     add a "category" entry (next-item category, all categories ranked).
 
     `item_counts`: training-split counts (popularity sampler, tail items);
     `num_negatives`, `sampler`, `cache_dir`: the sampled protocol's (see
-    `split_negatives`)."""
+    `split_negatives`); `eval_users`: evaluate a seeded sample of that many
+    users (`sample_users`; None: all).  Each sampled user's figures are
+    exactly those of a run over all users: the full protocol still ranks the
+    whole catalogue, and the sampled protocol's negatives are the rows of
+    the whole split's draw."""
+    rows = sample_users(len(arrays.targets), eval_users)
+    full_split = arrays
+    if len(rows) < len(arrays.targets):
+        arrays = arrays.rows(rows)
     features = model_features(model, arrays.features)
-    score_fn = score_function(model)
+    scorer = Scorer(model)  # compiled once for every protocol
     results = {}
     for protocol in protocols:
-        negatives = (split_negatives(arrays, vocab, item_counts, num_negatives, sampler, cache_dir)
-                     if protocol == "sampled" else None)
-        results[protocol] = evaluate(score_fn, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
+        negatives = None
+        if protocol == "sampled":
+            drawn = split_negatives(full_split, vocab, item_counts, num_negatives, sampler, cache_dir)
+            negatives = drawn if arrays is full_split else dataclasses.replace(drawn, negatives=drawn.negatives[rows])
+        results[protocol] = evaluate(scorer, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
                                      negatives=negatives, exclude_seen=exclude_seen, features=features)
         results[protocol].negatives = negatives
         if protocol == "full":
             results[protocol].metrics.update(
-                beyond_accuracy(score_fn, arrays, vocab.size, item_counts, exclude_seen, features))
+                beyond_accuracy(scorer, arrays, vocab.size, item_counts, exclude_seen, features))
     if hasattr(model, "category_scores") and "category" in arrays.target_side:
         results["category"] = evaluate_categories(model, arrays, features, ks)
     return results
@@ -135,11 +166,11 @@ def evaluate_categories(model, arrays: EvalArrays, features, ks=(5, 10, 20), bat
                             "category", tuple(ks))
 
 
-def beyond_accuracy(score_fn, arrays: EvalArrays, vocab_size: int, item_counts, exclude_seen: bool,
+def beyond_accuracy(scoring, arrays: EvalArrays, vocab_size: int, item_counts, exclude_seen: bool,
                     features=None, k: int = 10):
     """Item coverage, Gini index and tail-item share of everyone's top-k list
     (tail items: all but the 20 % most interacted-with training items)."""
-    top_k = top_k_items(score_fn, arrays.histories, k=k, exclude_seen=exclude_seen, features=features)
+    top_k = top_k_items(scoring, arrays.histories, k=k, exclude_seen=exclude_seen, features=features)
     _, tail = head_tail_items(item_counts)
     return {f"Coverage@{k}": item_coverage(top_k, vocab_size),
             f"Gini@{k}": gini_index(top_k, vocab_size),

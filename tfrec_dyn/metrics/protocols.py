@@ -1,7 +1,9 @@
 """Evaluation protocols for next-item recommendation, chosen by name.
 
 * ``"full"``: each user's target is ranked against **every** real item
-  (ids 2..V-1), batches of users at a time as TensorFlow matrix operations.
+  (ids 2..V-1), batches of users against chunks of items at a time
+  (`tfrec_dyn.metrics.scoring`: memory O(users × chunk), whatever the
+  catalogue).
   With ``exclude_seen=True`` (the default) the items of the user's input
   history are not candidates, **except the target itself, which is never
   removed**.  Filtering consumed items is the usual full-ranking practice (a
@@ -16,7 +18,7 @@
   that are not in the user's known sequence.  The negatives are drawn **once
   per data split** with `SampledNegatives.draw` from a seed, saved next to the
   split (`save` / `load`, npz) and passed in, so every model and every re-run
-  is scored against the same candidates.
+  is scored against the same candidates.  Only those candidates are scored.
 
 Ranks are pessimistic (ties count against the target; see
 `tfrec_dyn.metrics.ranking`).  Example, with a score function that always
@@ -37,13 +39,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
+from tfrec_dyn.data.vocabulary import NUM_RESERVED
 from tfrec_dyn.metrics.ranking import DEFAULT_KS, _check_ks, metrics_from_ranks, rank_of_target_tf
+from tfrec_dyn.metrics.scoring import Scorer
 
 PROTOCOLS = ("full", "sampled")
 SAMPLERS = ("uniform", "popularity")
@@ -53,9 +56,6 @@ DEFAULT_NUM_NEGATIVES = 100
 # constant, it keeps the draws a pure function of the seed).
 _DRAW_CHUNK_USERS = 4096
 _MAX_DRAW_ROUNDS = 1000
-
-ScoreFn = Callable[[Dict[str, np.ndarray]], Union[tf.Tensor, np.ndarray]]
-
 
 # ================================================================ negatives
 def _history_keys(histories, vocab_size: int) -> Tuple[np.ndarray, int]:
@@ -338,62 +338,26 @@ def _check_features(features, histories: np.ndarray) -> Dict[str, np.ndarray]:
     return features
 
 
-def _score_batches(score_fn: ScoreFn, histories: np.ndarray, batch_size: int, features=None):
-    """Yields (start, item_ids [B, L] int32, scores float32 tensor [B, V]) batch by batch,
-    checking that every batch has the same vocabulary size V."""
-    vocab_size = None
+def _scored_batches(scorer: Scorer, histories: np.ndarray, batch_size: int, features=None):
+    """Yields (start, item_ids [B, L], user state) batch by batch; checks the
+    history ids against the scorer's V once it is known (after the first batch
+    for a score-matrix function)."""
     features = _check_features(features, histories)
+    largest = histories.max(initial=0)
+
+    def check():
+        if largest >= scorer.vocab_size:
+            raise ValueError(f"history item ids must be < V = {scorer.vocab_size} (score columns)")
+
+    if scorer.vocab_size is not None:
+        check()
     for start in range(0, histories.shape[0], batch_size):
         item_ids = histories[start:start + batch_size]
-        batch = {"item_ids": item_ids, **{name: values[start:start + batch_size] for name, values in features.items()}}
-        scores = tf.cast(tf.convert_to_tensor(score_fn(batch)), tf.float32)
-        if scores.shape.rank != 2 or scores.shape[0] != item_ids.shape[0]:
-            raise ValueError(f"score_fn must return scores [batch, V] = [{item_ids.shape[0]}, V], "
-                             f"got shape {scores.shape}")
-        if vocab_size is None:
-            vocab_size = int(scores.shape[1])
-            if vocab_size <= NUM_RESERVED:
-                raise ValueError(f"score_fn returned {vocab_size} columns: no real items")
-            if histories.size and histories.max() >= vocab_size:
-                raise ValueError(f"history item ids must be < V = {vocab_size} (score columns)")
-        elif scores.shape[1] != vocab_size:
-            raise ValueError(f"score_fn returned {scores.shape[1]} columns after {vocab_size} before")
-        yield start, item_ids, scores
-
-
-def seen_mask(item_ids, vocab_size) -> tf.Tensor:
-    """bool [B, V]: True where the item is in the row's history [B, L] (column 0 for padding too)."""
-    item_ids = tf.cast(item_ids, tf.int32)
-    batch, length = tf.shape(item_ids)[0], tf.shape(item_ids)[1]
-    indices = tf.stack([tf.repeat(tf.range(batch), length), tf.reshape(item_ids, [-1])], axis=1)
-    counts = tf.scatter_nd(indices, tf.ones([batch * length], tf.int32), tf.stack([batch, vocab_size]))
-    return counts > 0
-
-
-def full_candidates(item_ids, targets, vocab_size, exclude_seen: bool = True) -> tf.Tensor:
-    """bool [B, V] candidates of the full protocol: real items, minus the
-    history's if `exclude_seen`, plus always the target (graph-friendly: the
-    serving signature's `target_rank` uses it too)."""
-    columns = tf.range(vocab_size)[tf.newaxis, :]
-    candidates = tf.broadcast_to(columns >= NUM_RESERVED, tf.stack([tf.shape(item_ids)[0], vocab_size]))
-    if exclude_seen:
-        candidates = tf.logical_and(candidates, tf.logical_not(seen_mask(item_ids, vocab_size)))
-    is_target = tf.equal(columns, tf.cast(targets, tf.int32)[:, tf.newaxis])
-    return tf.logical_or(candidates, is_target)
-
-
-def full_protocol_ranks(scores, item_ids, targets, exclude_seen: bool = True) -> Tuple[tf.Tensor, tf.Tensor]:
-    """(ranks int32 [B], num_candidates int32 [B]) of each row's target under
-    the full protocol: THE rule, used by `evaluate` and by the exported model's
-    evaluation signature (so the TFX Evaluator measures the same thing).
-
-    >>> ranks, counts = full_protocol_ranks(tf.constant([[0., 0., .9, .5, .7]]), tf.constant([[4]]), tf.constant([3]))
-    >>> ranks.numpy().tolist(), counts.numpy().tolist()   # item 4 is seen: only 2 is above 3
-    ([1], [2])
-    """
-    candidates = full_candidates(item_ids, targets, tf.shape(scores)[1], exclude_seen)
-    return (rank_of_target_tf(scores, targets, candidates),
-            tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1))
+        state = scorer.state({"item_ids": item_ids,
+                              **{name: values[start:start + batch_size] for name, values in features.items()}})
+        if start == 0:
+            check()
+        yield start, item_ids, state
 
 
 def _negatives_array(negatives, num_users: int) -> Tuple[np.ndarray, Optional[int]]:
@@ -412,15 +376,17 @@ def _negatives_array(negatives, num_users: int) -> Tuple[np.ndarray, Optional[in
     return negatives.astype(np.int32), vocab_size
 
 
-def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
+def evaluate(scoring, histories, targets, protocol: str = "full",
              ks: Iterable[int] = DEFAULT_KS, negatives=None, exclude_seen: bool = True,
-             batch_size: int = 256, features=None) -> EvaluationResult:
+             batch_size: int = 256, features=None, chunk_size: Optional[int] = None) -> EvaluationResult:
     """Ranks every user's target with the named protocol and returns the metrics.
 
     Args:
-      score_fn: callable taking {"item_ids": int32 [B, L]} and returning
-        scores [B, V] (tf or numpy), e.g. `model.score` of a
-        `SequentialRecommender`.  Columns 0 and 1 are never candidates.
+      scoring: a `SequentialRecommender` (scored a chunk of items at a time:
+        memory O(batch_size × chunk), whatever the catalogue), a `Scorer`
+        (reuse one to compile the model once), or a callable taking
+        {"item_ids": int32 [B, L]} and returning scores [B, V] (tf or numpy).
+        Columns 0 and 1 are never candidates.
       histories: int [U, L] model inputs, left padded with 0.
       targets: int [U] the held-out next item of each user (a real item id).
       protocol: "full" (rank among all real items) or "sampled" (rank among
@@ -434,7 +400,9 @@ def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
       batch_size: users scored per call of `score_fn`.
       features: optional {name: [U, L, ...]} model inputs aligned with the
         histories (side fields: `behavior_ids`, `dwell_time`, ...), passed to
-        `score_fn` with the item ids.
+        the model with the item ids.
+      chunk_size: items scored at a time by the full protocol (default: the
+        model's `score_chunk_size`, else `scoring.DEFAULT_CHUNK_SIZE`).
 
     Returns:
       `EvaluationResult` with `.metrics` (e.g. "HR@10", "NDCG@10", "MRR",
@@ -466,11 +434,12 @@ def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
     if protocol == "sampled":
         negatives, negatives_vocab = _negatives_array(negatives, histories.shape[0])
 
+    scorer = Scorer.of(scoring, chunk_size)
     ranks = np.empty(histories.shape[0], np.int64)
     num_candidates = np.empty(histories.shape[0], np.int64)
-    for start, item_ids, scores in _score_batches(score_fn, histories, batch_size, features):
-        vocab_size = int(scores.shape[1])
+    for start, item_ids, state in _scored_batches(scorer, histories, batch_size, features):
         if start == 0:
+            vocab_size = scorer.vocab_size
             if targets.max() >= vocab_size:
                 raise ValueError(f"targets must be < V = {vocab_size} (score columns)")
             if protocol == "sampled" and (negatives.max() >= vocab_size
@@ -478,15 +447,16 @@ def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
                 raise ValueError(f"negatives were drawn for another vocabulary than V = {vocab_size}")
         batch_targets = targets[start:start + len(item_ids)]
         if protocol == "full":
-            batch_ranks, batch_counts = full_protocol_ranks(scores, item_ids, batch_targets, exclude_seen)
+            batch_ranks, batch_counts = scorer.ranks(state, item_ids, batch_targets, exclude_seen)
         else:
             batch_negatives = negatives[start:start + len(item_ids)]
-            in_history = tf.gather(seen_mask(item_ids, vocab_size), batch_negatives, batch_dims=1)
-            if np.any(batch_negatives == batch_targets[:, np.newaxis]) or bool(tf.reduce_any(in_history)):
+            in_history = (batch_negatives[:, :, np.newaxis] == item_ids[:, np.newaxis, :]).any(axis=(1, 2))
+            if np.any(batch_negatives == batch_targets[:, np.newaxis]) or in_history.any():
                 raise ValueError("some negatives equal the user's target or an input history item: were "
                                  "they drawn from this split's whole sequences (inputs and targets)?")
+            # Only the target and its negatives are scored (target first).
             candidate_ids = np.concatenate([batch_targets[:, np.newaxis], batch_negatives], axis=1)
-            candidate_scores = tf.gather(scores, candidate_ids, batch_dims=1)
+            candidate_scores = scorer.candidate_scores(state, candidate_ids)
             batch_ranks = rank_of_target_tf(candidate_scores, tf.zeros([len(item_ids)], tf.int32))
             batch_counts = np.full(len(item_ids), candidate_ids.shape[1])
         ranks[start:start + len(item_ids)] = np.asarray(batch_ranks)
@@ -495,18 +465,19 @@ def evaluate(score_fn: ScoreFn, histories, targets, protocol: str = "full",
                             num_candidates=num_candidates, protocol=protocol, ks=ks)
 
 
-def top_k_items(score_fn: ScoreFn, histories, k: int = 10, exclude_seen: bool = True,
-                batch_size: int = 256, features=None) -> np.ndarray:
+def top_k_items(scoring, histories, k: int = 10, exclude_seen: bool = True,
+                batch_size: int = 256, features=None, chunk_size: Optional[int] = None) -> np.ndarray:
     """Top-k recommended real items per user (full ranking), for the beyond-accuracy figures.
 
     Args:
-      score_fn, histories, batch_size, features: as in `evaluate`.
+      scoring, histories, batch_size, features, chunk_size: as in `evaluate`.
       k: list length.
       exclude_seen: leave the user's history items out of the list.
 
     Returns:
       int32 [U, k] item ids, best first; ties go to the smaller id; a user
-      with fewer than k candidate items gets trailing 0 (empty) slots.
+      with fewer than k candidate items gets trailing 0 (empty) slots
+      (`scoring.top_k_recommendations`).
 
     >>> score_fn = lambda batch: np.tile(np.arange(6.0), (len(batch["item_ids"]), 1))
     >>> top_k_items(score_fn, np.array([[0, 5], [0, 0]]), k=2).tolist()
@@ -516,18 +487,9 @@ def top_k_items(score_fn: ScoreFn, histories, k: int = 10, exclude_seen: bool = 
         raise ValueError(f"`k` must be a positive integer, got {k!r}")
     batch_size = _check_batch_size(batch_size)
     histories = _as_histories(histories)
+    scorer = Scorer.of(scoring, chunk_size)
     out = np.zeros((histories.shape[0], int(k)), np.int32)
-    lowest = tf.constant(np.finfo(np.float32).min, tf.float32)
-    for start, item_ids, scores in _score_batches(score_fn, histories, batch_size, features):
-        vocab_size = int(scores.shape[1])
-        columns = tf.range(vocab_size)[tf.newaxis, :]
-        candidates = tf.broadcast_to(columns >= NUM_RESERVED, tf.shape(scores))
-        if exclude_seen:
-            candidates = tf.logical_and(candidates, tf.logical_not(seen_mask(item_ids, vocab_size)))
-        # Candidates (even NaN / -inf scored) always sort above non-candidates (-inf).
-        ranked = tf.where(tf.math.is_nan(scores), lowest, tf.maximum(scores, lowest))
-        ranked = tf.where(candidates, ranked, tf.constant(-np.inf, tf.float32))
-        top = tf.math.top_k(ranked, k=min(int(k), vocab_size))
-        items = tf.where(tf.equal(top.values, -np.inf), PAD_ID, top.indices)
-        out[start:start + len(item_ids), :items.shape[1]] = items.numpy()
+    for start, item_ids, state in _scored_batches(scorer, histories, batch_size, features):
+        items = np.asarray(scorer.top_k(state, item_ids, int(k), exclude_seen))
+        out[start:start + len(items), :items.shape[1]] = items
     return out

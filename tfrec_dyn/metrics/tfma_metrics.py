@@ -2,7 +2,7 @@
 
 The exported model's evaluation signature (`serving_tf_example`) returns, for
 each example, `target_rank`: the rank of its `target_item_id` under the full
-protocol, computed by the same `full_protocol_ranks` as `tfrec-dyn evaluate`
+protocol, computed by the same `scoring.full_protocol_ranks` as `tfrec-dyn evaluate`
 (pessimistic ties; every item but the history's is a candidate, the target
 always). These metrics average the same `tfrec_dyn.metrics.ranking` functions
 over those ranks, so the Evaluator's figures are `tfrec-dyn evaluate`'s full

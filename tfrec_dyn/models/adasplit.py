@@ -11,14 +11,13 @@ from tfrec_dyn.layers.policy import discounted_returns, reinforce_loss
 from tfrec_dyn.layers.reduction import global_mean, replica_sum
 from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator
 from tfrec_dyn.models.base import SequentialRecommender, shared_softmax_loss
-from tfrec_dyn.models.episodes import episode_windows, last_window, window_groups
+from tfrec_dyn.models.episodes import EpisodeScoring, episode_windows, last_window, window_groups
 
 SCORINGS = ("policy", "max")
-CANDIDATE_CHUNK = 1024  # items routed at once by `scoring="policy"`
 
 
 @keras.utils.register_keras_serializable(package="tfrec_dyn")
-class AdaSplit(SequentialRecommender):
+class AdaSplit(EpisodeScoring, SequentialRecommender):
     """A user's recent behaviours split by a policy into sub-sequences, one interest each.
 
     For a window of the user's last t items: item + position embeddings and a
@@ -158,28 +157,24 @@ class AdaSplit(SequentialRecommender):
         return {"subsequences": subsequences, "active": active, "actions": actions, "log_probs": log_probs,
                 "rewards": rewards, "reward_ids": reward_ids}
 
-    def _scores(self, episode, table):
-        """Scores [N, V] of every item from an episode's sub-sequences (see `scoring`)."""
+    def _scores(self, episode, vectors):
+        """Scores [N, C] of candidates from an episode's sub-sequences (see
+        `scoring`); vectors: [C, d] shared by every row or [N, C, d] per row."""
         subsequences = tf.cast(episode["subsequences"], tf.float32)
         interests = self.allocator.readout(subsequences)
         if self.scoring == "policy":
-            # Routing costs users × candidates × K × hidden: candidates go in chunks.
-            scores = []
-            for start in range(0, self.vocab_size, CANDIDATE_CHUNK):
-                candidates = tf.zeros_like(subsequences[:, :1, :1]) + table[tf.newaxis, start:start + CANDIDATE_CHUNK]
-                routed, _ = self.allocator.route(subsequences, episode["active"], candidates, training=False)
-                scores.append(tf.einsum("ncd,ncd->nc", tf.gather(interests, routed, batch_dims=1), candidates))
-            return tf.concat(scores, 1)
-        per_subsequence = tf.einsum("nkd,vd->nkv", interests, table)
+            if vectors.shape.rank == 2:
+                vectors = tf.zeros_like(subsequences[:, :1, :1]) + vectors[tf.newaxis]
+            routed, _ = self.allocator.route(subsequences, episode["active"], vectors, training=False)
+            return tf.einsum("ncd,ncd->nc", tf.gather(interests, routed, batch_dims=1), vectors)
+        per_subsequence = (tf.einsum("nkd,cd->nkc", interests, vectors) if vectors.shape.rank == 2
+                           else tf.einsum("nkd,ncd->nkc", interests, vectors))
         return tf.reduce_max(tf.where(episode["active"][..., tf.newaxis] > 0, per_subsequence, -1e9), axis=1)
 
     # ---------------------------------------------------------- model API
     def call(self, inputs, training=False):
         """The episode (see `episode`) of each row's last `window_len` items."""
         return self.episode(last_window(inputs["item_ids"], self.window_len), training=training)
-
-    def next_item_logits(self, inputs, training=False):
-        return self._scores(self(inputs, training=training), tf.cast(self._table(), tf.float32))
 
     def subsequences(self, inputs):
         """Inference-time split of each row's last `window_len` items: `count`

@@ -7,6 +7,10 @@ A subclass implements only what is special to its method:
   position is the user's current state);
 * `output_embeddings()` -> the [V, d] item table scores are computed against
   (weight-tied models return their input table);
+* optionally `user_state(inputs)` and `score_items(state, item_ids)` when a
+  user is not one vector scored by a dot product (several interests, cosine
+  profiles): evaluation and serving rank the catalogue through these two, a
+  chunk of items at a time;
 * optionally `sequence_loss(batch, training)` when the method's loss is not one
   of the two standard next-item losses below.
 
@@ -108,6 +112,8 @@ class SequentialRecommender(keras.Model):
     """
 
     supported_losses = LOSSES
+    # Candidates `score_items` may take at once when ranking the catalogue (None: the protocols' default).
+    score_chunk_size = None
 
     def __init__(self, vocab_size, max_len, loss="bce", num_negatives=None, gbce_calibration=0.75, **kwargs):
         super().__init__(**kwargs)
@@ -163,22 +169,43 @@ class SequentialRecommender(keras.Model):
         bias = self.output_bias()
         return scores if bias is None else scores + tf.gather(tf.cast(bias, tf.float32), item_ids)
 
+    def user_state(self, inputs, training=False):
+        """What scoring needs of each row, computed once per batch of users: by
+        default the representation [B, d] at the last position.  A model whose
+        user is not one vector (several interests, a cosine profile) returns
+        any nest of [B, ...] tensors that its `score_items` understands."""
+        return self(inputs, training=training)[:, -1, :]
+
+    def score_items(self, state, item_ids) -> tf.Tensor:
+        """Raw scores [B, n] of candidate items for the rows of `state`:
+        `item_ids` [n] shared by every row (a chunk of the catalogue) or [B, n]
+        one list per row (a target and its sampled negatives).
+
+        Evaluation and serving rank the catalogue through this, chunk by chunk
+        (`tfrec_dyn.metrics.protocols`), so nothing [B, V] is ever built.
+        """
+        table = tf.cast(self.output_embeddings(), tf.float32)
+        item_ids = tf.cast(item_ids, tf.int32)
+        vectors = tf.gather(table, item_ids)
+        state = tf.cast(state, tf.float32)
+        scores = (tf.matmul(state, vectors, transpose_b=True) if item_ids.shape.rank == 1
+                  else tf.einsum("bd,bnd->bn", state, vectors))
+        bias = self.output_bias()
+        return scores if bias is None else scores + tf.gather(tf.cast(bias, tf.float32), item_ids)
+
     def score(self, inputs, training=False) -> tf.Tensor:
-        """Next-item scores [B, V] for the user state at the last position.
+        """Next-item scores [B, V] of every item for the user state at the last
+        position (for small catalogues and inspection; evaluation and serving
+        score in chunks with `user_state` / `score_items`).
 
         Padding and OOV columns are -inf so they are never recommended.
         """
         if not isinstance(inputs, dict):
             inputs = {"item_ids": inputs}
-        scores = self.next_item_logits(inputs, training=training)
+        scores = self.score_items(self.user_state(inputs, training=training), tf.range(self.vocab_size))
         reserved = tf.concat([tf.fill([NUM_RESERVED], -float("inf")),
                               tf.zeros([self.vocab_size - NUM_RESERVED])], 0)
         return scores + reserved
-
-    def next_item_logits(self, inputs, training=False) -> tf.Tensor:
-        """Raw scores [B, V] of every item for each row's next item (override for
-        models whose user state is not one vector at the last position)."""
-        return self.logits(self(inputs, training=training)[:, -1, :])
 
     def recommend(self, inputs, k=10, exclude_seen=True):
         """Top-k (item ids [B, k], scores [B, k]); seen items excluded by default."""

@@ -4,6 +4,10 @@ import tensorflow as tf
 
 from tfrec_dyn.data.vocabulary import PAD_ID
 
+# Candidates scored at a time by the allocation models' policy scoring, which
+# routes every candidate (rows × chunk × interests × hidden units).
+POLICY_CHUNK = 1024
+
 
 def episode_windows(item_ids: tf.Tensor, targets: tf.Tensor, window_len: int):
     """One episode per position that has a target: (windows [N, t], targets [N], keep [B·L]).
@@ -47,3 +51,21 @@ def window_groups(model, inputs) -> dict:
     episode = model(inputs, training=False)
     return {"count": tf.cast(tf.reduce_sum(episode["active"], -1), tf.int32), "assignment": episode["actions"],
             "item_ids": last_window(inputs["item_ids"], model.window_len)}
+
+
+class EpisodeScoring:
+    """Scoring of the allocation models (RDRSR, AdaSplit), mixed in before
+    `SequentialRecommender`: the user state is the episode of the last window
+    (`call`), and `_scores(episode, vectors)` scores candidate vectors [C, d]
+    shared by every row or [N, C, d] per row."""
+
+    def user_state(self, inputs, training=False):
+        return self(inputs, training=training)
+
+    def score_items(self, state, item_ids):
+        return self._scores(state, tf.gather(tf.cast(self._table(), tf.float32), tf.cast(item_ids, tf.int32)))
+
+    @property
+    def score_chunk_size(self):
+        """Candidates scored at a time: policy scoring routes each one."""
+        return POLICY_CHUNK if self.scoring == "policy" else None

@@ -7,6 +7,7 @@ import tf_keras as keras
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.layers.behavior_lstm import BehaviorLSTMCell
+from tfrec_dyn.layers.chunks import top_k_over_chunks
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.pyramid import PrefixAttention, SegmentCell
 from tfrec_dyn.layers.reduction import global_mean
@@ -17,6 +18,11 @@ from tfrec_dyn.models.base import SequentialRecommender
 INTERVAL_BOUNDARIES = (1.0, 15.0, 40.0, 90.0)
 DWELL_BOUNDARIES = (15.0, 40.0, 100.0, 600.0)
 LEVELS = ("micro", "item", "category")
+# `candidate_neighbors`: items whose similarity is searched at a time, and the
+# slack on the n-th neighbour's cosine (the search and the scoring compute it
+# in different chunks, which may differ in the last bit).
+NEIGHBOUR_CHUNK = 16384
+NEIGHBOUR_TOLERANCE = 1e-6
 
 
 def bucketize(seconds, boundaries):
@@ -122,7 +128,8 @@ class HUP(SequentialRecommender):
       interval_boundaries, dwell_boundaries: bucket boundaries in seconds.
       candidate_neighbors: 0 (default) ranks every item; n > 0 ranks only the
         n items most similar (cosine of embeddings) to each item of the
-        window, the paper's retrieval step.
+        window, the paper's retrieval step (found a chunk of the catalogue at
+        a time; the others score -1e9).
       dropout: on the embeddings.
       loss: "cosine" (the paper), "sampled_ce" or "ce".
       softmax_temperature: divides the cosines in the softmax losses.
@@ -271,23 +278,40 @@ class HUP(SequentialRecommender):
         table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
         return tf.matmul(tf.math.l2_normalize(tf.cast(representations, tf.float32), -1), table, transpose_b=True)
 
-    def next_item_logits(self, inputs, training=False):
-        scores = self.logits(self(inputs, training=training)["item"][:, -1])
+    def user_state(self, inputs, training=False):
+        """The item-level profile (unit length) and, with `candidate_neighbors`,
+        the window's unit item vectors and each one's neighbour threshold."""
+        state = {"profile": tf.math.l2_normalize(tf.cast(self(inputs, training=training)["item"][:, -1], tf.float32), -1)}
+        if self.candidate_neighbors:
+            item_ids = tf.cast(inputs["item_ids"], tf.int32)
+            table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
+            window = tf.gather(table, item_ids)                                               # [B, T, d]
+            flat = tf.reshape(window, [-1, tf.shape(window)[-1]])
+            # The similarity of each window item's (n+1)-th nearest item (itself the first), a chunk at a time.
+            nearest, _ = top_k_over_chunks(lambda ids: tf.matmul(flat, tf.gather(table, ids), transpose_b=True),
+                                           tf.shape(flat)[0], 0, self.vocab_size,
+                                           min(self.candidate_neighbors + 1, self.vocab_size), NEIGHBOUR_CHUNK)
+            state.update(window=window, valid=padding_mask(item_ids),
+                         threshold=tf.reshape(nearest[:, -1], tf.shape(item_ids)))
+        return state
+
+    def score_items(self, state, item_ids):
+        """Cosine of the profile with each candidate; with `candidate_neighbors`,
+        -1e9 for items that are no window item's neighbour (ties at the n-th
+        neighbour's similarity all count, within `NEIGHBOUR_TOLERANCE`)."""
+        item_ids = tf.cast(item_ids, tf.int32)
+        table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
+        vectors = tf.gather(table, item_ids)
+        shared = item_ids.shape.rank == 1
+        scores = (tf.matmul(state["profile"], vectors, transpose_b=True) if shared
+                  else tf.einsum("bd,bnd->bn", state["profile"], vectors))
         if not self.candidate_neighbors:
             return scores
-        # The paper's retrieval: only items among the n nearest neighbours
-        # (cosine of embeddings) of an item of the window are candidates.
-        table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
-        window = tf.gather(table, tf.cast(inputs["item_ids"], tf.int32))                   # [B, T, d]
-        similarity = tf.einsum("btd,vd->btv", window, table)
-        _, neighbours = tf.math.top_k(similarity, k=min(self.candidate_neighbors + 1, self.vocab_size))
-        valid = padding_mask(inputs["item_ids"])
-        neighbours = tf.where(valid[..., tf.newaxis], neighbours, PAD_ID)
-        batch = tf.shape(scores)[0]
-        rows = tf.broadcast_to(tf.range(batch)[:, tf.newaxis, tf.newaxis], tf.shape(neighbours))
-        indices = tf.reshape(tf.stack([rows, neighbours], -1), [-1, 2])
-        candidates = tf.scatter_nd(indices, tf.ones([tf.shape(indices)[0]]), tf.shape(scores)) > 0
-        return tf.where(candidates, scores, -1e9)
+        similarity = (tf.einsum("btd,nd->btn", state["window"], vectors) if shared
+                      else tf.einsum("btd,bnd->btn", state["window"], vectors))
+        neighbour = (similarity >= state["threshold"][..., tf.newaxis] - NEIGHBOUR_TOLERANCE) \
+            & state["valid"][..., tf.newaxis]
+        return tf.where(tf.reduce_any(neighbour, 1), scores, -1e9)
 
     def category_scores(self, inputs, training=False):
         """Cosine scores [B, category_vocab_size] of every category for the next

@@ -34,12 +34,12 @@ class PopRec(SequentialRecommender):
         item_ids = inputs["item_ids"]
         return tf.zeros(tf.concat([tf.shape(item_ids), [1]], 0))
 
-    def logits(self, representations):
-        shape = tf.concat([tf.shape(representations)[:-1], [self.vocab_size]], 0)
-        return tf.broadcast_to(self.counts, shape)
-
-    def item_logits(self, representations, item_ids):
-        return tf.gather(self.counts, item_ids)
+    def score_items(self, state, item_ids):
+        item_ids = tf.cast(item_ids, tf.int32)
+        counts = tf.gather(self.counts, item_ids)
+        if item_ids.shape.rank == 1:  # one chunk of the catalogue for every row
+            counts = tf.broadcast_to(counts, tf.stack([tf.shape(state)[0], tf.size(item_ids)]))
+        return counts
 
     def sequence_loss(self, batch, training=False):
         # Nothing to optimise; report the CE of the popularity distribution.

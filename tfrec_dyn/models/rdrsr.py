@@ -12,7 +12,7 @@ from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import orthogonality_reward, reinforce_loss
 from tfrec_dyn.layers.reduction import global_mean
 from tfrec_dyn.models.base import SequentialRecommender
-from tfrec_dyn.models.episodes import episode_windows, last_window, window_groups
+from tfrec_dyn.models.episodes import EpisodeScoring, episode_windows, last_window, window_groups
 
 SCORINGS = ("max", "policy")
 
@@ -24,7 +24,7 @@ def best_interest_scores(per_interest: tf.Tensor, active: tf.Tensor) -> tf.Tenso
 
 
 @keras.utils.register_keras_serializable(package="tfrec_dyn")
-class RDRSR(SequentialRecommender):
+class RDRSR(EpisodeScoring, SequentialRecommender):
     """A user as a dynamic number of interests, each the average of its items.
 
     For a window of the user's last t items: item + position embeddings; the
@@ -142,7 +142,7 @@ class RDRSR(SequentialRecommender):
     def _scores(self, episode, vectors, routed=None):
         """Scores [N, C] of candidates from an episode's interests.
 
-        vectors: [N, C, d] per-row candidates, or the [V, d] item table.
+        vectors: [N, C, d] per-row candidates, or [C, d] shared by every row.
         routed: [N] one interest per row that scores every candidate (eq. 23);
         otherwise `scoring` decides: "max" over the active interests, or
         "policy" (each candidate routed to one interest, sec. 3.6).
@@ -166,9 +166,6 @@ class RDRSR(SequentialRecommender):
     def call(self, inputs, training=False):
         """The episode (see `episode`) of each row's last `window_len` items."""
         return self.episode(last_window(inputs["item_ids"], self.window_len), training=training)
-
-    def next_item_logits(self, inputs, training=False):
-        return self._scores(self(inputs, training=training), tf.cast(self._table(), tf.float32))
 
     def interests(self, inputs):
         """Inference-time allocation of each row's last `window_len` items:

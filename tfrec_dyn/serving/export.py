@@ -29,6 +29,11 @@ item (the category each training item was last seen with). A side input of
 another shape than `item_ids` is refused with a clear message (a [1, 1]
 value is broadcast).
 
+Both signatures rank the catalogue a chunk of items at a time
+(`tfrec_dyn.metrics.scoring`: a `tf.while_loop` of standard ops, no custom
+op), so no [B, V] tensor is built and a catalogue of millions of items is
+served by stock TF Serving.
+
 Robustness rules (none of these crash):
 
 * unknown ids map to the OOV id and are then dropped from the history: the
@@ -53,8 +58,7 @@ import tensorflow as tf
 
 from tfrec_dyn.data.input_pipeline import feature_name
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID, PAD_TOKEN, Vocabulary
-from tfrec_dyn.metrics.protocols import full_protocol_ranks
-from tfrec_dyn.models.base import mask_seen
+from tfrec_dyn.metrics.scoring import chunk_size_of, full_protocol_ranks, top_k_recommendations
 from tfrec_dyn.serving.versions import parse_version
 
 DEFAULT_K = 10
@@ -98,7 +102,9 @@ class RecommenderModule(tf.Module):
         self.model = model
         self.exclude_seen = bool(exclude_seen)
         self.max_len = int(max_len)
+        self.vocab_size = vocab.size
         self.num_items = vocab.size - NUM_RESERVED
+        self.chunk_size = chunk_size_of(model)  # as `tfrec-dyn evaluate` ranks, so target_rank agrees with it
         self.lookup = vocab.lookup_layer(name="item_lookup")
         self.inverse_lookup = vocab.inverse_lookup_layer(name="item_inverse_lookup")
         self.side_fields = [f for f in getattr(model, "side_fields", ()) if f in SIDE_INPUTS]
@@ -145,14 +151,19 @@ class RecommenderModule(tf.Module):
         self.serve_examples = tf.function(
             serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
 
-    def scores(self, ids: tf.Tensor, features=None):
-        """(the model's window [B, max_len], scores [B, V]) for integer histories
-        of any width (and side features aligned with them, by model input name);
-        an empty history scores by popularity."""
+    def user_state(self, ids: tf.Tensor, features=None):
+        """(the model's window [B, max_len], the state `score_items` reads) for
+        integer histories of any width (and side features aligned with them,
+        by model input name); an empty history is scored by popularity."""
         ids, features = left_align(tf.cast(ids, tf.int32), self.max_len, features or {})
-        scores = self.model.score({"item_ids": ids, **features})
         empty = tf.reduce_all(tf.equal(ids, PAD_ID), axis=1, keepdims=True)
-        return ids, tf.where(empty, self.popularity[tf.newaxis], tf.cast(scores, tf.float32))
+        return ids, (self.model.user_state({"item_ids": ids, **features}), empty)
+
+    def score_items(self, state, item_ids):
+        """The model's scores of candidate items ([n] shared or [B, n] per row), popularity for empty histories."""
+        model_state, empty = state
+        scores = tf.cast(self.model.score_items(model_state, item_ids), tf.float32)
+        return tf.where(empty, tf.gather(self.popularity, tf.cast(item_ids, tf.int32)), scores)
 
     def _side_features(self, ids, side):
         """Side inputs [B, L] (raw) -> model inputs aligned with the item ids."""
@@ -178,25 +189,22 @@ class RecommenderModule(tf.Module):
 
     def _serve(self, item_ids, k, exclude_seen, side=None, targets=None):
         ids = self.lookup(item_ids)
-        window, scores = self.scores(ids, self._side_features(ids, side) if side else None)
-        if targets is not None:  # before the seen items are masked: a seen target is still ranked
-            target_ranks = self._target_ranks(window, scores, self.lookup(targets))
-        scores = tf.cond(exclude_seen, lambda: mask_seen(scores, window), lambda: scores)
-        top = tf.math.top_k(scores, k=tf.clip_by_value(k, 1, self.num_items))
-        # Slots past the last recommendable item (k > candidates left) hold "".
-        top_ids = tf.where(tf.math.is_finite(top.values), top.indices, PAD_ID)
-        outputs = {"item_ids": self.inverse_lookup(top_ids), "scores": top.values}
+        window, state = self.user_state(ids, self._side_features(ids, side) if side else None)
+        top_ids, top_scores = top_k_recommendations(self.score_items, state, window, self.vocab_size, k, exclude_seen,
+                                                    self.chunk_size)
+        outputs = {"item_ids": self.inverse_lookup(top_ids), "scores": top_scores}
         if targets is not None:
-            outputs[TARGET_RANK] = target_ranks
+            outputs[TARGET_RANK] = self._target_ranks(window, state, self.lookup(targets))
         return outputs
 
-    def _target_ranks(self, window, scores, targets):
+    def _target_ranks(self, window, state, targets):
         """int32 [B]: each target's rank under the full protocol
-        (`tfrec_dyn.metrics.protocols.full_protocol_ranks`, the rule `tfrec-dyn
-        evaluate` uses); an unknown or missing target gets `num_items`, a miss
-        at every cut-off."""
+        (`tfrec_dyn.metrics.scoring.full_protocol_ranks`, the rule `tfrec-dyn
+        evaluate` uses, with the same chunks); an unknown or missing target
+        gets `num_items`, a miss at every cut-off."""
         known = targets >= NUM_RESERVED
-        ranks, _ = full_protocol_ranks(scores, window, tf.where(known, targets, NUM_RESERVED), self.exclude_seen)
+        ranks, _ = full_protocol_ranks(self.score_items, state, window, tf.where(known, targets, NUM_RESERVED),
+                                       self.vocab_size, self.exclude_seen, self.chunk_size)
         return tf.where(known, ranks, self.num_items)
 
 

@@ -6,6 +6,8 @@ import dataclasses
 import json
 from typing import Any, Dict, Optional, Tuple
 
+from tfrec_dyn.metrics.evaluation import check_eval_users
+
 SPLITS = ("leave_one_out", "session")
 TRAINERS = ("standard", "tp")
 # The "tp" trainer's settings, by the function that takes them; unset ones keep that function's default.
@@ -50,6 +52,9 @@ class TrainConfig:
       mixed_precision: train in mixed_float16 (useful on GPUs).
       eval_protocols: protocols for the final test evaluation.
       num_eval_negatives / eval_sampler: the sampled protocol's candidates.
+      eval_users: evaluate a seeded sample of this many test users (None:
+        all); each one's figures are exact (the full protocol still ranks
+        the whole catalogue), only the average is over fewer users.
       exclude_seen: remove already-seen items (except the target) from the
         full ranking; None (default) = True for "leave_one_out", False for
         "session": in session logs users return to items they saw minutes
@@ -90,6 +95,7 @@ class TrainConfig:
     eval_protocols: Tuple[str, ...] = ("full", "sampled")
     num_eval_negatives: int = 100
     eval_sampler: str = "uniform"
+    eval_users: Optional[int] = None
     exclude_seen: Optional[bool] = None
     validate_every: int = 0
     restore_best: bool = True
@@ -111,6 +117,7 @@ class TrainConfig:
             raise ValueError(f"`trainer_options` are the 'tp' trainer's: {list(TP_OPTION_NAMES)}; got "
                              f"{sorted(self.trainer_options)} with trainer={self.trainer!r}")
         self.eval_protocols = tuple(self.eval_protocols)
+        check_eval_users(self.eval_users)
         if self.exclude_seen is None:
             self.exclude_seen = self.split == "leave_one_out"
 
@@ -129,7 +136,7 @@ class TrainConfig:
     def evaluation_settings(self) -> Dict[str, Any]:
         """The keyword arguments of `tfrec_dyn.metrics.evaluation.evaluate_model` this run fixes."""
         return {"exclude_seen": self.exclude_seen, "num_negatives": self.num_eval_negatives,
-                "sampler": self.eval_sampler}
+                "sampler": self.eval_sampler, "eval_users": self.eval_users}
 
     def model_kwargs(self) -> Dict[str, Any]:
         kwargs = dict(self.hyperparameters)

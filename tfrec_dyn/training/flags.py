@@ -65,6 +65,8 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--validate-every", type=int, default=0)
+    parser.add_argument("--eval-users", type=int, default=None, metavar="N",
+                        help="evaluate a seeded sample of N test users (default: all; each user's figures are exact)")
 
 
 def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
@@ -76,5 +78,5 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
         "loss": args.loss, "negative_sampler": args.negative_sampler,
         "num_negatives": args.num_negatives, "hyperparameters": dict(args.hp),
         "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,
-        "validate_every": args.validate_every, "trainer": args.trainer,
+        "validate_every": args.validate_every, "eval_users": args.eval_users, "trainer": args.trainer,
         "trainer_options": dict(args.trainer_option)}

@@ -18,7 +18,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.metrics import evaluate
-from tfrec_dyn.metrics.evaluation import EVAL_KS, evaluate_model, model_features, negatives_cache_dir, score_function
+from tfrec_dyn.metrics.evaluation import EVAL_KS, evaluate_model, model_features, negatives_cache_dir
+from tfrec_dyn.metrics.scoring import Scorer
 from tfrec_dyn.data.input_pipeline import steps_per_epoch, trainable_rows, training_dataset
 from tfrec_dyn.data.splits import head_mask
 from tfrec_dyn.data.user_tasks import user_task_dataset
@@ -60,17 +61,17 @@ class ValidationCallback(keras.callbacks.Callback):
         self.best = -1.0
         self.best_weights = None
         self.best_epoch = None
-        self.score_fn = None
+        self.scorer = None
 
     def on_train_begin(self, logs=None):
         # Traced once per fit, not once per validation.
-        self.score_fn = score_function(self.model)
+        self.scorer = Scorer(self.model)
         self.features = model_features(self.model, self.arrays.features)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.config.validate_every:
             return
-        figures = evaluate(self.score_fn, self.arrays.histories, self.arrays.targets,
+        figures = evaluate(self.scorer, self.arrays.histories, self.arrays.targets,
                            ks=(10,), exclude_seen=self.config.exclude_seen, features=self.features).metrics
         logs = logs if logs is not None else {}
         logs["val_HR@10"], logs["val_NDCG@10"] = figures["HR@10"], figures["NDCG@10"]

@@ -125,6 +125,20 @@ class TransferrableTrainer(keras.Model):
         """The wrapped model's scores (what validation and serving use)."""
         return self.model.score(inputs)
 
+    @property
+    def vocab_size(self):
+        return self.model.vocab_size
+
+    @property
+    def score_chunk_size(self):
+        return getattr(self.model, "score_chunk_size", None)
+
+    def user_state(self, inputs, training=False):
+        return self.model.user_state(inputs, training=training)
+
+    def score_items(self, state, item_ids):
+        return self.model.score_items(state, item_ids)
+
     def build_for(self, batch):
         """Creates every variable (model, discriminator, both optimizers) from one
         inner batch, so that `fit` under a strategy starts from built weights."""

@@ -1,0 +1,201 @@
+"""Ranking a catalogue in chunks: the full protocol's rank and the top-k lists.
+
+A model scores users in two steps (`SequentialRecommender.user_state` and
+`score_items`): the user state once per batch of users, then the scores of
+any candidate items.  The functions here ask for the catalogue a chunk of
+items at a time (`tfrec_dyn.layers.chunks`), so ranking B users against V
+items costs O(B × chunk) memory, never O(B × V):
+
+* `full_protocol_ranks`: THE rule of the full protocol, used by
+  `tfrec_dyn.metrics.protocols.evaluate` and by the exported model's
+  evaluation signature (so the TFX Evaluator measures the same thing):
+  pessimistic rank of the target among every real item, the history's items
+  removed when `exclude_seen`, the target never removed;
+* `top_k_recommendations`: the k best unseen items (beyond-accuracy figures,
+  `serving_default`).
+
+`Scorer` puts a model (or a plain function returning a [B, V] score matrix)
+behind these, compiled once.
+
+>>> scores = tf.constant([[0., 0., .9, .5, .7]])            # ids 0, 1 are reserved
+>>> score_items = lambda state, ids: tf.gather(state, ids, axis=1) if ids.shape.rank == 1 \\
+...     else tf.gather(state, ids, batch_dims=1)
+>>> ranks, counts = full_protocol_ranks(score_items, scores, tf.constant([[4]]), tf.constant([3]),
+...                                     vocab_size=5, chunk_size=2)
+>>> ranks.numpy().tolist(), counts.numpy().tolist()           # item 4 is seen: only 2 is above 3
+([1], [2])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
+from tfrec_dyn.layers.chunks import fold_chunks, top_k_over_chunks
+
+# Items scored at a time: a [256 users, 8192 items] float32 chunk is 8 MB.
+DEFAULT_CHUNK_SIZE = 8192
+
+ScoreItems = Callable[[Any, tf.Tensor], tf.Tensor]
+
+
+def _nan_as_lowest(scores):
+    """NaN scores rank like -inf (below everything, tied with -inf)."""
+    scores = tf.cast(scores, tf.float32)
+    return tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, tf.float32), scores)
+
+
+def chunk_seen(item_ids, ids) -> tf.Tensor:
+    """bool [B, c]: which of the consecutive ids [c] (a chunk) are in each row's history [B, L]."""
+    item_ids = tf.cast(item_ids, tf.int32)
+    local = item_ids - ids[0]
+    inside = (local >= 0) & (local < tf.size(ids)) & (item_ids >= NUM_RESERVED)
+    positions = tf.where(inside)
+    indices = tf.stack([tf.cast(positions[:, 0], tf.int32), tf.gather_nd(local, positions)], 1)
+    counts = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.int32),
+                           tf.stack([tf.shape(item_ids)[0], tf.size(ids)]))
+    return counts > 0
+
+
+def full_protocol_ranks(score_items: ScoreItems, state, item_ids, targets, vocab_size, exclude_seen=True,
+                        chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(ranks int32 [B], num_candidates int32 [B]) of each row's target under the full protocol.
+
+    Candidates: the real items 2..V-1, minus the items of the row's history
+    [B, L] if `exclude_seen` (a bool or a bool tensor), plus always the target.
+    The rank counts the other candidates scored >= the target (pessimistic
+    ties, NaN = -inf; see `tfrec_dyn.metrics.ranking`).
+
+    The target's score comes from `score_items(state, targets [B, 1])`, the
+    others' from chunks `score_items(state, ids [c])`: a model whose two
+    paths round differently in the last bit could see a near-tie counted
+    either way; both `tfrec-dyn evaluate` and the serving signature use this
+    same function with the same chunk size, so they agree exactly.
+    """
+    targets = tf.cast(targets, tf.int32)
+    target_scores = _nan_as_lowest(score_items(state, targets[:, tf.newaxis])[:, 0])[:, tf.newaxis]
+    exclude_seen = tf.cast(exclude_seen, tf.bool)
+
+    def step(ids, counts):
+        ranks, others = counts
+        candidate = tf.not_equal(ids[tf.newaxis], targets[:, tf.newaxis])
+        candidate &= tf.logical_not(exclude_seen & chunk_seen(item_ids, ids))
+        above = candidate & (_nan_as_lowest(score_items(state, ids)) >= target_scores)
+        return (ranks + tf.reduce_sum(tf.cast(above, tf.int32), 1),
+                others + tf.reduce_sum(tf.cast(candidate, tf.int32), 1))
+
+    zeros = tf.zeros_like(targets)
+    ranks, others = fold_chunks(step, (zeros, zeros), NUM_RESERVED, vocab_size, chunk_size)
+    return ranks, others + 1
+
+
+def top_k_recommendations(score_items: ScoreItems, state, item_ids, vocab_size, k, exclude_seen=True,
+                          chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(item ids int32 [B, k], scores float32 [B, k]): each row's k best real items, best first.
+
+    With `exclude_seen` the row's history items are left out.  A candidate
+    always comes before a left-out item, even if it scores NaN or -inf (it
+    is listed with the lowest float); ties go to the smaller id; `k` is
+    clipped to [1, V - 2]; slots past the last candidate hold `PAD_ID` with
+    score -inf.
+    """
+    lowest = tf.constant(np.finfo(np.float32).min, tf.float32)
+    exclude_seen = tf.cast(exclude_seen, tf.bool)
+
+    def score_chunk(ids):
+        scores = tf.cast(score_items(state, ids), tf.float32)
+        scores = tf.where(tf.math.is_nan(scores), lowest, tf.maximum(scores, lowest))
+        return tf.where(exclude_seen & chunk_seen(item_ids, ids), tf.constant(-np.inf, tf.float32), scores)
+
+    k = tf.clip_by_value(tf.cast(k, tf.int32), 1, tf.cast(vocab_size, tf.int32) - NUM_RESERVED)
+    values, ids = top_k_over_chunks(score_chunk, tf.shape(item_ids)[0], NUM_RESERVED, vocab_size, k, chunk_size)
+    return tf.where(ids >= 0, ids, PAD_ID), values
+
+
+def chunk_size_of(model) -> int:
+    """The model's `score_chunk_size`, else `DEFAULT_CHUNK_SIZE`."""
+    return getattr(model, "score_chunk_size", None) or DEFAULT_CHUNK_SIZE
+
+
+class _ScoreMatrix:
+    """A callable batch -> scores [B, V] seen as a scorer: the matrix is the user state."""
+
+    def __init__(self, score_fn):
+        self.score_fn = score_fn
+        self.vocab_size = None
+
+    def user_state(self, batch):
+        scores = tf.cast(tf.convert_to_tensor(self.score_fn(batch)), tf.float32)
+        rows = np.shape(batch["item_ids"])[0]
+        if scores.shape.rank != 2 or scores.shape[0] != rows:
+            raise ValueError(f"score_fn must return scores [batch, V] = [{rows}, V], got shape {scores.shape}")
+        vocab_size = int(scores.shape[1])
+        if vocab_size <= NUM_RESERVED:
+            raise ValueError(f"score_fn returned {vocab_size} columns: no real items")
+        if self.vocab_size not in (None, vocab_size):
+            raise ValueError(f"score_fn returned {vocab_size} columns after {self.vocab_size} before")
+        self.vocab_size = vocab_size
+        return scores
+
+    @staticmethod
+    def score_items(scores, item_ids):
+        item_ids = tf.cast(item_ids, tf.int32)
+        if item_ids.shape.rank == 1:
+            return tf.gather(scores, item_ids, axis=1)
+        return tf.gather(scores, item_ids, batch_dims=1)
+
+
+class Scorer:
+    """Scores batches of users for the evaluation protocols, a chunk of items at a time.
+
+    `Scorer(model)`: anything with `user_state(batch)`, `score_items(state,
+    item_ids)` and `vocab_size` (every `SequentialRecommender`); each step is
+    compiled once with `tf.function`, so make one Scorer per model and reuse
+    it.  `Scorer(fn)` for a plain callable batch -> scores [B, V] (numpy or
+    tf; e.g. an external model): its matrix is the state, run eagerly.
+
+    Methods take a batch {"item_ids": int32 [B, L], side features...}:
+    `state(batch)`, then `ranks(state, item_ids, targets, exclude_seen)`,
+    `candidate_scores(state, candidate_ids [B, n])` or `top_k(state,
+    item_ids, k, exclude_seen)`.
+    """
+
+    def __init__(self, scoring, chunk_size: Optional[int] = None):
+        if isinstance(scoring, Scorer):
+            scoring = scoring.source
+        if hasattr(scoring, "user_state") and hasattr(scoring, "score_items"):
+            self.source, compiled = scoring, True
+        elif callable(scoring):
+            self.source, compiled = _ScoreMatrix(scoring), False
+        else:
+            raise TypeError(f"cannot score with {type(scoring).__name__}: pass a model (user_state / score_items) "
+                            "or a callable returning scores [B, V]")
+        self.chunk_size = int(chunk_size or chunk_size_of(self.source))
+        compile_ = (lambda f: tf.function(f, reduce_retracing=True)) if compiled else (lambda f: f)
+        self.state = compile_(lambda batch: self.source.user_state(batch))
+        self.ranks = compile_(self._ranks)
+        self.candidate_scores = compile_(lambda state, candidate_ids: self.source.score_items(state, candidate_ids))
+        self.top_k = compile_(self._top_k)
+
+    @classmethod
+    def of(cls, scoring, chunk_size: Optional[int] = None) -> "Scorer":
+        """`scoring` itself if it is a Scorer with that chunk size (compiled already), else a new Scorer."""
+        if isinstance(scoring, Scorer) and chunk_size in (None, scoring.chunk_size):
+            return scoring
+        return cls(scoring, chunk_size)
+
+    @property
+    def vocab_size(self) -> Optional[int]:
+        """V (None for a score-matrix function until its first batch)."""
+        return self.source.vocab_size
+
+    def _ranks(self, state, item_ids, targets, exclude_seen):
+        return full_protocol_ranks(self.source.score_items, state, item_ids, targets, self.vocab_size,
+                                   exclude_seen, self.chunk_size)
+
+    def _top_k(self, state, item_ids, k, exclude_seen):
+        return top_k_recommendations(self.source.score_items, state, item_ids, self.vocab_size, k,
+                                     exclude_seen, self.chunk_size)[0]
