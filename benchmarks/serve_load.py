@@ -154,6 +154,7 @@ def main():
     parser.add_argument("--history", type=int, default=20, help="items per request history")
     parser.add_argument("--swap", action="store_true", help="push a good and a broken version during the load")
     parser.add_argument("--out", help="also write the Markdown report here")
+    parser.add_argument("--json", help="also write the table's rows as JSON here")
     args = parser.parse_args()
     if not 0 < args.clients <= MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--clients must be in 1..{MAX_CLIENTS} and --seconds in (0, {MAX_SECONDS}]")
@@ -232,6 +233,9 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             f.write(report + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
     return 1 if failed else 0
 
 

@@ -1,0 +1,274 @@
+"""Every model at production sizes: read, train, evaluate, export and serve, with ratios.
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/scale.py --sizes S M \\
+        --out docs/scale_results.md --json benchmarks/results/scale.json
+
+Sizes (synthetic `user item` logs of `tfrec_dyn.data.synthetic`, seed 0,
+Zipf popularity, heavy-tailed lengths, a learnable successor pattern):
+
+| size | users | items | interactions (about) |
+|---|---:|---:|---:|
+| XS | 5,000 | 10,000 | 100k (a quick check of this script) |
+| S | 50,000 | 100,000 | 1M |
+| M | 500,000 | 1,000,000 | 10M |
+
+For each size the log is generated once into `--work-dir`.  Each (model,
+loss) then runs in a fresh Python process, so that its peak RSS is its own,
+and measures:
+
+* read: lines/s of `load_dataset` (what `tfrec-dyn train` reads with), and
+  the seconds to split, build the vocabulary and encode (`PreparedData`);
+* train: training sequences/s over `--steps` steps of `model.fit`, after an
+  untimed first epoch of as many steps (tracing, warm-up); batch 128, max_len 50;
+* evaluate: users/s of the full protocol (`tfrec_dyn.metrics.evaluate`,
+  the whole catalogue ranked a chunk at a time) on a seeded sample of
+  `--eval-users` test users, against a plain matmul of the same shape
+  ([256 users, d] x [d, V] in chunks of 8192 items, summed) timed in the
+  same process: the machine's limit for that arithmetic;
+* export: size of the SavedModel (`export_saved_model`);
+* serve: p50 / p99 latency of batch-1 predict requests (top-10 of the whole
+  catalogue) by `benchmarks/serve_load.py`, 1 client, `--serve-seconds`;
+* peak RSS of the process, and what reading the log added to the RSS, per
+  interaction (the data as the library holds it in memory).
+
+Ratios in the report: training sequences/s at each size ÷ at the smallest
+size run, per (model, loss); evaluation users/s ÷ the matmul's.  A failure
+(an exception, a timeout, running out of memory) is reported as such for that
+row; the other rows still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+SIZES = {"XS": dict(num_users=5_000, num_items=10_000), "S": dict(num_users=50_000, num_items=100_000),
+         "M": dict(num_users=500_000, num_items=1_000_000)}
+MEAN_LENGTH = 20
+# (model, loss): every model with a loss whose cost does not grow with the catalogue.
+RUNS = [("sasrec", "bce"), ("sasrec", "gbce"), ("sasrec", "sampled_softmax"), ("gru4rec", "sampled_softmax"),
+        ("caser", "sampled_softmax"), ("retr", "gbce"), ("rdrsr", "sampled_ce"), ("adasplit", "sampled_softmax")]
+MAX_LEN, BATCH, EVAL_BATCH, MATMUL_CHUNK = 50, 128, 256, 8192
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _rss() -> int:
+    """Resident bytes now (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def log_path(work_dir: str, size: str) -> str:
+    """The size's synthetic log, generated on first use."""
+    from tfrec_dyn.data.synthetic import LogSpec, generate_log
+
+    path = os.path.join(work_dir, f"synthetic_{size}.txt")
+    if not os.path.exists(path):
+        os.makedirs(work_dir, exist_ok=True)
+        log = generate_log(LogSpec(mean_length=MEAN_LENGTH, seed=0, **SIZES[size]))
+        log.write(path + ".part", "user-item")
+        os.rename(path + ".part", path)
+    return path
+
+
+def _matmul_users_per_second(dim: int, vocab_size: int, users: int) -> float:
+    """Users/s of [256, d] x [d, V] in chunks of 8192 items (summed, so nothing V-sized is kept)."""
+    import tensorflow as tf
+
+    table = tf.random.normal([MATMUL_CHUNK, dim])
+    batch = tf.random.normal([EVAL_BATCH, dim])
+    chunk = tf.function(lambda u: tf.reduce_sum(tf.matmul(u, table, transpose_b=True)))
+    chunk(batch).numpy()  # trace
+    chunks = -(-vocab_size // MATMUL_CHUNK)
+    batches = -(-users // EVAL_BATCH)
+    start = time.perf_counter()
+    for _ in range(batches * chunks):
+        chunk(batch)
+    chunk(batch).numpy()
+    return batches * EVAL_BATCH / (time.perf_counter() - start)
+
+
+def _serve(model_base_path: str, seconds: float) -> dict:
+    """p50 / p99 of batch-1 predict requests by serve_load.py (1 client)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        done = subprocess.run([sys.executable, os.path.join(HERE, "serve_load.py"), "--model_base_path",
+                               model_base_path, "--clients", "1", "--seconds", str(seconds), "--json", out.name],
+                              capture_output=True, text=True, timeout=seconds * 2 + 600)
+        if done.returncode != 0:
+            raise RuntimeError(f"serve_load.py failed: {done.stderr[-500:]}")
+        with open(out.name) as f:
+            return json.load(f)["predict"]
+
+
+def measure(size: str, model_name: str, loss: str, args) -> dict:
+    """One (size, model, loss) row; runs in its own process (see `--worker`)."""
+    import numpy as np
+    import tf_keras as keras
+
+    from tfrec_dyn.data.datasets import load_dataset
+    from tfrec_dyn.data.input_pipeline import training_dataset
+    from tfrec_dyn.metrics import Scorer, evaluate
+    from tfrec_dyn.metrics.evaluation import sample_users
+    from tfrec_dyn.models import build_model
+    from tfrec_dyn.serving.export import export_saved_model
+    from tfrec_dyn.training import PreparedData
+    from train_speed import EpochTimer
+
+    row = {"size": size, "model": model_name, "loss": loss}
+    path = log_path(args.work_dir, size)
+    before_read = _rss()  # TensorFlow and the library imported
+    start = time.perf_counter()
+    data = load_dataset(path, format="user-item")
+    row["read_s"] = time.perf_counter() - start
+    row["lines"] = data.report.lines_read
+    row["interactions"] = data.num_interactions
+    row["lines_per_s"] = row["lines"] / row["read_s"]
+    row["read_rss"] = _rss() - before_read
+    start = time.perf_counter()
+    prepared = PreparedData.from_interactions(data)
+    row["prepare_s"] = time.perf_counter() - start
+    vocab_size = prepared.vocab.size
+    row.update(users=data.num_users, items=vocab_size - 2)
+
+    keras.utils.set_random_seed(0)
+    model = build_model(model_name, vocab_size, MAX_LEN, loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    dataset = training_dataset(prepared.train_sequences, vocab_size, MAX_LEN, BATCH,
+                               num_negatives=model.num_negatives, sampler="uniform",
+                               item_counts=prepared.item_counts, negative_layout=model.negative_layout or "per_position")
+    timer = EpochTimer()
+    model.fit(dataset, epochs=2, steps_per_epoch=args.steps, verbose=0, callbacks=[timer])
+    row["train_sequences_per_s"] = args.steps * BATCH / timer.seconds[-1]
+    row["train_loss"] = float(model.history.history["loss"][-1])
+
+    arrays = prepared.eval_arrays("test", MAX_LEN)
+    rows = sample_users(len(arrays.targets), args.eval_users)
+    histories, targets = arrays.histories[rows], arrays.targets[rows]
+    scorer = Scorer(model)
+    evaluate(scorer, histories[:EVAL_BATCH], targets[:EVAL_BATCH], batch_size=EVAL_BATCH)  # trace
+    start = time.perf_counter()
+    result = evaluate(scorer, histories, targets, batch_size=EVAL_BATCH)
+    row["eval_users"] = len(rows)
+    row["eval_users_per_s"] = len(rows) / (time.perf_counter() - start)
+    row["eval_NDCG@10"] = result.metrics["NDCG@10"]
+    row["matmul_users_per_s"] = _matmul_users_per_second(int(model.output_embeddings().shape[-1]), vocab_size,
+                                                         len(rows))
+
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as exported:
+        version = os.path.join(exported, "model", "1")
+        start = time.perf_counter()
+        export_saved_model(model, prepared.vocab, prepared.item_counts, MAX_LEN, version)
+        row["export_s"] = time.perf_counter() - start
+        row["export_bytes"] = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(version) for f in fs)
+        row["peak_rss"] = _peak_rss()  # before the server: it is another process
+        served = _serve(os.path.dirname(version), args.serve_seconds)
+    row.update(serve_p50_ms=served["p50_ms"], serve_p99_ms=served["p99_ms"], serve_requests=served["requests"],
+               serve_failed=served["failed"])
+    row["read_rss_per_interaction"] = row["read_rss"] / max(row["interactions"], 1)
+    return {key: (float(value) if isinstance(value, np.floating) else value) for key, value in row.items()}
+
+
+def _run_worker(size, model, loss, args) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--worker", size, model, loss, "--work-dir", args.work_dir,
+               "--steps", str(args.steps), "--eval-users", str(args.eval_users),
+               "--serve-seconds", str(args.serve_seconds)]
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"size": size, "model": model, "loss": loss, "failed": f"timed out after {args.timeout} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        reason = "killed (out of memory?)" if done.returncode in (-9, 137) else f"exit {done.returncode}"
+        tail = (done.stderr.strip().splitlines() or [""])[-1][:300]
+        return {"size": size, "model": model, "loss": loss, "failed": f"{reason}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def _mb(value) -> str:
+    return f"{value / 2 ** 20:,.0f}"
+
+
+def report(results, command: str) -> str:
+    done = [r for r in results if "failed" not in r]
+    lines = [f"`{command}`", "",
+             f"{os.cpu_count()} CPU core(s), {platform.processor() or platform.machine()}, "
+             f"load average at the end {os.getloadavg()[0]:.2f}; batch {BATCH}, max_len {MAX_LEN}.", "",
+             "| size | model | loss | users | items | interactions | lines/s read | prepare s | train seq/s | "
+             "eval users/s | matmul users/s | eval ÷ matmul | export MB | serve p50 ms | serve p99 ms | "
+             "peak RSS MB | read RSS/interaction B |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if "failed" in r:
+            lines.append(f"| {r['size']} | {r['model']} | {r['loss']} | failed: {r['failed']} |" + " |" * 13)
+            continue
+        lines.append(
+            f"| {r['size']} | {r['model']} | {r['loss']} | {r['users']:,} | {r['items']:,} | {r['interactions']:,} | "
+            f"{r['lines_per_s']:,.0f} | {r['prepare_s']:.1f} | {r['train_sequences_per_s']:,.0f} | "
+            f"{r['eval_users_per_s']:,.0f} | {r['matmul_users_per_s']:,.0f} | "
+            f"{r['eval_users_per_s'] / r['matmul_users_per_s']:.2f} | {_mb(r['export_bytes'])} | "
+            f"{r['serve_p50_ms']:.1f} | {r['serve_p99_ms']:.1f} | {_mb(r['peak_rss'])} | "
+            f"{r['read_rss_per_interaction']:.0f} |")
+    sizes = [s for s in SIZES if any(r["size"] == s for r in done)]
+    if len(sizes) > 1:
+        lines += ["", f"Training sequences/s at each size ÷ at {sizes[0]} (same model and loss, same run):", "",
+                  "| model | loss | " + " | ".join(sizes[1:]) + " |", "|---|---|" + "---:|" * (len(sizes) - 1)]
+        for model, loss in RUNS:
+            speed = {r["size"]: r["train_sequences_per_s"] for r in done if (r["model"], r["loss"]) == (model, loss)}
+            if sizes[0] in speed:
+                cells = [f"{speed[s] / speed[sizes[0]]:.2f}" if s in speed else "—" for s in sizes[1:]]
+                lines.append(f"| {model} | {loss} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["S", "M"])
+    parser.add_argument("--runs", nargs="+", metavar="MODEL:LOSS", help="default: every model (see RUNS)")
+    parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "tfrec_scale"))
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps (after as many untimed)")
+    parser.add_argument("--eval-users", type=int, default=2000)
+    parser.add_argument("--serve-seconds", type=float, default=15)
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per (size, model, loss) row")
+    parser.add_argument("--out", help="also write the Markdown report here")
+    parser.add_argument("--json", help="write the rows as JSON here")
+    parser.add_argument("--worker", nargs=3, metavar=("SIZE", "MODEL", "LOSS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        sys.path.insert(0, HERE)
+        print(json.dumps(measure(*args.worker, args)), flush=True)
+        return 0
+    runs = [tuple(r.split(":", 1)) for r in args.runs] if args.runs else RUNS
+    results = []
+    for size in args.sizes:
+        start = time.perf_counter()
+        log_path(args.work_dir, size)
+        print(f"{size}: log ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        for model, loss in runs:
+            results.append(_run_worker(size, model, loss, args))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            if args.json:  # after every row: a long run keeps what it has measured
+                with open(args.json, "w") as f:
+                    json.dump(results, f, indent=1)
+    text = report(results, "python " + " ".join(shlex.quote(a) for a in sys.argv))
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 1 if any("failed" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
