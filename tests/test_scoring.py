@@ -121,7 +121,7 @@ def test_no_evaluation_step_holds_a_users_by_catalogue_tensor(name, kwargs):
 
     def ranks(item_ids, targets, chunk_size):
         state = model.user_state({"item_ids": item_ids})
-        return full_protocol_ranks(model.score_items, state, item_ids, targets, vocab, True, chunk_size)
+        return full_protocol_ranks(model, state, item_ids, targets, vocab, True, chunk_size)
 
     chunked = _largest_tensor(lambda i, t: ranks(i, t, chunk), chunk, ids, targets)
     whole = _largest_tensor(lambda i, t: ranks(i, t, vocab), vocab, ids, targets)  # one chunk: the check can fail

@@ -17,18 +17,16 @@ items costs O(B × chunk) memory, never O(B × V):
 `Scorer` puts a model (or a plain function returning a [B, V] score matrix)
 behind these, compiled once.
 
->>> scores = tf.constant([[0., 0., .9, .5, .7]])            # ids 0, 1 are reserved
->>> score_items = lambda state, ids: tf.gather(state, ids, axis=1) if ids.shape.rank == 1 \\
-...     else tf.gather(state, ids, batch_dims=1)
->>> ranks, counts = full_protocol_ranks(score_items, scores, tf.constant([[4]]), tf.constant([3]),
-...                                     vocab_size=5, chunk_size=2)
+>>> scorer = Scorer(lambda batch: tf.constant([[0., 0., .9, .5, .7]]), chunk_size=2)   # ids 0, 1 reserved
+>>> state = scorer.state({"item_ids": np.array([[4]])})
+>>> ranks, counts = scorer.ranks(state, np.array([[4]]), np.array([3]), True)
 >>> ranks.numpy().tolist(), counts.numpy().tolist()           # item 4 is seen: only 2 is above 3
 ([1], [2])
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -39,28 +37,27 @@ from tfrec_dyn.layers.chunks import fold_chunks, top_k_over_chunks
 # Items scored at a time: a [256 users, 8192 items] float32 chunk is 8 MB.
 DEFAULT_CHUNK_SIZE = 8192
 
-ScoreItems = Callable[[Any, tf.Tensor], tf.Tensor]
+
+def distinct_history(item_ids, exclude=None):
+    """(ids int32 [B, L], keep bool [B, L]): each row's history sorted, with
+    `keep` True once per distinct real item (not padding/OOV, not `exclude`
+    [B] such as the row's target)."""
+    ids = tf.sort(tf.cast(item_ids, tf.int32), axis=1)
+    first = tf.concat([tf.ones_like(ids[:, :1], tf.bool), tf.not_equal(ids[:, 1:], ids[:, :-1])], 1)
+    keep = first & (ids >= NUM_RESERVED)
+    if exclude is not None:
+        keep &= tf.not_equal(ids, exclude[:, tf.newaxis])
+    return ids, keep
 
 
-def _nan_as_lowest(scores):
-    """NaN scores rank like -inf (below everything, tied with -inf)."""
-    scores = tf.cast(scores, tf.float32)
-    return tf.where(tf.math.is_nan(scores), tf.constant(-np.inf, tf.float32), scores)
+def _in_chunk(ids, first, size):
+    """(local column [B, ...] clipped into the chunk, whether the id lies in it) for ids in first..first+size-1."""
+    local = ids - first
+    inside = (local >= 0) & (local < size)
+    return tf.clip_by_value(local, 0, size - 1), inside
 
 
-def chunk_seen(item_ids, ids) -> tf.Tensor:
-    """bool [B, c]: which of the consecutive ids [c] (a chunk) are in each row's history [B, L]."""
-    item_ids = tf.cast(item_ids, tf.int32)
-    local = item_ids - ids[0]
-    inside = (local >= 0) & (local < tf.size(ids)) & (item_ids >= NUM_RESERVED)
-    positions = tf.where(inside)
-    indices = tf.stack([tf.cast(positions[:, 0], tf.int32), tf.gather_nd(local, positions)], 1)
-    counts = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.int32),
-                           tf.stack([tf.shape(item_ids)[0], tf.size(ids)]))
-    return counts > 0
-
-
-def full_protocol_ranks(score_items: ScoreItems, state, item_ids, targets, vocab_size, exclude_seen=True,
+def full_protocol_ranks(scoring, state, item_ids, targets, vocab_size, exclude_seen=True,
                         chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tuple[tf.Tensor, tf.Tensor]:
     """(ranks int32 [B], num_candidates int32 [B]) of each row's target under the full protocol.
 
@@ -69,30 +66,46 @@ def full_protocol_ranks(score_items: ScoreItems, state, item_ids, targets, vocab
     The rank counts the other candidates scored >= the target (pessimistic
     ties, NaN = -inf; see `tfrec_dyn.metrics.ranking`).
 
-    The target's score comes from `score_items(state, targets [B, 1])`, the
+    Each chunk costs its scores, one comparison and a sum: every item of the
+    chunk scored >= the target is counted, then the history's items and the
+    target itself are taken back out, read from the same chunk scores (O(B·L)).
+
+    `scoring`: a model, or anything with `score_items(state, item_ids)`.  The
+    target's score comes from `score_items(state, targets [B, 1])`, the
     others' from chunks `score_items(state, ids [c])`: a model whose two
     paths round differently in the last bit could see a near-tie counted
     either way; both `tfrec-dyn evaluate` and the serving signature use this
     same function with the same chunk size, so they agree exactly.
     """
     targets = tf.cast(targets, tf.int32)
-    target_scores = _nan_as_lowest(score_items(state, targets[:, tf.newaxis])[:, 0])[:, tf.newaxis]
-    exclude_seen = tf.cast(exclude_seen, tf.bool)
+    target_scores = tf.cast(scoring.score_items(state, targets[:, tf.newaxis])[:, 0], tf.float32)
+    # A NaN target ranks like -inf: below every candidate, tied with the -inf ones, so all count.
+    everything = tf.math.is_nan(target_scores) | tf.equal(target_scores, -np.inf)
+    threshold = target_scores[:, tf.newaxis]
+    seen, keep = distinct_history(item_ids, exclude=targets)
+    keep &= tf.cast(exclude_seen, tf.bool)
 
     def step(ids, counts):
         ranks, others = counts
-        candidate = tf.not_equal(ids[tf.newaxis], targets[:, tf.newaxis])
-        candidate &= tf.logical_not(exclude_seen & chunk_seen(item_ids, ids))
-        above = candidate & (_nan_as_lowest(score_items(state, ids)) >= target_scores)
-        return (ranks + tf.reduce_sum(tf.cast(above, tf.int32), 1),
-                others + tf.reduce_sum(tf.cast(candidate, tf.int32), 1))
+        first, size = ids[0], tf.size(ids)
+        scores = tf.cast(scoring.score_items(state, ids), tf.float32)
+        above = tf.reduce_sum(tf.cast(scores >= threshold, tf.int32), 1)      # NaN scores are never >=
+        seen_local, seen_inside = _in_chunk(seen, first, size)
+        seen_inside &= keep
+        seen_above = seen_inside & (tf.gather(scores, seen_local, batch_dims=1) >= threshold)
+        target_local, target_inside = _in_chunk(targets, first, size)
+        target_above = target_inside & (tf.gather(scores, target_local[:, tf.newaxis], batch_dims=1)[:, 0]
+                                        >= target_scores)
+        in_chunk = size - tf.reduce_sum(tf.cast(seen_inside, tf.int32), 1) - tf.cast(target_inside, tf.int32)
+        counted = above - tf.reduce_sum(tf.cast(seen_above, tf.int32), 1) - tf.cast(target_above, tf.int32)
+        return ranks + tf.where(everything, in_chunk, counted), others + in_chunk
 
     zeros = tf.zeros_like(targets)
     ranks, others = fold_chunks(step, (zeros, zeros), NUM_RESERVED, vocab_size, chunk_size)
     return ranks, others + 1
 
 
-def top_k_recommendations(score_items: ScoreItems, state, item_ids, vocab_size, k, exclude_seen=True,
+def top_k_recommendations(scoring, state, item_ids, vocab_size, k, exclude_seen=True,
                           chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tuple[tf.Tensor, tf.Tensor]:
     """(item ids int32 [B, k], scores float32 [B, k]): each row's k best real items, best first.
 
@@ -103,15 +116,19 @@ def top_k_recommendations(score_items: ScoreItems, state, item_ids, vocab_size, 
     score -inf.
     """
     lowest = tf.constant(np.finfo(np.float32).min, tf.float32)
-    exclude_seen = tf.cast(exclude_seen, tf.bool)
+    seen, keep = distinct_history(item_ids)
+    keep &= tf.cast(exclude_seen, tf.bool)
 
-    def score_chunk(ids):
-        scores = tf.cast(score_items(state, ids), tf.float32)
-        scores = tf.where(tf.math.is_nan(scores), lowest, tf.maximum(scores, lowest))
-        return tf.where(exclude_seen & chunk_seen(item_ids, ids), tf.constant(-np.inf, tf.float32), scores)
+    def scored(ids):
+        scores = tf.cast(scoring.score_items(state, ids), tf.float32)
+        scores = tf.where(scores >= lowest, scores, lowest)  # NaN and -inf: the lowest candidate score
+        local, inside = _in_chunk(seen, ids[0], tf.size(ids))
+        positions = tf.where(inside & keep)
+        indices = tf.stack([tf.cast(positions[:, 0], tf.int32), tf.gather_nd(local, positions)], 1)
+        return tf.tensor_scatter_nd_update(scores, indices, tf.fill(tf.shape(indices)[:1], -np.inf))
 
     k = tf.clip_by_value(tf.cast(k, tf.int32), 1, tf.cast(vocab_size, tf.int32) - NUM_RESERVED)
-    values, ids = top_k_over_chunks(score_chunk, tf.shape(item_ids)[0], NUM_RESERVED, vocab_size, k, chunk_size)
+    values, ids = top_k_over_chunks(scored, tf.shape(item_ids)[0], NUM_RESERVED, vocab_size, k, chunk_size)
     return tf.where(ids >= 0, ids, PAD_ID), values
 
 
@@ -146,6 +163,7 @@ class _ScoreMatrix:
         if item_ids.shape.rank == 1:
             return tf.gather(scores, item_ids, axis=1)
         return tf.gather(scores, item_ids, batch_dims=1)
+
 
 
 class Scorer:
@@ -193,9 +211,9 @@ class Scorer:
         return self.source.vocab_size
 
     def _ranks(self, state, item_ids, targets, exclude_seen):
-        return full_protocol_ranks(self.source.score_items, state, item_ids, targets, self.vocab_size,
+        return full_protocol_ranks(self.source, state, item_ids, targets, self.vocab_size,
                                    exclude_seen, self.chunk_size)
 
     def _top_k(self, state, item_ids, k, exclude_seen):
-        return top_k_recommendations(self.source.score_items, state, item_ids, self.vocab_size, k,
+        return top_k_recommendations(self.source, state, item_ids, self.vocab_size, k,
                                      exclude_seen, self.chunk_size)[0]

@@ -184,9 +184,8 @@ class SequentialRecommender(keras.Model):
         Evaluation and serving rank the catalogue through this, chunk by chunk
         (`tfrec_dyn.metrics.protocols`), so nothing [B, V] is ever built.
         """
-        table = tf.cast(self.output_embeddings(), tf.float32)
         item_ids = tf.cast(item_ids, tf.int32)
-        vectors = tf.gather(table, item_ids)
+        vectors = tf.gather(tf.cast(self.output_embeddings(), tf.float32), item_ids)
         state = tf.cast(state, tf.float32)
         scores = (tf.matmul(state, vectors, transpose_b=True) if item_ids.shape.rank == 1
                   else tf.einsum("bd,bnd->bn", state, vectors))

@@ -190,7 +190,7 @@ class RecommenderModule(tf.Module):
     def _serve(self, item_ids, k, exclude_seen, side=None, targets=None):
         ids = self.lookup(item_ids)
         window, state = self.user_state(ids, self._side_features(ids, side) if side else None)
-        top_ids, top_scores = top_k_recommendations(self.score_items, state, window, self.vocab_size, k, exclude_seen,
+        top_ids, top_scores = top_k_recommendations(self, state, window, self.vocab_size, k, exclude_seen,
                                                     self.chunk_size)
         outputs = {"item_ids": self.inverse_lookup(top_ids), "scores": top_scores}
         if targets is not None:
@@ -203,7 +203,7 @@ class RecommenderModule(tf.Module):
         evaluate` uses, with the same chunks); an unknown or missing target
         gets `num_items`, a miss at every cut-off."""
         known = targets >= NUM_RESERVED
-        ranks, _ = full_protocol_ranks(self.score_items, state, window, tf.where(known, targets, NUM_RESERVED),
+        ranks, _ = full_protocol_ranks(self, state, window, tf.where(known, targets, NUM_RESERVED),
                                        self.vocab_size, self.exclude_seen, self.chunk_size)
         return tf.where(known, ranks, self.num_items)
 
