@@ -24,7 +24,9 @@ and measures:
   the whole catalogue ranked a chunk at a time) on a seeded sample of
   `--eval-users` test users, against a plain matmul of the same shape
   ([256 users, d] x [d, V] in chunks of 8192 items, summed) timed in the
-  same process: the machine's limit for that arithmetic;
+  same process: the machine's limit for that arithmetic.  "ranking users/s"
+  leaves out the model's forward pass (the user states of the same
+  batches, timed alone): what the chunked ranking itself costs;
 * export: size of the SavedModel (`export_saved_model`);
 * serve: p50 / p99 latency of batch-1 predict requests (top-10 of the whole
   catalogue) by `benchmarks/serve_load.py`, 1 client, `--serve-seconds`;
@@ -115,6 +117,7 @@ def _serve(model_base_path: str, seconds: float) -> dict:
 def measure(size: str, model_name: str, loss: str, args) -> dict:
     """One (size, model, loss) row; runs in its own process (see `--worker`)."""
     import numpy as np
+    import tensorflow as tf
     import tf_keras as keras
 
     from tfrec_dyn.data.datasets import load_dataset
@@ -160,8 +163,14 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
     evaluate(scorer, histories[:EVAL_BATCH], targets[:EVAL_BATCH], batch_size=EVAL_BATCH)  # trace
     start = time.perf_counter()
     result = evaluate(scorer, histories, targets, batch_size=EVAL_BATCH)
+    eval_seconds = time.perf_counter() - start
     row["eval_users"] = len(rows)
-    row["eval_users_per_s"] = len(rows) / (time.perf_counter() - start)
+    row["eval_users_per_s"] = len(rows) / eval_seconds
+    # The model's forward pass alone (user states of the same batches), to tell the ranking's share.
+    start = time.perf_counter()
+    for first in range(0, len(rows), EVAL_BATCH):
+        tf.nest.map_structure(lambda t: t.numpy(), scorer.state({"item_ids": histories[first:first + EVAL_BATCH]}))
+    row["ranking_users_per_s"] = len(rows) / max(eval_seconds - (time.perf_counter() - start), 1e-9)
     row["eval_NDCG@10"] = result.metrics["NDCG@10"]
     row["matmul_users_per_s"] = _matmul_users_per_second(int(model.output_embeddings().shape[-1]), vocab_size,
                                                          len(rows))
@@ -207,18 +216,18 @@ def report(results, command: str) -> str:
              f"{os.cpu_count()} CPU core(s), {platform.processor() or platform.machine()}, "
              f"load average at the end {os.getloadavg()[0]:.2f}; batch {BATCH}, max_len {MAX_LEN}.", "",
              "| size | model | loss | users | items | interactions | lines/s read | prepare s | train seq/s | "
-             "eval users/s | matmul users/s | eval ÷ matmul | export MB | serve p50 ms | serve p99 ms | "
+             "eval users/s | ranking users/s | matmul users/s | ranking ÷ matmul | export MB | serve p50 ms | serve p99 ms | "
              "peak RSS MB | read RSS/interaction B |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if "failed" in r:
-            lines.append(f"| {r['size']} | {r['model']} | {r['loss']} | failed: {r['failed']} |" + " |" * 13)
+            lines.append(f"| {r['size']} | {r['model']} | {r['loss']} | failed: {r['failed']} |" + " |" * 14)
             continue
         lines.append(
             f"| {r['size']} | {r['model']} | {r['loss']} | {r['users']:,} | {r['items']:,} | {r['interactions']:,} | "
             f"{r['lines_per_s']:,.0f} | {r['prepare_s']:.1f} | {r['train_sequences_per_s']:,.0f} | "
-            f"{r['eval_users_per_s']:,.0f} | {r['matmul_users_per_s']:,.0f} | "
-            f"{r['eval_users_per_s'] / r['matmul_users_per_s']:.2f} | {_mb(r['export_bytes'])} | "
+            f"{r['eval_users_per_s']:,.0f} | {r.get('ranking_users_per_s', float('nan')):,.0f} | "
+            f"{r['matmul_users_per_s']:,.0f} | {r.get('ranking_users_per_s', float('nan')) / r['matmul_users_per_s']:.2f} | {_mb(r['export_bytes'])} | "
             f"{r['serve_p50_ms']:.1f} | {r['serve_p99_ms']:.1f} | {_mb(r['peak_rss'])} | "
             f"{r['read_rss_per_interaction']:.0f} |")
     sizes = [s for s in SIZES if any(r["size"] == s for r in done)]
