@@ -165,7 +165,6 @@ class _ScoreMatrix:
         return tf.gather(scores, item_ids, batch_dims=1)
 
 
-
 class Scorer:
     """Scores batches of users for the evaluation protocols, a chunk of items at a time.
 
