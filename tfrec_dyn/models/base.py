@@ -182,7 +182,7 @@ class SequentialRecommender(keras.Model):
         one list per row (a target and its sampled negatives).
 
         Evaluation and serving rank the catalogue through this, chunk by chunk
-        (`tfrec_dyn.metrics.protocols`), so nothing [B, V] is ever built.
+        (`tfrec_dyn.metrics.scoring`), so nothing [B, V] is ever built.
         """
         item_ids = tf.cast(item_ids, tf.int32)
         vectors = tf.gather(tf.cast(self.output_embeddings(), tf.float32), item_ids)

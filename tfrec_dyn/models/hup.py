@@ -300,8 +300,8 @@ class HUP(SequentialRecommender):
         -1e9 for items that are no window item's neighbour (ties at the n-th
         neighbour's similarity all count, within `NEIGHBOUR_TOLERANCE`)."""
         item_ids = tf.cast(item_ids, tf.int32)
-        table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
-        vectors = tf.gather(table, item_ids)
+        # Only the candidates' rows are normalised: a chunk must not cost a pass over the whole table.
+        vectors = tf.math.l2_normalize(tf.gather(tf.cast(self.output_embeddings(), tf.float32), item_ids), -1)
         shared = item_ids.shape.rank == 1
         scores = (tf.matmul(state["profile"], vectors, transpose_b=True) if shared
                   else tf.einsum("bd,bnd->bn", state["profile"], vectors))
