@@ -49,6 +49,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return strategy.extended.should_checkpoint
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns only when every worker of the cluster has reached it (at once
+    for one process): a one-element all-reduce, which no worker can finish
+    alone.  The chief calls it before deleting what other workers may still
+    be writing under a shared directory."""
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
 @contextlib.contextmanager
 def chief_dir(path: Optional[str], strategy: tf.distribute.Strategy) -> Iterator[Optional[str]]:
     """`path` on the chief; a temporary directory, removed on exit, on every

@@ -27,7 +27,7 @@ from tfrec_dyn.models import MODELS, build_model
 from tfrec_dyn.training.config import TP_OPTIONS, TrainConfig
 from tfrec_dyn.training.experiment import PreparedData
 from tfrec_dyn.training.run import save_run
-from tfrec_dyn.training.strategy import chief_dir, is_chief, make_strategy, precision_scope
+from tfrec_dyn.training.strategy import barrier, chief_dir, is_chief, make_strategy, precision_scope
 from tfrec_dyn.training.transfer import TransferrableTrainer
 
 @dataclasses.dataclass
@@ -132,8 +132,13 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
                                    epochs=range(first_epoch, config.epochs))
         history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
                             verbose=verbose, callbacks=callbacks)
-    if backup_dir and is_chief(strategy):
-        shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing to resume (the recorded config too)
+    if backup_dir:
+        # The other workers' BackupAndRestore state lives under backup_dir too
+        # (workertemp_N): removing it while one still writes its last epoch
+        # fails that worker.
+        barrier(strategy)
+        if is_chief(strategy):
+            shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing to resume (the recorded config too)
     return model, history, time.perf_counter() - start
 
 
