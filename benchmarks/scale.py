@@ -19,7 +19,10 @@ and measures:
 * read: lines/s of `load_dataset` (what `tfrec-dyn train` reads with), and
   the seconds to split, build the vocabulary and encode (`PreparedData`);
 * train: training sequences/s over `--steps` steps of `model.fit`, after an
-  untimed first epoch of as many steps (tracing, warm-up); batch 128, max_len 50;
+  untimed first epoch of as many steps (tracing, warm-up); batch 128, max_len 50,
+  `--optimizer` (default lazy_adam: Keras' Adam costs a pass over the whole
+  item table and its two moment slots every step, see
+  `tfrec_dyn.training.optimizers`);
 * evaluate: users/s of the full protocol (`tfrec_dyn.metrics.evaluate`,
   the whole catalogue ranked a chunk at a time) on a seeded sample of
   `--eval-users` test users, against a plain matmul of the same shape
@@ -126,10 +129,11 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
     from tfrec_dyn.metrics.evaluation import sample_users
     from tfrec_dyn.models import build_model
     from tfrec_dyn.serving.export import export_saved_model
+    from tfrec_dyn.training.optimizers import make_optimizer
     from tfrec_dyn.training import PreparedData
     from train_speed import EpochTimer
 
-    row = {"size": size, "model": model_name, "loss": loss}
+    row = {"size": size, "model": model_name, "loss": loss, "optimizer": args.optimizer}
     path = log_path(args.work_dir, size)
     before_read = _rss()  # TensorFlow and the library imported
     start = time.perf_counter()
@@ -147,7 +151,7 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
 
     keras.utils.set_random_seed(0)
     model = build_model(model_name, vocab_size, MAX_LEN, loss=loss)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=make_optimizer(args.optimizer, 1e-3))
     dataset = training_dataset(prepared.train_sequences, vocab_size, MAX_LEN, BATCH,
                                num_negatives=model.num_negatives, sampler="uniform",
                                item_counts=prepared.item_counts, negative_layout=model.negative_layout or "per_position")
@@ -192,7 +196,7 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
 def _run_worker(size, model, loss, args) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--worker", size, model, loss, "--work-dir", args.work_dir,
                "--steps", str(args.steps), "--eval-users", str(args.eval_users),
-               "--serve-seconds", str(args.serve_seconds)]
+               "--serve-seconds", str(args.serve_seconds), "--optimizer", args.optimizer]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -214,7 +218,8 @@ def report(results, command: str) -> str:
     done = [r for r in results if "failed" not in r]
     lines = [f"`{command}`", "",
              f"{os.cpu_count()} CPU core(s), {platform.processor() or platform.machine()}, "
-             f"load average at the end {os.getloadavg()[0]:.2f}; batch {BATCH}, max_len {MAX_LEN}.", "",
+             f"load average at the end {os.getloadavg()[0]:.2f}; batch {BATCH}, max_len {MAX_LEN}, "
+             f"optimizer {', '.join(sorted({r.get('optimizer', 'adam') for r in results}))}.", "",
              "| size | model | loss | users | items | interactions | lines/s read | prepare s | train seq/s | "
              "eval users/s | ranking users/s | matmul users/s | ranking ÷ matmul | export MB | serve p50 ms | serve p99 ms | "
              "peak RSS MB | read RSS/interaction B |",
@@ -243,6 +248,8 @@ def report(results, command: str) -> str:
 
 
 def main():
+    from tfrec_dyn.training.config import OPTIMIZERS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["S", "M"])
     parser.add_argument("--runs", nargs="+", metavar="MODEL:LOSS", help="default: every model (see RUNS)")
@@ -250,6 +257,7 @@ def main():
     parser.add_argument("--steps", type=int, default=30, help="timed training steps (after as many untimed)")
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--serve-seconds", type=float, default=15)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="lazy_adam")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per (size, model, loss) row")
     parser.add_argument("--out", help="also write the Markdown report here")
     parser.add_argument("--json", help="write the rows as JSON here")

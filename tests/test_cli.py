@@ -187,6 +187,7 @@ def runs(small_data, tmp_path_factory):
      "sasrec has no hyperparameter(s) embed_dimm; it takes: dropout, embed_dim"),
     (["train", "--data", "{data}", "--format", "parquet", "--epochs", "1"], "unknown format 'parquet'"),
     (["train", "--data", "{garbage}", "--format", "user-item", "--epochs", "1"], "none of its 2 line(s) could be read"),
+    (["train", "--data", "{data}", "--max-items", "10", "--epochs", "1"], "distinct items, more than max_items=10"),
     (["evaluate", "{bad_config}"], "config.json is corrupt"),
     (["evaluate", "{bad_model}"], "the saved model cannot be loaded"),
     (["recommend", "{no_model}", "--history", "1"], "the run has no model/"),

@@ -174,9 +174,17 @@ def test_negatives_are_never_history_items(sampler):
 def test_popularity_sampler_prefers_popular_items():
     counts = np.zeros(12)
     counts[2], counts[3:] = 1000, 1
-    sampler = NegativeSampler(12, "popularity", counts)
-    draws = sampler.sample(tf.constant([[12]], tf.int32), [1, 2000], tf.constant([1, 2], tf.int64)).numpy()
-    assert (draws == 2).mean() > 0.9
+    sampler = NegativeSampler(12, [np.array([5])], "popularity", counts)
+    draws = sampler.sample(tf.constant([0]), [1, 2000], tf.constant([1, 2], tf.int64)).numpy()
+    assert (draws == 2).mean() > 0.9 and not (draws == 5).any()
+
+
+def test_each_row_keeps_out_its_own_history_only():
+    # Row 0 has seen 2..6, row 1 only 7: row 0 can only draw 7, row 1 anything but 7.
+    sampler = NegativeSampler(8, [np.array([6, 2, 3, 4, 5, 2]), np.array([7])])
+    draws = sampler.sample(tf.constant([0, 1, 0]), [3, 200], tf.constant([3, 4], tf.int64)).numpy()
+    assert set(draws[0]) == set(draws[2]) == {7}
+    assert set(draws[1]) == {2, 3, 4, 5, 6}
 
 
 def test_training_dataset_is_reproducible_from_its_seed():
@@ -192,9 +200,9 @@ def test_training_dataset_is_reproducible_from_its_seed():
 
 
 def test_impossible_negatives_fail_clearly():
-    sampler = NegativeSampler(5, "uniform")
+    sampler = NegativeSampler(5, [np.array([2, 3, 4])], "uniform")
     with pytest.raises(tf.errors.InvalidArgumentError, match="could not draw negatives"):
-        sampler.sample(tf.constant([[2, 3, 4]], tf.int32), [1, 3], tf.constant([0, 0], tf.int64))
+        sampler.sample(tf.constant([0]), [1, 3], tf.constant([0, 0], tf.int64))
 
 
 def test_collapse_repeats_gives_the_item_level_of_a_micro_behaviour_log():

@@ -1,10 +1,13 @@
 """Losses whose cost does not grow with the catalogue: hand-computed values, the shared
 negative samplers' draws and logQ, no catalogue-sized tensor in a training step, learning."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
+from graphs import whole_table_reads
 
 from tfrec_dyn.data.input_pipeline import SharedNegativeSampler, training_dataset
 from tfrec_dyn.models import SASRec, build_model
@@ -131,7 +134,7 @@ def test_no_training_step_holds_a_batch_by_catalogue_tensor(name, loss, layout):
     counts = np.ones(vocab)
     kwargs = {"embed_dim": dim, **{"caser": {"window": 2}, "gru4rec": {"hidden_dim": dim},
                                    "rdrsr": {"window_len": 3}, "adasplit": {"window_len": 3}}.get(name, {})}
-    sizes = {}
+    sizes, reads = {}, {}
     for loss_name in (loss, "ce"):
         model = build_model(name, vocab, length, loss=loss_name, num_negatives=8, **kwargs)
         layout_name = model.negative_layout or "per_position"
@@ -144,10 +147,19 @@ def test_no_training_step_holds_a_batch_by_catalogue_tensor(name, loss, layout):
         assert all(np.prod(v.shape) < vocab for v in batch.values())  # nothing catalogue-sized in a batch
         model(batch)
         sizes[loss_name] = _largest_catalogue_tensor(model, batch, batch_size * length)
+        reads[loss_name] = whole_table_reads(functools.partial(_loss_gradients, model), vocab, batch)
     # The full softmax holds [positions, V] (so the check can fail); the scalable loss stays at the
     # weights' own [V, d] (embedding table, its Adam update), below B x V.
     assert sizes["ce"] >= batch_size * vocab, sizes
     assert sizes[loss] < batch_size * vocab, sizes
+    # Nor does its loss or gradient read a table whole: only the rows of a batch's items and negatives.
+    assert reads["ce"] and reads[loss] == [], reads
+
+
+def _loss_gradients(model, batch):
+    with tf.GradientTape() as tape:
+        loss = model.sequence_loss(batch, training=True)
+    return tape.gradient(loss, model.trainable_variables)
 
 
 @pytest.fixture(scope="module")

@@ -138,6 +138,48 @@ def test_user_item_bad_line(tmp_path):
         read_user_item(path, strict=True)
 
 
+def _line_by_line(path, strict=False):
+    from tfrec_dyn.data.readers import _read_line_format
+
+    return _read_line_format(path, "user-item", strict)
+
+
+def _vectorised(path):
+    from tfrec_dyn.data.readers import _read_user_item_columns
+
+    return _read_user_item_columns(path, False)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", ""], ids=["lf", "crlf", "no-final-newline"])
+def test_user_item_vectorised_reader_equals_the_line_reader(tmp_path, ending):
+    rng = np.random.default_rng(0)
+    lines = [f"u{rng.integers(40)}\t i{rng.integers(300)}" if rng.random() < 0.5 else f"{rng.integers(40)} {rng.integers(300)}"
+             for _ in range(400)]
+    for position in rng.choice(400, 30, replace=False):  # 30 bad lines: more than the 20 cited
+        lines[position] = rng.choice(["", "   ", "lonely", "a b c", "x\ty\tz\tw"])
+    path = write(tmp_path / "seq.txt", "\n".join(lines).replace("\n", ending if ending else "\n") + ending)
+    fast, slow = read_user_item(path), _line_by_line(path)
+    assert _vectorised(path) is not None  # the file takes the vectorised path
+    assert fast.user_ids == slow.user_ids and as_dict(fast) == as_dict(slow)
+    assert fast.report == slow.report and len(fast.report.examples) == 20
+    assert fast.report.dropped_total == 30 and fast.report.lines_read == 400
+    with pytest.raises(DataFormatError) as vectorised:
+        read_user_item(path, strict=True)
+    with pytest.raises(DataFormatError) as line_by_line:
+        _line_by_line(path, strict=True)
+    assert str(vectorised.value) == str(line_by_line.value)
+    # Items point at one string per distinct id: memory is a pointer per interaction.
+    firsts = {}
+    assert all(firsts.setdefault(item, item) is item for seq in fast.items for item in seq)
+
+
+def test_user_item_with_utf8_ids_reads_line_by_line(tmp_path):
+    path = write(tmp_path / "seq.txt", "ü 1\nü 2\n\x1c\n")  # \x1c: whitespace to str.split, not to bytes.split
+    data = read_user_item(path)
+    assert _vectorised(path) is None
+    assert as_dict(data) == {"ü": ["1", "2"]} and data.report.dropped == {"blank line": 1}
+
+
 # ------------------------------------------------------------------- JD
 JD_TEXT = (
     "2024535+5+672+2+74 2024535+7+672+294+74 2692787+5+672+4+79\n"

@@ -4,6 +4,7 @@ top-k lists equal the dense ones, and no evaluation step holds a users x catalog
 import numpy as np
 import pytest
 import tensorflow as tf
+from graphs import all_graphs, whole_table_reads
 
 from tfrec_dyn.data.vocabulary import Vocabulary
 from tfrec_dyn.layers.chunks import fold_chunks, top_k_over_chunks
@@ -94,19 +95,12 @@ def test_sampled_protocol_scores_only_its_candidates():
     np.testing.assert_array_equal(sampled.ranks, expected)
 
 
-def _all_graphs(graph):
-    """A traced graph and the graphs of the loops and functions it calls."""
-    yield graph
-    for function in graph._functions.values():
-        yield from _all_graphs(function.graph)
-
-
 def _largest_tensor(function, chunk_size, *specs):
     """Elements of the largest tensor anywhere in the traced `function` (an unknown
     dimension, a chunk's, counts as `chunk_size`)."""
     graph = tf.function(function).get_concrete_function(*specs).graph
     return max(int(np.prod([d if d is not None else chunk_size for d in output.shape.as_list()]))
-               for g in _all_graphs(graph) for op in g.get_operations() for output in op.outputs
+               for g in all_graphs(graph) for op in g.get_operations() for output in op.outputs
                if output.shape.rank is not None)
 
 
@@ -128,6 +122,25 @@ def test_no_evaluation_step_holds_a_users_by_catalogue_tensor(name, kwargs):
     assert whole >= users * (vocab - 2), whole
     # The weights themselves ([V, d] tables) are the largest tensors left, far below users x V.
     assert chunked <= max(vocab * 8, users * chunk * 64), chunked
+
+
+@pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}-{'-'.join(map(str, k.values()))}" for n, k in CONFIGS])
+def test_ranking_never_reads_an_item_table_whole(name, kwargs):
+    # After any embedding lookup TF keeps a table in copy-on-read mode: a whole read is then a
+    # full copy, once per chunk (at a million items, 256 MB each: a served request took seconds).
+    vocab, length = 20_003, 6
+    model = build_model(name, vocab, length, **kwargs)
+    histories = tf.constant(_histories()[0][:, -length:])
+    model.score_items(model.user_state({"item_ids": histories}), tf.range(3))  # builds it
+
+    def ranks(item_ids, targets):
+        state = model.user_state({"item_ids": item_ids})
+        return full_protocol_ranks(model, state, item_ids, targets, vocab, True, 512)
+
+    assert whole_table_reads(ranks, vocab, tf.TensorSpec([None, length], tf.int32), tf.TensorSpec([None], tf.int32)) == []
+    table = model.counts if name == "poprec" else model.output_embeddings()
+    assert whole_table_reads(lambda ids: tf.gather(tf.convert_to_tensor(table), ids), vocab,
+                             tf.TensorSpec([None], tf.int32))  # the check sees a whole read
 
 
 def test_folds_and_top_k_over_chunks_cover_every_id_once():

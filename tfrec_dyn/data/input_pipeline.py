@@ -75,31 +75,38 @@ def next_item_arrays(sequences: Sequence[np.ndarray], max_len: int, side: Option
     return features, rows
 
 
-def _sorted_histories(sequences: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
-    """Each user's distinct items sorted ascending, right padded with `vocab_size`
-    (larger than any id), for `tf.searchsorted` membership tests."""
-    uniques = [np.unique(s) for s in sequences]
-    width = max([len(u) for u in uniques] + [1])
-    out = np.full((len(uniques), width), vocab_size, dtype=np.int32)
-    for row, u in enumerate(uniques):
-        out[row, : len(u)] = u
-    return out
+def history_keys(sequences: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
+    """Every (sequence, item) pair once, as sorted int64 keys `row * vocab_size +
+    item`: a set of all the histories in O(distinct interactions) memory."""
+    lengths = np.fromiter((len(s) for s in sequences), np.int64, count=len(sequences))
+    flat = np.concatenate([np.asarray(s, np.int64) for s in sequences] + [np.zeros(0, np.int64)])
+    return np.unique(np.repeat(np.arange(len(sequences), dtype=np.int64), lengths) * vocab_size + flat)
 
 
 class NegativeSampler:
     """Draws item ids (2..V-1) uniformly or by popularity, never from a history.
 
-    `sample(histories, shape, seed)` rejection-samples with stateless RNG: every
-    draw that hits the user's (sorted) history is redrawn until none does.
+    `sequences` are the histories, one per row.  `sample(rows, shape, seed)`
+    rejection-samples with stateless RNG: every draw that hits its row's
+    history is redrawn until none does.  Membership is one binary search in
+    the sorted keys of all histories (`history_keys`), so memory is the
+    number of distinct interactions, whatever the longest history (a dense
+    [users, longest history] matrix is 80 GB for one user with 20k items
+    among 1M users).
     """
 
-    def __init__(self, vocab_size: int, sampler: str = "uniform", item_counts=None):
+    def __init__(self, vocab_size: int, sequences: Sequence[np.ndarray], sampler: str = "uniform",
+                 item_counts=None):
         if sampler not in SAMPLERS:
             raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
         if sampler == "popularity" and item_counts is None:
             raise ValueError("the popularity sampler needs `item_counts`")
         self.vocab_size = int(vocab_size)
         self.sampler = sampler
+        keys = history_keys(sequences, vocab_size)
+        if not len(keys):
+            raise ValueError("the negative sampler needs the histories it keeps negatives out of; got none")
+        self._keys = tf.constant(keys)
         if sampler == "popularity":
             counts = np.asarray(item_counts, dtype=np.float64)[NUM_RESERVED:]
             with np.errstate(divide="ignore"):
@@ -112,14 +119,15 @@ class NegativeSampler:
         flat = tf.random.stateless_categorical(self._log_probs, tf.reduce_prod(shape), seed, dtype=tf.int32)
         return tf.reshape(flat, shape) + NUM_RESERVED
 
-    def sample(self, histories: tf.Tensor, shape, seed: tf.Tensor) -> tf.Tensor:
-        """histories: sorted [B, H] (padded with vocab_size); shape [B, ...]; seed: int64 [2]."""
-        batch = tf.shape(histories)[0]
+    def sample(self, rows: tf.Tensor, shape, seed: tf.Tensor) -> tf.Tensor:
+        """rows: [B] indices into `sequences`; shape [B, ...]; seed: int64 [2]."""
+        rows = tf.cast(rows, tf.int64)
 
         def collisions(candidates):
-            flat = tf.reshape(candidates, [batch, -1])
-            position = tf.minimum(tf.searchsorted(histories, flat), tf.shape(histories)[1] - 1)
-            hit = tf.equal(tf.gather(histories, position, batch_dims=1), flat)
+            flat = tf.reshape(candidates, [tf.shape(rows)[0], -1])
+            keys = tf.reshape(rows[:, tf.newaxis] * self.vocab_size + tf.cast(flat, tf.int64), [-1])
+            position = tf.minimum(tf.searchsorted(self._keys, keys, out_type=tf.int64), tf.size(self._keys, tf.int64) - 1)
+            hit = tf.equal(tf.gather(self._keys, position), keys)
             return tf.reshape(hit, tf.shape(candidates))
 
         def redraw(round_, candidates):
@@ -244,12 +252,10 @@ def training_dataset(
         raise ValueError(f"the {sampler!r} negative sampler draws negatives shared by a batch: it is for "
                          f"loss='sampled_softmax'; this loss draws them {negative_layout.replace('_', ' ')} "
                          f"({' or '.join(SAMPLERS)})")
-    if num_negatives > 0 and not shared:
-        features["history"] = _sorted_histories([sequences[i] for i in rows], vocab_size)
     features = {name: tf.constant(values) for name, values in features.items()}
     num_rows = len(rows)
-    negative_sampler = NegativeSampler(vocab_size, sampler, item_counts) if num_negatives > 0 and not shared \
-        else None
+    negative_sampler = NegativeSampler(vocab_size, [sequences[i] for i in rows], sampler, item_counts) \
+        if num_negatives > 0 and not shared else None
     shared_sampler = SharedNegativeSampler(vocab_size, num_negatives, sampler, item_counts) if shared else None
 
     def one_epoch(epoch):
@@ -266,10 +272,9 @@ def training_dataset(
         # Distinct from the shuffle's key: the epoch goes in the high bits, the batch in the low ones.
         batch_seed = epoch_seed * [1, 1 << 32] + [0, index + 1]
         if negative_sampler is not None:
-            history = batch.pop("history")
             per_user = [tf.shape(batch["item_ids"])[0]] if negative_layout == "per_sequence" \
                 else tf.unstack(tf.shape(batch["item_ids"]))
-            batch["negatives"] = negative_sampler.sample(history, tf.stack(per_user + [num_negatives]), batch_seed)
+            batch["negatives"] = negative_sampler.sample(batch_rows, tf.stack(per_user + [num_negatives]), batch_seed)
         if shared_sampler is not None:
             batch["shared_negatives"], batch["shared_log_q"], batch["target_log_q"] = shared_sampler.sample(
                 batch["targets"], batch_seed)

@@ -22,7 +22,7 @@ CATEGORICAL_SIDE_FIELDS = ("behavior", "category")
 NUMERIC_SIDE_FIELDS = ("dwell_time", "time_interval", "timestamp", "rating")
 KNOWN_SIDE_FIELDS = CATEGORICAL_SIDE_FIELDS + NUMERIC_SIDE_FIELDS
 
-_MAX_EXAMPLES = 20
+MAX_EXAMPLES = 20
 
 
 def item_run_starts(items: np.ndarray) -> np.ndarray:
@@ -56,13 +56,19 @@ class ReadReport:
 
     def drop(self, line_number: int, reason: str, line: str = "") -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        if len(self.examples) < _MAX_EXAMPLES:
+        if len(self.examples) < MAX_EXAMPLES:
             self.examples.append((line_number, reason, line[:200]))
+
+    def drop_uncited(self, reason: str, count: int) -> None:
+        """Counts `count` more dropped lines with no example kept (a vectorised
+        reader cites the first few with `drop` and counts the rest at once)."""
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
 
     def skip(self, line_number: int, reason: str, text: str = "") -> None:
         """Counts a part of a kept line that was left out."""
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
-        if len(self.examples) < _MAX_EXAMPLES:
+        if len(self.examples) < MAX_EXAMPLES:
             self.examples.append((line_number, reason, text[:200]))
 
     @property
@@ -90,7 +96,7 @@ class ReadReport:
             lines_read=self.lines_read + other.lines_read,
             kept=self.kept + other.kept,
             dropped=dict(self.dropped),
-            examples=(self.examples + other.examples)[:_MAX_EXAMPLES],
+            examples=(self.examples + other.examples)[:MAX_EXAMPLES],
             skipped=dict(self.skipped),
         )
         for reason, count in other.dropped.items():

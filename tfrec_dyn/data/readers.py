@@ -46,7 +46,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from tfrec_dyn.data.interactions import KNOWN_SIDE_FIELDS, NUMERIC_SIDE_FIELDS, Interactions, ReadReport
+from tfrec_dyn.data.interactions import (KNOWN_SIDE_FIELDS, MAX_EXAMPLES, NUMERIC_SIDE_FIELDS, Interactions,
+                                        ReadReport)
 
 __all__ = [
     "DataFormatError",
@@ -251,24 +252,33 @@ def _read_lines(
                 parsed = parse_line(parse, text, valid, number)
             except BadLine as bad:
                 if strict:
-                    raise DataFormatError(
-                        f"{path}, line {number}: {bad.detail} (expected {layout}): {text[:200]!r}"
-                    ) from None
+                    raise _bad_line_error(path, number, bad, layout, text) from None
                 report.drop(number, bad.reason, text)
                 first_bad = first_bad or (number, bad, text)
                 continue
             rows.extend(parsed)
             report.kept += 1
     if first_bad is not None and not rows:
-        number, bad, text = first_bad
-        hint = " Is the delimiter right?" if bad.reason == WRONG_FIELD_COUNT else ""
-        raise DataFormatError(
-            f"{path}: none of its {report.lines_read} line(s) could be read as {layout}.{hint} "
-            f"First bad line {number}: {bad.detail}: {text[:200]!r}"
-        )
+        raise _no_line_error(path, report.lines_read, *first_bad, layout)
     if not rows:
         raise DataFormatError(f"{path}: the file is empty (no data line)")
     return rows
+
+
+def _bad_line_error(path: Path, number: int, bad: BadLine, layout: str, text: str) -> DataFormatError:
+    """What `strict` raises for malformed line `number`."""
+    return DataFormatError(f"{path}, line {number}: {bad.detail} (expected {layout}): {text[:200]!r}")
+
+
+def _no_line_error(path: Path, lines_read: int, number: int, bad: BadLine, text: str, layout: str) -> DataFormatError:
+    """What a file of which no line parses raises, citing the first bad line."""
+    hint = " Is the delimiter right?" if bad.reason == WRONG_FIELD_COUNT else ""
+    return DataFormatError(f"{path}: none of its {lines_read} line(s) could be read as {layout}.{hint} "
+                           f"First bad line {number}: {bad.detail}: {text[:200]!r}")
+
+
+def _wrong_field_count(found: int, expected: int) -> BadLine:
+    return BadLine(WRONG_FIELD_COUNT, f"{found} field(s), expected {expected}")
 
 
 def _side_array(name: str, values: Sequence[Any]) -> np.ndarray:
@@ -294,7 +304,7 @@ def _fixed_fields_parser(split: Callable[[str], List[str]], names: Sequence[str]
     def parse(text: str, number: int) -> List[Row]:
         fields = split(text)
         if len(fields) != len(names):
-            raise BadLine(WRONG_FIELD_COUNT, f"{len(fields)} field(s), expected {len(names)}")
+            raise _wrong_field_count(len(fields), len(names))
         return [tuple(_convert_all(names, converters, fields))]
 
     return parse
@@ -404,14 +414,90 @@ def read_movielens_1m(path: PathLike, strict: bool = False) -> Interactions:
 def read_user_item(path: PathLike, strict: bool = False) -> Interactions:
     """Reads `user item` lines (whitespace-separated), already in time order.
 
-    Each user's items keep file order; there are no side fields.
+    Each user's items keep file order; there are no side fields.  A file of
+    printable ASCII (and whitespace) is read whole and vectorised, with no
+    Python object per line (`_read_user_item_columns`); any other byte (UTF-8
+    ids, a byte-order mark) sends it through the line-by-line reader, with
+    the same result.
 
     Example:
     >>> data = read_user_item("Beauty.txt")  # doctest: +SKIP
     >>> data.items[0][:3].tolist()  # doctest: +SKIP
     ['17', '4', '98']
     """
-    return _read_line_format(_existing_file(path), "user-item", strict)
+    path = _existing_file(path)
+    data = _read_user_item_columns(path, strict)
+    return data if data is not None else _read_line_format(path, "user-item", strict)
+
+
+# Bytes `str.split()` splits on, and bytes the vectorised `user item` reader
+# leaves to the line reader: non-ASCII (UTF-8 ids, a byte-order mark, invalid
+# UTF-8) and the control characters `str.split` also treats as whitespace.
+_ASCII_WHITESPACE = np.zeros(256, bool)
+_ASCII_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
+_NOT_PLAIN = np.ones(256, bool)
+_NOT_PLAIN[32:127] = False
+_NOT_PLAIN[list(b"\t\n\r\x0b\x0c")] = False
+
+
+@_gc_paused()
+def _read_user_item_columns(path: Path, strict: bool) -> Optional[Interactions]:
+    """`read_user_item` of a plain-ASCII file, whole-file and vectorised; None
+    for any other file.
+
+    The fields of every line are counted at once (token starts per line, from
+    the bytes); lines of exactly two are kept, the others dropped and counted
+    as the line reader does (blank, wrong number of fields; the first few
+    cited with their line numbers).  Ids are numbered by first appearance
+    (`pandas.factorize`) and each user's items point at one shared string per
+    distinct id, so memory is a pointer per interaction.
+    """
+    import pandas as pd
+
+    data = path.read_bytes()
+    codes = np.frombuffer(data, np.uint8)
+    if _NOT_PLAIN[codes].any():
+        return None
+    space = _ASCII_WHITESPACE[codes]
+    token_start = ~space
+    token_start[1:] &= space[:-1]
+    line_starts = np.r_[0, np.flatnonzero(codes == ord("\n")) + 1]
+    line_starts = line_starts[line_starts < len(codes)]  # no line after a final newline
+    fields = np.add.reduceat(token_start, line_starts, dtype=np.int32) if len(codes) else np.zeros(0, np.int32)
+    good = fields == 2
+    report = ReadReport(source=str(path), lines_read=len(fields), kept=int(good.sum()))
+    layout = LINE_FORMATS["user-item"][2]
+    bad = np.flatnonzero(~good)
+    if len(bad):
+        ends = np.r_[line_starts[1:], len(codes)]
+        text = lambda line: data[line_starts[line]:ends[line]].decode().rstrip("\r\n")  # noqa: E731
+        wrong = bad[fields[bad] > 0]
+        if len(wrong) and (strict or not report.kept):
+            first = int(wrong[0])
+            bad_line = _wrong_field_count(int(fields[first]), 2)
+            if strict:
+                raise _bad_line_error(path, first + 1, bad_line, layout, text(first))
+            raise _no_line_error(path, report.lines_read, first + 1, bad_line, text(first), layout)
+        cited = bad[:MAX_EXAMPLES]
+        for line in cited:
+            report.drop(int(line) + 1, BLANK_LINE if fields[line] == 0 else WRONG_FIELD_COUNT, text(line))
+        uncited_blank = int(np.sum(fields[bad[MAX_EXAMPLES:]] == 0))
+        report.drop_uncited(BLANK_LINE, uncited_blank)
+        report.drop_uncited(WRONG_FIELD_COUNT, len(bad) - len(cited) - uncited_blank)
+    if not report.kept:
+        raise DataFormatError(f"{path}: the file is empty (no data line)")
+    tokens = np.array(data.split(), dtype=object)
+    if len(bad):
+        tokens = tokens[np.repeat(good, fields)]  # the tokens of the kept lines
+    del data, codes, space, token_start
+    user_codes, user_names = pd.factorize(tokens[0::2])
+    item_codes, item_names = pd.factorize(tokens[1::2])
+    del tokens
+    item_names = np.array([name.decode() for name in item_names], dtype=object)  # one string per distinct id
+    order = np.argsort(user_codes, kind="stable")  # users by first appearance, file order within each
+    bounds = np.flatnonzero(np.diff(user_codes[order])) + 1
+    return Interactions(user_ids=[name.decode() for name in user_names],
+                        items=np.split(item_names[item_codes[order]], bounds), report=report)
 
 
 def read_jd_sessions(path: PathLike, strict: bool = False) -> Interactions:
@@ -582,7 +668,7 @@ def delimited_parser(first_line: str, columns: Mapping[str, Union[str, int]], fm
     def parse(text: str, number: int) -> List[Row]:
         values = split(text)
         if len(values) != width:
-            raise BadLine(WRONG_FIELD_COUNT, f"{len(values)} field(s), expected {width}")
+            raise _wrong_field_count(len(values), width)
         return [tuple(_convert_all(names, converters, [values[position] for position in positions]))]
 
     kind = "comma" if delimiter == "," else repr(delimiter)

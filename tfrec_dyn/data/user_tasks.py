@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfrec_dyn.data.input_pipeline import NegativeSampler, _sorted_histories, trainable_rows
+from tfrec_dyn.data.input_pipeline import NegativeSampler, trainable_rows
 from tfrec_dyn.data.vocabulary import PAD_ID
 
 
@@ -62,8 +62,7 @@ def user_task_dataset(sequences: Sequence[np.ndarray], heads: Sequence[bool], vo
     starts = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32))
     lengths_t = tf.constant(lengths)
     heads_t = tf.constant(np.asarray(heads, np.float32)[rows])
-    histories = tf.constant(_sorted_histories(kept, vocab_size)) if num_negatives > 0 else None
-    negative_sampler = NegativeSampler(vocab_size, sampler, item_counts) if num_negatives > 0 else None
+    negative_sampler = NegativeSampler(vocab_size, kept, sampler, item_counts) if num_negatives > 0 else None
     num_users = len(rows)
     k, u, b, length = int(inner_steps), int(users_per_step), int(windows_per_user), int(max_len)
 
@@ -85,9 +84,8 @@ def user_task_dataset(sequences: Sequence[np.ndarray], heads: Sequence[bool], vo
             "heads": tf.reshape(tf.broadcast_to(tf.gather(heads_t, users)[..., tf.newaxis], [k, u, b]), [k, u * b]),
         }
         if negative_sampler is not None:
-            user_histories = tf.reshape(tf.gather(histories, users), [k * u, -1])
             per_window = [length] if negative_layout == "per_position" else []  # "per_sequence": [n] a window
-            negatives = negative_sampler.sample(user_histories, [k * u, b] + per_window + [num_negatives],
+            negatives = negative_sampler.sample(tf.reshape(users, [k * u]), [k * u, b] + per_window + [num_negatives],
                                                 step_seed + [0, 2 << 40])
             element["negatives"] = tf.reshape(negatives, [k, u * b] + per_window + [num_negatives])
         return element

@@ -19,7 +19,6 @@ embedding), and popularity counts come from the training split.
 
 from __future__ import annotations
 
-import collections
 import os
 from typing import Dict, Iterable, List, Sequence
 
@@ -30,6 +29,16 @@ OOV_ID = 1
 NUM_RESERVED = 2
 PAD_TOKEN = ""
 OOV_TOKEN = "[OOV]"
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    """`values` as an object array of `str` (ids read from JSON may be numbers;
+    a vocabulary holds their text)."""
+    import pandas as pd
+
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
+        return values
+    return values.astype(str).astype(object)
 
 
 class Vocabulary:
@@ -47,20 +56,26 @@ class Vocabulary:
         tokens = [str(t) for t in tokens]
         if len(set(tokens)) != len(tokens):
             raise ValueError("vocabulary tokens must be unique")
+        if len(tokens) + NUM_RESERVED > np.iinfo(np.int32).max:
+            raise ValueError(f"{len(tokens):,} distinct ids: more than int32 ids can number")
         if PAD_TOKEN in tokens or OOV_TOKEN in tokens:
             raise ValueError(f"{PAD_TOKEN!r} and {OOV_TOKEN!r} are reserved tokens")
         self.tokens: List[str] = tokens
         self._index: Dict[str, int] = {t: i + NUM_RESERVED for i, t in enumerate(tokens)}
+        self._lookup = None  # a pandas.Index of the tokens, made by the first `encode`
 
     @classmethod
     def build(cls, sequences: Iterable[Sequence[str]], min_count: int = 1) -> "Vocabulary":
-        """Vocabulary of every token in `sequences`, most frequent first."""
-        counts: collections.Counter = collections.Counter()
-        for seq in sequences:
-            counts.update(str(t) for t in seq)
-        # Counter keeps first-insertion order for equal counts (stable sort).
-        ordered = sorted(counts.items(), key=lambda kv: -kv[1])
-        return cls([t for t, c in ordered if c >= min_count])
+        """Vocabulary of every token in `sequences`, most frequent first, ties by
+        first appearance.  Vectorised: one pass of `pandas.factorize` over all
+        the tokens, no Python work per token."""
+        import pandas as pd
+
+        flat = _strings(np.concatenate([np.asarray(s, dtype=object) for s in sequences] + [np.zeros(0, object)]))
+        codes, uniques = pd.factorize(flat)  # uniques in order of first appearance
+        counts = np.bincount(codes, minlength=len(uniques))
+        order = np.argsort(-counts, kind="stable")
+        return cls(uniques[order[counts[order] >= min_count]].tolist())
 
     @property
     def size(self) -> int:
@@ -74,10 +89,22 @@ class Vocabulary:
         return str(token) in self._index
 
     def encode(self, tokens: Iterable) -> np.ndarray:
-        """Raw ids -> int32 ids; unknown ids map to `OOV_ID`."""
-        return np.fromiter(
-            (self._index.get(str(t), OOV_ID) for t in tokens), dtype=np.int32
-        )
+        """Raw ids -> int32 ids; unknown ids map to `OOV_ID`.  Vectorised (a
+        hash lookup in C per token), so encoding a whole log is one call."""
+        if self._lookup is None:
+            import pandas as pd
+
+            self._lookup = pd.Index(self.tokens, dtype=object)
+        tokens = tokens if isinstance(tokens, np.ndarray) else np.asarray(list(tokens), dtype=object)
+        positions = self._lookup.get_indexer(_strings(tokens.ravel()))
+        return np.where(positions >= 0, positions + NUM_RESERVED, OOV_ID).astype(np.int32).reshape(tokens.shape)
+
+    def encode_sequences(self, sequences: Sequence[Sequence]) -> List[np.ndarray]:
+        """`encode` of each sequence, in one vectorised call over all of them
+        (per-sequence calls would pay the lookup's fixed cost per user)."""
+        lengths = [len(s) for s in sequences]
+        flat = np.concatenate([np.asarray(s, dtype=object) for s in sequences] + [np.zeros(0, object)])
+        return np.split(self.encode(flat), np.cumsum(lengths)[:-1]) if lengths else []
 
     def decode(self, ids: Iterable[int]) -> List[str]:
         """Int ids -> raw ids (padding -> "", OOV -> "[OOV]")."""

@@ -9,6 +9,7 @@ from tfrec_dyn.layers import CausalTransformerBlock, ItemPositionEmbedding
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import discounted_returns, reinforce_loss
 from tfrec_dyn.layers.reduction import global_mean, replica_sum
+from tfrec_dyn.layers.tables import gather_rows
 from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator
 from tfrec_dyn.models.base import SequentialRecommender, shared_softmax_loss
 from tfrec_dyn.models.episodes import EpisodeScoring, episode_windows, last_window, window_groups
@@ -150,10 +151,10 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
         encoded = self.encoder_norm(x) * tf.cast(valid, x.dtype)  # pre-norm blocks end un-normalised
         # Sub-sequences are made of the items themselves; the encoder's view of
         # each item (global context, position) informs the policy's state only.
-        items = tf.gather(tf.cast(self._table(), encoded.dtype), window) * tf.cast(valid, encoded.dtype)
+        items = gather_rows(self._table(), window, encoded.dtype) * tf.cast(valid, encoded.dtype)
         subsequences, active, actions, log_probs, rewards = self.allocator(
             items, window, context=encoded, training=training,
-            reward_items=tf.gather(tf.cast(self._table(), tf.float32), reward_ids))
+            reward_items=gather_rows(self._table(), reward_ids))
         return {"subsequences": subsequences, "active": active, "actions": actions, "log_probs": log_probs,
                 "rewards": rewards, "reward_ids": reward_ids}
 
@@ -186,20 +187,19 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
     def sequence_loss(self, batch, training=False):
         windows, targets, keep = episode_windows(batch["item_ids"], batch["targets"], self.window_len)
         episode = self({"item_ids": windows}, training=training)  # windows are their own last window
-        table = tf.cast(self._table(), tf.float32)
-        sampled = tf.gather(table, episode["reward_ids"])
+        sampled = gather_rows(self._table(), episode["reward_ids"])
         subsequences = tf.cast(episode["subsequences"], tf.float32)
         interests = self.allocator.readout(subsequences)
-        target_vectors = tf.gather(table, targets)
+        target_vectors = gather_rows(self._table(), targets)
         routed, routed_log_prob = self.allocator.route(subsequences, episode["active"], target_vectors,
                                                        training=training)
         chosen = tf.gather(interests, routed, batch_dims=1)
         if self.loss_name == "sampled_softmax":  # eq. 20 over negatives shared by the batch, cost independent of V
             target_log_q = tf.boolean_mask(tf.reshape(batch["target_log_q"], [-1]), keep)
-            seq_loss = global_mean(shared_softmax_loss(chosen, targets, table, tf.cast(batch["shared_negatives"],
+            seq_loss = global_mean(shared_softmax_loss(chosen, targets, self._table(), tf.cast(batch["shared_negatives"],
                                                        tf.int32), batch["shared_log_q"], target_log_q))
         else:
-            logits = tf.matmul(chosen, table, transpose_b=True)
+            logits = tf.matmul(chosen, tf.cast(self._table(), tf.float32), transpose_b=True)  # full softmax: O(V)
             # Padding and OOV are never targets: keep them out of the softmax.
             logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
             seq_loss = global_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))  # eq. 20

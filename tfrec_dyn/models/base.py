@@ -39,6 +39,7 @@ import tf_keras as keras
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.layers.reduction import global_mean, num_replicas
+from tfrec_dyn.layers.tables import gather_rows
 
 LOSSES = ("bce", "bpr", "sampled_ce", "gbce", "sampled_softmax", "ce")
 # Each sampled loss: (negative layout, default number of negatives).
@@ -51,21 +52,25 @@ def shared_softmax_loss(representations, targets, table, negatives, negative_log
 
     representations [..., d], targets [...] (item ids), table [V, d], negatives
     [n], their log expected counts `negative_log_q` [n], the targets'
-    `target_log_q` [...], optional item bias [V]; returns losses [...].  A
-    negative equal to the row's target (an accidental hit) is masked out.
+    `target_log_q` [...], optional item bias [V] or [V, 1]; returns losses
+    [...].  A negative equal to the row's target (an accidental hit) is
+    masked out.
     """
     representations = tf.cast(representations, tf.float32)
-    table = tf.cast(table, tf.float32)
-    positive = tf.reduce_sum(representations * tf.gather(table, targets), -1)
-    scores = tf.einsum("...d,nd->...n", representations, tf.gather(table, negatives))
+    positive = tf.reduce_sum(representations * gather_rows(table, targets), -1)
+    scores = tf.einsum("...d,nd->...n", representations, gather_rows(table, negatives))
     if bias is not None:
-        bias = tf.cast(bias, tf.float32)
-        positive += tf.gather(bias, targets)
-        scores += tf.gather(bias, negatives)
+        positive += bias_rows(bias, targets)
+        scores += bias_rows(bias, negatives)
     positive -= tf.cast(target_log_q, tf.float32)
     scores -= tf.cast(negative_log_q, tf.float32)
     scores = tf.where(tf.equal(targets[..., tf.newaxis], negatives), tf.constant(-1e9, tf.float32), scores)
     return -tf.nn.log_softmax(tf.concat([positive[..., tf.newaxis], scores], -1), -1)[..., 0]
+
+
+def bias_rows(bias, ids) -> tf.Tensor:
+    """float32 [...]: the entries `ids` [...] of an item bias [V] or [V, 1]."""
+    return tf.reshape(gather_rows(bias, ids), tf.shape(ids))
 
 
 def gbce_beta(num_negatives: int, num_items: int, calibration: float) -> float:
@@ -151,7 +156,8 @@ class SequentialRecommender(keras.Model):
         raise NotImplementedError(f"{type(self).__name__} must implement output_embeddings()")
 
     def output_bias(self):
-        """Optional [V] per-item bias added to scores (None: no bias)."""
+        """Optional per-item bias [V] or [V, 1] added to scores (None: no bias).
+        Return the variable itself, not a slice of it: a slice reads it whole."""
         return None
 
     # -------------------------------------------------------------- scoring
@@ -160,14 +166,14 @@ class SequentialRecommender(keras.Model):
         table = tf.cast(self.output_embeddings(), tf.float32)
         scores = tf.matmul(tf.cast(representations, tf.float32), table, transpose_b=True)
         bias = self.output_bias()
-        return scores if bias is None else scores + tf.cast(bias, tf.float32)
+        return scores if bias is None else scores + tf.reshape(tf.cast(bias, tf.float32), [-1])
 
     def item_logits(self, representations: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
         """Scores of given items only: representations [B, L, d], item_ids [B, L, n] -> [B, L, n]."""
-        vectors = tf.gather(tf.cast(self.output_embeddings(), tf.float32), item_ids)
+        vectors = gather_rows(self.output_embeddings(), item_ids)
         scores = tf.einsum("bld,blnd->bln", tf.cast(representations, tf.float32), vectors)
         bias = self.output_bias()
-        return scores if bias is None else scores + tf.gather(tf.cast(bias, tf.float32), item_ids)
+        return scores if bias is None else scores + bias_rows(bias, item_ids)
 
     def user_state(self, inputs, training=False):
         """What scoring needs of each row, computed once per batch of users: by
@@ -185,12 +191,12 @@ class SequentialRecommender(keras.Model):
         (`tfrec_dyn.metrics.scoring`), so nothing [B, V] is ever built.
         """
         item_ids = tf.cast(item_ids, tf.int32)
-        vectors = tf.gather(tf.cast(self.output_embeddings(), tf.float32), item_ids)
+        vectors = gather_rows(self.output_embeddings(), item_ids)
         state = tf.cast(state, tf.float32)
         scores = (tf.matmul(state, vectors, transpose_b=True) if item_ids.shape.rank == 1
                   else tf.einsum("bd,bnd->bn", state, vectors))
         bias = self.output_bias()
-        return scores if bias is None else scores + tf.gather(tf.cast(bias, tf.float32), item_ids)
+        return scores if bias is None else scores + bias_rows(bias, item_ids)
 
     def score(self, inputs, training=False) -> tf.Tensor:
         """Next-item scores [B, V] of every item for the user state at the last
@@ -266,9 +272,9 @@ class SequentialRecommender(keras.Model):
         positive = self.item_logits(representations, targets[..., tf.newaxis])[..., 0]
         negatives = tf.cast(batch["negatives"], tf.int32)  # [B, n]
         scores = tf.einsum("bld,bnd->bln", tf.cast(representations, tf.float32),
-                           tf.gather(tf.cast(table, tf.float32), negatives))
+                           gather_rows(table, negatives))
         if bias is not None:
-            scores += tf.gather(tf.cast(bias, tf.float32), negatives)[:, tf.newaxis, :]
+            scores += bias_rows(bias, negatives)[:, tf.newaxis, :]
         beta = gbce_beta(self.num_negatives, self.vocab_size - NUM_RESERVED, self.gbce_calibration)
         return -beta * tf.math.log_sigmoid(positive) - tf.reduce_sum(tf.math.log_sigmoid(-scores), -1)
 

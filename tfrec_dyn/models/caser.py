@@ -85,7 +85,7 @@ class Caser(SequentialRecommender):
         return self.output_item_embedding.embeddings
 
     def output_bias(self):
-        return self.output_item_bias.embeddings[:, 0]
+        return self.output_item_bias.embeddings  # [V, 1]
 
     def get_config(self):
         config = super().get_config()

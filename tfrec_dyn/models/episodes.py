@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from tfrec_dyn.data.vocabulary import PAD_ID
+from tfrec_dyn.layers.tables import gather_rows
 
 # Candidates scored at a time by the allocation models' policy scoring, which
 # routes every candidate (rows × chunk × interests × hidden units).
@@ -63,7 +64,7 @@ class EpisodeScoring:
         return self(inputs, training=training)
 
     def score_items(self, state, item_ids):
-        return self._scores(state, tf.gather(tf.cast(self._table(), tf.float32), tf.cast(item_ids, tf.int32)))
+        return self._scores(state, gather_rows(self._table(), item_ids))
 
     @property
     def score_chunk_size(self):

@@ -11,6 +11,7 @@ from tfrec_dyn.layers.chunks import top_k_over_chunks
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.pyramid import PrefixAttention, SegmentCell
 from tfrec_dyn.layers.reduction import global_mean
+from tfrec_dyn.layers.tables import gather_rows
 from tfrec_dyn.models.base import SequentialRecommender
 
 # Seconds; the buckets of the JD data's README (time interval 0-1, 1-15,
@@ -284,11 +285,13 @@ class HUP(SequentialRecommender):
         state = {"profile": tf.math.l2_normalize(tf.cast(self(inputs, training=training)["item"][:, -1], tf.float32), -1)}
         if self.candidate_neighbors:
             item_ids = tf.cast(inputs["item_ids"], tf.int32)
-            table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
-            window = tf.gather(table, item_ids)                                               # [B, T, d]
+            def unit_rows(ids):
+                return tf.math.l2_normalize(gather_rows(self.output_embeddings(), ids), -1)
+
+            window = unit_rows(item_ids)                                                      # [B, T, d]
             flat = tf.reshape(window, [-1, tf.shape(window)[-1]])
             # The similarity of each window item's (n+1)-th nearest item (itself the first), a chunk at a time.
-            nearest, _ = top_k_over_chunks(lambda ids: tf.matmul(flat, tf.gather(table, ids), transpose_b=True),
+            nearest, _ = top_k_over_chunks(lambda ids: tf.matmul(flat, unit_rows(ids), transpose_b=True),
                                            tf.shape(flat)[0], 0, self.vocab_size,
                                            min(self.candidate_neighbors + 1, self.vocab_size), NEIGHBOUR_CHUNK)
             state.update(window=window, valid=padding_mask(item_ids),
@@ -301,7 +304,7 @@ class HUP(SequentialRecommender):
         neighbour's similarity all count, within `NEIGHBOUR_TOLERANCE`)."""
         item_ids = tf.cast(item_ids, tf.int32)
         # Only the candidates' rows are normalised: a chunk must not cost a pass over the whole table.
-        vectors = tf.math.l2_normalize(tf.gather(tf.cast(self.output_embeddings(), tf.float32), item_ids), -1)
+        vectors = tf.math.l2_normalize(gather_rows(self.output_embeddings(), item_ids), -1)
         shared = item_ids.shape.rank == 1
         scores = (tf.matmul(state["profile"], vectors, transpose_b=True) if shared
                   else tf.einsum("bd,bnd->bn", state["profile"], vectors))
@@ -343,17 +346,19 @@ class HUP(SequentialRecommender):
 
     def _level_loss(self, profile, targets, weights, table, negatives):
         profile = tf.math.l2_normalize(tf.cast(profile, tf.float32), -1)
-        table = tf.math.l2_normalize(tf.cast(table, tf.float32), -1)
         weights = tf.cast(weights, tf.float32)
+        # The sampled losses normalise only the rows they read, not the table.
         if self.loss_name == "cosine":  # eq. 6: cosine proximity
-            per_position = -tf.reduce_sum(profile * tf.gather(table, targets), -1)
+            per_position = -tf.reduce_sum(profile * tf.math.l2_normalize(gather_rows(table, targets), -1), -1)
             return global_mean(per_position, weights)
         if self.loss_name == "sampled_ce" and negatives is not None:  # items: target vs sampled negatives
             candidates = tf.concat([targets[..., tf.newaxis], tf.cast(negatives, tf.int32)], -1)
-            logits = tf.einsum("btd,btnd->btn", profile, tf.gather(table, candidates)) / self.softmax_temperature
+            vectors = tf.math.l2_normalize(gather_rows(table, candidates), -1)
+            logits = tf.einsum("btd,btnd->btn", profile, vectors) / self.softmax_temperature
             per_position = -tf.nn.log_softmax(logits, -1)[..., 0]
             return global_mean(per_position, weights)
         # A full softmax over the table (categories; items with "ce"), on the weighted positions only.
+        table = tf.math.l2_normalize(tf.cast(table, tf.float32), -1)
         keep = weights > 0
         logits = tf.matmul(tf.boolean_mask(profile, keep), table, transpose_b=True) / self.softmax_temperature
         reserved = tf.concat([tf.fill([NUM_RESERVED], -1e9), tf.zeros([tf.shape(table)[0] - NUM_RESERVED])], 0)

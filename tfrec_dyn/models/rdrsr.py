@@ -11,6 +11,7 @@ from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import orthogonality_reward, reinforce_loss
 from tfrec_dyn.layers.reduction import global_mean
+from tfrec_dyn.layers.tables import gather_rows
 from tfrec_dyn.models.base import SequentialRecommender
 from tfrec_dyn.models.episodes import EpisodeScoring, episode_windows, last_window, window_groups
 
@@ -130,7 +131,7 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
         actions [N, t], log_probs [N, t]."""
         x = self.embedding(window, training=training)
         valid = tf.cast(padding_mask(window), tf.float32)[..., tf.newaxis]
-        items = tf.gather(tf.cast(self._table(), tf.float32), window)
+        items = gather_rows(self._table(), window)
         user = tf.reduce_sum(items * valid, 1) / tf.maximum(tf.reduce_sum(valid, 1), 1.0)   # e_u, p^0
         encoded, count, count_logits = self.discriminator(x, window, user, training=training)
         encoded = self.encoder_norm(encoded) * tf.cast(valid, encoded.dtype)  # pre-norm blocks end un-normalised
@@ -180,14 +181,13 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
         negatives = tf.boolean_mask(tf.reshape(negatives, [-1, tf.shape(negatives)[-1]]), keep)
 
         episode = self({"item_ids": windows}, training=training)  # windows are their own last window
-        table = tf.cast(self._table(), tf.float32)
-        target_vectors = tf.gather(table, targets)
+        target_vectors = gather_rows(self._table(), targets)
         # The policy routes the target to an interest: the last action of the episode.
         target_interest, target_log_prob = self.allocator.route(
             episode["interests"], target_vectors, episode["count_one_hot"], episode["active"], training=training)
 
         candidates = tf.concat([targets[:, tf.newaxis], negatives], 1)           # target first
-        vectors = tf.gather(table, candidates)
+        vectors = gather_rows(self._table(), candidates)
         # Target and o negatives under every interest: for the rewards (eq. 13-17,
         # constants for the gradient) and the sampled cross-entropy (eq. 23).
         per_interest = tf.einsum("nkd,ncd->nkc", tf.cast(episode["interests"], tf.float32), vectors)
@@ -201,7 +201,7 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
 
         routed = target_interest if self.scoring == "policy" else None
         if self.loss_name == "ce":
-            logits = self._scores(episode, table, routed)
+            logits = self._scores(episode, tf.cast(self._table(), tf.float32), routed)  # the full softmax: O(V) by design
             # Padding and OOV are never targets: keep them out of the softmax.
             logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
             ce = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)

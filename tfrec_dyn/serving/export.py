@@ -50,6 +50,7 @@ TF Serving warms the model up before taking traffic.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Sequence
 
@@ -225,9 +226,28 @@ def export_saved_model(model, vocab: Vocabulary, item_counts, max_len: int, path
         "serving_default": module.serve,
         "serving_tf_example": module.serve_examples,
     }
-    tf.saved_model.save(module, path, signatures=signatures)
+    with _without_optimizer(model):
+        tf.saved_model.save(module, path, signatures=signatures)
     write_warmup_requests(path, warmup_histories or [vocab.tokens[:3], []])
     return path
+
+
+@contextlib.contextmanager
+def _without_optimizer(model):
+    """The SavedModel must not hold the training optimizer: its slots (Adam's
+    two per weight) would triple the export of a large item table and the
+    server's memory.  As Keras' own `save(include_optimizer=False)` does,
+    the tracked optimizer is detached for the save and put back after."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        yield
+        return
+    model.optimizer = None
+    model._delete_tracking("optimizer")  # noqa: SLF001 (Keras' own include_optimizer=False does this)
+    try:
+        yield
+    finally:
+        model.optimizer = optimizer
 
 
 def category_table(sequences, categories, vocab_size: int) -> np.ndarray:

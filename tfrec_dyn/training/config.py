@@ -10,6 +10,7 @@ from tfrec_dyn.metrics.evaluation import check_eval_users
 
 SPLITS = ("leave_one_out", "session")
 TRAINERS = ("standard", "tp")
+OPTIMIZERS = ("adam", "lazy_adam")  # tfrec_dyn.training.optimizers
 # The "tp" trainer's settings, by the function that takes them; unset ones keep that function's default.
 TP_OPTIONS = {"TransferrableTrainer": ("inner_steps", "inner_learning_rate", "adversarial_weight",
                                         "discriminator_units"),
@@ -27,6 +28,8 @@ class TrainConfig:
       data: built-in data set name ("ml-100k") or a path.
       data_format / columns: passed to `tfrec_dyn.data.load_dataset`.
       k_core: drop users and items with fewer interactions (0 = keep all).
+      max_items: refuse a catalogue of more items than this, with an error
+        naming the file, before any table is sized by it (None: no limit).
       split: "leave_one_out" (each user's last items held out) or "session"
         (whole sessions held out, every move to another item in them
         predicted; see `tfrec_dyn.data.splits.session_split`).
@@ -37,6 +40,10 @@ class TrainConfig:
       batch_size: examples per replica; the global batch is
         `batch_size * strategy.num_replicas_in_sync`.
       learning_rate: Adam learning rate.
+      optimizer: "adam" (Keras' Adam) or "lazy_adam", which updates only the
+        item-table rows a batch touched, so a step's cost does not grow
+        with the catalogue (`tfrec_dyn.training.optimizers`; the choice for
+        catalogues of 10^5 items and more).
       loss: "bce", "bpr", "sampled_ce", "gbce", "sampled_softmax" or "ce"
         (`tfrec_dyn.models.base`); None keeps the model's own default.
       num_negatives: sampled negatives for the losses that use them (per
@@ -79,12 +86,14 @@ class TrainConfig:
     data_format: Optional[str] = None
     columns: Optional[Dict[str, str]] = None
     k_core: int = 0
+    max_items: Optional[int] = None
     split: str = "leave_one_out"
     split_seed: int = 0
     max_len: int = 50
     epochs: int = 50
     batch_size: int = 128
     learning_rate: float = 1e-3
+    optimizer: str = "adam"
     loss: Optional[str] = None
     num_negatives: Optional[int] = None
     negative_sampler: str = "uniform"
@@ -108,6 +117,8 @@ class TrainConfig:
                 raise ValueError(f"`{name}` must be positive, got {name}={getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}, got optimizer={self.optimizer!r}")
         if self.split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}, got split={self.split!r}")
         if self.trainer not in TRAINERS:

@@ -7,7 +7,7 @@ exact split a run was trained on from its saved config.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -45,20 +45,26 @@ class PreparedData:
         if config.k_core:
             data = k_core(data, config.k_core)
         return cls.from_interactions(data, vocab, split=config.split, split_seed=config.split_seed,
-                                     side_vocabs=side_vocabs)
+                                     side_vocabs=side_vocabs, max_items=config.max_items)
 
     @classmethod
     def from_interactions(cls, data: Interactions, vocab: Vocabulary = None, split: str = "leave_one_out",
-                          split_seed: int = 0, side_vocabs: Dict[str, Vocabulary] = None) -> "PreparedData":
-        """`vocab` / `side_vocabs`: the vocabularies of an earlier run (default: built from `data`)."""
+                          split_seed: int = 0, side_vocabs: Dict[str, Vocabulary] = None,
+                          max_items: Optional[int] = None) -> "PreparedData":
+        """`vocab` / `side_vocabs`: the vocabularies of an earlier run (default: built from `data`);
+        a catalogue of more than `max_items` items is refused before anything is sized by it."""
         if data.num_users == 0:
             report = f"; {data.report.summary()}" if data.report is not None else ""
             raise ValueError(f"no usable interactions: the data set has no users left (after filtering{report})")
         if split not in SPLITS:
             raise ValueError(f"`split` must be one of {SPLITS}, got split={split!r}")
-        parts = leave_one_out(data) if split == "leave_one_out" else session_split(data, seed=split_seed)
         vocab = vocab or Vocabulary.build(data.items)
-        train = [vocab.encode(s) for s in parts.train.items]
+        if max_items is not None and len(vocab.tokens) > max_items:
+            source = data.report.source if data.report is not None else "the data"
+            raise ValueError(f"{source}: {len(vocab.tokens):,} distinct items, more than max_items={max_items:,}; "
+                             "drop rare items (k_core / --k-core) or raise the limit (--max-items)")
+        parts = leave_one_out(data) if split == "leave_one_out" else session_split(data, seed=split_seed)
+        train = vocab.encode_sequences(parts.train.items)
         counts = np.bincount(np.concatenate(train + [np.zeros(0, np.int32)]), minlength=vocab.size)
         side_vocabs = {name: (side_vocabs or {}).get(name) or Vocabulary.build(seqs)
                        for name, seqs in data.side.items() if name in CATEGORICAL_SIDE_FIELDS}
@@ -69,7 +75,7 @@ class PreparedData:
     def encode_side(self, name: str, sequences: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Categorical side values to vocabulary ids (unknown: OOV), numeric ones to float32."""
         if name in self.side_vocabs:
-            return [self.side_vocabs[name].encode(s) for s in sequences]
+            return self.side_vocabs[name].encode_sequences(sequences)
         return [np.asarray(s, np.float32) for s in sequences]
 
     def side_vocab_sizes(self) -> Dict[str, int]:
@@ -80,7 +86,7 @@ class PreparedData:
         if which not in ("validation", "test"):
             raise ValueError(f"`which` must be 'validation' or 'test', got {which!r}")
         part = getattr(self.split, which)
-        encoded_inputs = [self.vocab.encode(s) for s in part.inputs.items]
+        encoded_inputs = self.vocab.encode_sequences(part.inputs.items)
         full = {u: s for u, s in zip(self.interactions.user_ids, self.interactions.items)}
         features = {}
         for name, seqs in part.inputs.side.items():
@@ -91,7 +97,7 @@ class PreparedData:
             user_ids=list(part.inputs.user_ids),
             histories=input_pipeline.pad_left(encoded_inputs, max_len),
             targets=self.vocab.encode(part.target_items()),
-            known_items=[self.vocab.encode(full[u]) for u in part.inputs.user_ids],
+            known_items=self.vocab.encode_sequences([full[u] for u in part.inputs.user_ids]),
             features=features,
             target_side={name: np.concatenate(self.encode_side(name, seqs) + [np.zeros(0)]).astype(
                 np.int32 if name in self.side_vocabs else np.float32) for name, seqs in part.targets.side.items()},

@@ -33,7 +33,7 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     from tfrec_dyn.data.datasets import FORMAT_NAMES
     from tfrec_dyn.data.input_pipeline import SHARED_SAMPLERS
     from tfrec_dyn.models.registry import MODELS
-    from tfrec_dyn.training.config import SPLITS, TP_OPTION_NAMES, TRAINERS
+    from tfrec_dyn.training.config import OPTIMIZERS, SPLITS, TP_OPTION_NAMES, TRAINERS
 
     losses = sorted({loss for model in MODELS.values() for loss in model.supported_losses})
     parser.add_argument("--model", default="sasrec", choices=sorted(MODELS))
@@ -43,6 +43,8 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--columns", type=json.loads,
                         help='column mapping for csv/tsv/jsonl logs, e.g. \'{"user": "uid", "item": "sku"}\'')
     parser.add_argument("--k-core", type=int, default=0)
+    parser.add_argument("--max-items", type=int, default=None, metavar="N",
+                        help="refuse a catalogue of more than N items (default: no limit)")
     parser.add_argument("--split", choices=SPLITS, default="leave_one_out",
                         help="hold out each user's last items, or whole sessions (session logs such as JD)")
     parser.add_argument("--split-seed", type=int, default=0, help="seeds the session split")
@@ -50,6 +52,8 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=128, help="per replica")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                        help="lazy_adam: update only the item rows a batch touched (large catalogues)")
     parser.add_argument("--loss", choices=losses, help="default: the model's own")
     parser.add_argument("--negative-sampler", choices=SHARED_SAMPLERS, default="uniform",
                         help="in_batch and mixed: for --loss sampled_softmax")
@@ -73,8 +77,9 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
     """The `TrainConfig` keyword arguments of flags added by `add_train_flags`."""
     return {
         "model": args.model, "data": args.data, "data_format": args.data_format, "columns": args.columns,
-        "k_core": args.k_core, "split": args.split, "split_seed": args.split_seed, "max_len": args.max_len,
+        "k_core": args.k_core, "max_items": args.max_items, "split": args.split, "split_seed": args.split_seed, "max_len": args.max_len,
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "optimizer": args.optimizer,
         "loss": args.loss, "negative_sampler": args.negative_sampler,
         "num_negatives": args.num_negatives, "hyperparameters": dict(args.hp),
         "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,

@@ -26,6 +26,7 @@ from tfrec_dyn.data.user_tasks import user_task_dataset
 from tfrec_dyn.models import MODELS, build_model
 from tfrec_dyn.training.config import TP_OPTIONS, TrainConfig
 from tfrec_dyn.training.experiment import PreparedData
+from tfrec_dyn.training.optimizers import make_optimizer
 from tfrec_dyn.training.run import save_run
 from tfrec_dyn.training.strategy import barrier, chief_dir, is_chief, make_strategy, precision_scope
 from tfrec_dyn.training.transfer import TransferrableTrainer
@@ -111,7 +112,7 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     with strategy.scope(), precision_scope(config.mixed_precision):
         model = build_model(config.model, vocab_size, config.max_len, **{**sizes, **config.model_kwargs()})
         if config.trainer == "standard":
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+            model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
     num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none)
     first_epoch = 0
     if backup_dir:
@@ -189,7 +190,7 @@ def fit_transferrable(model, config: TrainConfig, strategy, sequences, vocab_siz
     dataset = dataset.batch(replicas).prefetch(tf.data.AUTOTUNE)  # one outer iteration per replica
     with strategy.scope(), precision_scope(config.mixed_precision):
         trainer = TransferrableTrainer(model, **options["TransferrableTrainer"])
-        trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        trainer.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
         first = next(iter(dataset))
         trainer.build_for({key: value[0, 0] for key, value in first.items()})
     return trainer.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks)
