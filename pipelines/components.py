@@ -68,15 +68,19 @@ def SequenceExampleGen(  # pylint: disable=invalid-name
     data_format: tfx.dsl.components.Parameter[str],
     columns: tfx.dsl.components.Parameter[str] = "{}",
     input_fingerprint: tfx.dsl.components.Parameter[str] = "",  # pylint: disable=redefined-outer-name
+    max_events_per_user: tfx.dsl.components.Parameter[int] = beam_sequences.MAX_EVENTS_PER_USER,
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ):
     """Raw interaction logs -> leave-one-out sequence examples + quarantined rows.
 
-    `columns` (JSON) maps canonical names to the columns of "csv"/"tsv" logs.
+    `columns` (JSON) maps canonical names to the columns of "csv"/"tsv" logs;
+    each user keeps its newest `max_events_per_user` events (the others are
+    counted as truncated in the quarantine artifact's `counts`).
     """
     del input_fingerprint  # only part of the cache key
     outputs = beam_pipeline | beam_sequences.RawLogsToSequenceExamples(
-        _file_pattern(input_base, data_format), data_format, json.loads(columns) or None)
+        _file_pattern(input_base, data_format), data_format, json.loads(columns) or None,
+        max_events_per_user=max_events_per_user)
     beam_sequences.write_outputs(outputs, examples.uri, quarantine.uri)
     result = beam_pipeline.run()
     result.wait_until_finish()

@@ -340,3 +340,81 @@ def test_matches_leave_one_out_on_jd_sessions_with_item_repeats(tmp_path):
                                          eval_split.target_items()):
             assert splits[name][user]["item_ids"] == history.tolist()
             assert splits[name][user]["target_item_id"] == [target]
+
+
+# ---------------------------------------------------------- bounded users
+def test_a_user_keeps_only_its_newest_events_and_the_cut_is_counted(tmp_path):
+    """30 events for user 1 (out of order in the file), 4 for user 2, at most 10 kept
+    per user: user 1's examples are leave-one-out of its newest 10, counted as truncated."""
+    rng = np.random.default_rng(0)
+    stamps = rng.permutation(30) + 100
+    lines = [f"1\ti{t}\t5\t{t}" for t in stamps] + [f"2\tj{t}\t5\t{t}" for t in range(4)]
+    counts, splits, _ = _run(tmp_path, "u.data", "\n".join(lines) + "\n", "ml-100k", max_events_per_user=10)
+    assert (counts["truncated users"], counts["truncated events"]) == (1, 20)
+    newest = [f"i{t}" for t in range(120, 130)]
+    assert splits["eval"]["1"]["item_ids"] + splits["eval"]["1"]["target_item_id"] == newest
+    assert splits["train"]["1"]["item_ids"] + splits["train"]["1"]["target_item_id"] == newest[:-2]
+    assert splits["eval"]["2"]["item_ids"] == ["j0", "j1", "j2"]  # under the limit: untouched
+    assert counts["events"] == 34 and counts["users"] == 2
+
+
+# ---------------------------------------------------------- portable runner
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port, process, seconds=90):
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args[2]} exited with {process.returncode}: {process.stderr.read()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"{process.args[2]} did not listen on port {port} within {seconds} s")
+
+
+@pytest.mark.slow
+def test_portable_runner_with_an_external_worker_pool_counts_like_the_direct_runner(tmp_path):
+    """The job API of Flink, Spark and Dataflow, locally: Beam's Python job service and a pool of
+    SDK worker processes on 127.0.0.1. Same examples, same quarantine counts as the DirectRunner."""
+    import subprocess
+    import sys
+
+    source = os.path.join(REPO, "tfrec_dyn", "data", "resources", "ml-100k", "u.data")
+    with open(source) as f:
+        head = [next(f) for _ in range(1500)]
+    head[10], head[20], head[30] = "bad line\n", "\n", "7\t8\tnot-a-number\t5\n"
+    logs = tmp_path / "u.data"
+    logs.write_text("".join(head))
+    job_port, pool_port = _free_port(), _free_port()
+    # The pool starts each SDK worker as `python` from PATH: this environment's, as an activated venv.
+    env = dict(os.environ, PYTHONPATH=REPO, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    services = [subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=env, text=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                for module, args in (
+                    ("apache_beam.runners.portability.local_job_service_main", ["--port", str(job_port)]),
+                    ("apache_beam.runners.worker.worker_pool_main", ["--service_port", str(pool_port)]))]
+    try:
+        for process, port in zip(services, (job_port, pool_port)):
+            _wait_for_port(port, process)
+        portable = run_sequence_job(str(logs), str(tmp_path / "portable"), "ml-100k", beam_args=[
+            "--runner=PortableRunner", f"--job_endpoint=127.0.0.1:{job_port}", "--environment_type=EXTERNAL",
+            f"--environment_config=127.0.0.1:{pool_port}"])
+    finally:
+        for process in services:
+            process.kill()
+            process.communicate(timeout=30)
+    direct = run_sequence_job(str(logs), str(tmp_path / "direct"), "ml-100k", beam_args=IN_MEMORY)
+    assert portable == direct
+    assert portable["quarantined: wrong number of fields"] == 1 and portable["quarantined: bad rating"] == 1
+    assert portable["dropped: blank line"] == 1 and portable["lines_kept"] == 1497
+    assert _read_splits(tmp_path / "portable") == _read_splits(tmp_path / "direct")

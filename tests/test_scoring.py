@@ -184,3 +184,14 @@ def test_a_sample_of_users_gets_exactly_its_rows_of_the_whole_evaluation(tmp_pat
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="eval_users"):
             sample_users(USERS, bad)
+
+
+def test_small_batches_take_bigger_chunks_with_the_same_top_k():
+    from tfrec_dyn.metrics.scoring import chunk_for_rows
+
+    assert [int(chunk_for_rows(rows, 8192)) for rows in (1, 64, 128, 256, 5000)] == [32768, 32768, 16384, 8192, 8192]
+    assert int(chunk_for_rows(1, 1024)) == 32768 and int(chunk_for_rows(256, 1024)) == 1024
+    scores = tf.constant(np.random.default_rng(0).normal(size=(3, 40)), tf.float32)
+    at = lambda chunk: top_k_over_chunks(lambda ids: tf.gather(scores, ids, axis=1), 3, 2, 40, 5, chunk)  # noqa: E731
+    for fixed, chosen in zip(at(7), at(tf.constant(7))):
+        np.testing.assert_array_equal(fixed, chosen)

@@ -13,8 +13,8 @@ Graph
       -> ParseEvents ---------------------------> "quarantine"        malformed rows (dicts)
            |  (the parsers of tfrec_dyn.data.readers)
            v
-      (user, event) -> GroupByKey -> build_examples -> "train", "validation", "eval"
-                                                       (serialized tf.train.Examples)
+      (user, event) -> CombinePerKey(NewestEvents) -> build_examples -> "train", "validation", "eval"
+                                                             (serialized tf.train.Examples)
 
 * Parsing is `tfrec_dyn.data.readers`' own code (`line_parser`,
   `delimited_parser`, `jsonl_parser`, `decode_line`, `parse_line`), so a line
@@ -30,6 +30,13 @@ Graph
   several files (gzip is fine: compression is detected from the extension).
   Lines are not reshuffled before parsing: shuffling raw lines would cost more
   than parsing them, and `GroupByKey` redistributes the events anyway.
+* Each user keeps at most `max_events_per_user` events, the newest (default
+  `MAX_EVENTS_PER_USER`): a combiner (`NewestEvents`) keeps a user's count
+  and newest events, so no worker ever holds more of one user than that,
+  however long the user's history (a crawler with 10^6 events).  Users cut
+  so are counted (``truncated users``, ``truncated events``), never silent.
+  Their held-out targets are the same; only the oldest training history
+  goes, of which the Trainer reads the newest `max_len` items anyway.
 * Each user's events are ordered by timestamp when the format has one, ties
   (and everything in formats without one) by (file, line, position in the
   line), which is `Interactions.from_events`' order for a single file.
@@ -76,7 +83,8 @@ Counts (Beam counters, namespace ``"tfrec_dyn"``; `counters(result)` reads them)
 carry no data and are not quarantined), ``lines_quarantined`` and
 ``quarantined: <reason>`` (one per quarantine record: a malformed line, or a
 malformed JD micro-behaviour inside a kept line), ``events``, ``users``,
-``short users (train only)``, ``examples: <split>``.  Lines balance:
+``short users (train only)``, ``truncated users``, ``truncated events``,
+``examples: <split>``.  Lines balance:
 ``lines_read == lines_kept + lines_quarantined + dropped: blank line``.
 
 Running it
@@ -108,12 +116,24 @@ container image that has it installed (``--sdk_container_image=...``)::
 Nothing here depends on the local machine beyond the paths: files are matched
 and opened through Beam's file systems (local, gs://, s3://, hdfs://), DoFns
 hold only their settings (parsers are built in `setup`, on the worker) and
-there is no global state.  Each user's events are held in memory on one worker
-while that user's examples are built.
+there is no global state.  A user's (newest, bounded) events are held in memory
+on one worker while that user's examples are built.
+
+On Beam's portable runner (the job API Flink, Spark and Dataflow speak), against
+a job service and a pool of SDK worker processes started on this machine, as
+`tests/test_beam_sequences.py` runs it::
+
+    python -m apache_beam.runners.portability.local_job_service_main --port 8099 &
+    python -m apache_beam.runners.worker.worker_pool_main --service_port 50000 &  # starts `python` workers:
+                                                                                   # that env's on PATH
+    run_sequence_job(..., beam_args=["--runner=PortableRunner", "--job_endpoint=127.0.0.1:8099",
+                                     "--environment_type=EXTERNAL",
+                                     "--environment_config=127.0.0.1:50000"])
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -155,6 +175,7 @@ USER_ID, ITEM_IDS, TARGET_ITEM_ID = "user_id", "item_ids", "target_item_id"
 FLOAT_FIELDS = ("dwell_time", "time_interval", "rating")
 INT_FIELDS = ("timestamp",)
 _MAX_QUARANTINED_TEXT = 1000
+MAX_EVENTS_PER_USER = 10_000  # newest events a user keeps (see the module docstring)
 
 # An event: (order key, item, side fields).  The order key is
 # (timestamp or 0.0, file, line number, position in the line).
@@ -348,10 +369,52 @@ def _example(user: str, history: Sequence[Event], target: Event, fields: Sequenc
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-def build_examples(element: Tuple[str, Iterable[Event]]):
-    """`(user, events)` -> serialized examples tagged with their split (see the module docstring)."""
-    user, events = element
-    events = sorted(events, key=lambda event: event[0])
+class NewestEvents(beam.CombineFn):
+    """A user's events -> (how many there were, the newest `limit`, oldest first).
+
+    The accumulator is a min-heap of at most `limit` events on their order key
+    (unique per event: timestamp, file, line, position), so memory per user
+    and worker is bounded whatever the history's length; Beam combines on
+    the workers before the shuffle, so no worker receives more than `limit`
+    events of a user from each other worker either.
+    """
+
+    def __init__(self, limit: int = MAX_EVENTS_PER_USER):
+        super().__init__()
+        if int(limit) < 1:
+            raise ValueError(f"`max_events_per_user` must be positive, got {limit}")
+        self.limit = int(limit)
+
+    def create_accumulator(self):
+        return 0, []
+
+    def add_input(self, accumulator, event):
+        count, heap = accumulator
+        entry = (event[0], event)  # the key alone decides: events never compare their side dicts
+        if len(heap) < self.limit:
+            heapq.heappush(heap, entry)
+        elif entry[0] > heap[0][0]:
+            heapq.heapreplace(heap, entry)
+        return count + 1, heap
+
+    def merge_accumulators(self, accumulators):
+        accumulators = list(accumulators)
+        entries = heapq.nlargest(self.limit, (e for _, heap in accumulators for e in heap), key=lambda e: e[0])
+        heapq.heapify(entries)
+        return sum(count for count, _ in accumulators), entries
+
+    def extract_output(self, accumulator):
+        count, heap = accumulator
+        return count, [event for _, event in sorted(heap, key=lambda e: e[0])]
+
+
+def build_examples(element: Tuple[str, Tuple[int, List[Event]]]):
+    """`(user, (count, newest events in order))` -> serialized examples tagged with
+    their split (see the module docstring)."""
+    user, (count, events) = element
+    if count > len(events):
+        _count("truncated users")
+        _count("truncated events", count - len(events))
     fields: Dict[str, None] = {}  # side fields in order of first appearance
     for _, _, side in events:
         for name in side:
@@ -370,11 +433,16 @@ def build_examples(element: Tuple[str, Iterable[Event]]):
 
 
 class EventsToSequenceExamples(beam.PTransform):
-    """`(user, Event)` -> `{split: serialized tf.train.Examples}` for the splits `SPLITS`."""
+    """`(user, Event)` -> `{split: serialized tf.train.Examples}` for the splits `SPLITS`;
+    each user keeps its newest `max_events_per_user` events."""
+
+    def __init__(self, max_events_per_user: int = MAX_EVENTS_PER_USER):
+        super().__init__()
+        self._newest = NewestEvents(max_events_per_user)
 
     def expand(self, events):
         examples = (events
-                    | "GroupByUser" >> beam.GroupByKey()
+                    | "NewestEventsPerUser" >> beam.CombinePerKey(self._newest)
                     | "BuildExamples" >> beam.FlatMap(build_examples).with_outputs(*SPLITS))
         return {split: examples[split] for split in SPLITS}
 
@@ -388,19 +456,23 @@ class RawLogsToSequenceExamples(beam.PTransform):
       columns: for "csv", "tsv", "jsonl": canonical name -> source column, as
         for `tfrec_dyn.data.read_log` (`user` and `item` required).
       delimiter, header: CSV/TSV options, as for `read_log`.
+      max_events_per_user: the newest events a user keeps (the others are
+        counted as truncated).
 
     Apply it to the pipeline (`pipeline | RawLogsToSequenceExamples(...)`).
     """
 
     def __init__(self, file_pattern: str, format: str,  # pylint: disable=redefined-builtin
                  columns: Optional[Mapping[str, Union[str, int]]] = None,
-                 delimiter: Optional[str] = None, header: bool = True):
+                 delimiter: Optional[str] = None, header: bool = True,
+                 max_events_per_user: int = MAX_EVENTS_PER_USER):
         super().__init__()
         self._parse = ParseRawLogs(file_pattern, format, columns, delimiter, header)
+        self._examples = EventsToSequenceExamples(max_events_per_user)
 
     def expand(self, pbegin):
         parsed = pbegin | "ParseRawLogs" >> self._parse
-        examples = parsed["events"] | "SequenceExamples" >> EventsToSequenceExamples()
+        examples = parsed["events"] | "SequenceExamples" >> self._examples
         return {**examples, QUARANTINE: parsed[QUARANTINE]}
 
 
@@ -457,7 +529,8 @@ def counters(result) -> Dict[str, int]:
 def run_sequence_job(input_pattern: str, output_dir: str, format: str,  # pylint: disable=redefined-builtin
                      columns: Optional[Mapping[str, Union[str, int]]] = None,
                      beam_args: Optional[Iterable[str]] = None,
-                     *, delimiter: Optional[str] = None, header: bool = True) -> Dict[str, int]:
+                     *, delimiter: Optional[str] = None, header: bool = True,
+                     max_events_per_user: int = MAX_EVENTS_PER_USER) -> Dict[str, int]:
     """Runs the whole step as one Beam job and returns its counts.
 
     Writes `<output_dir>/examples/Split-<split>/`, `<output_dir>/quarantine/` and
@@ -470,7 +543,7 @@ def run_sequence_job(input_pattern: str, output_dir: str, format: str,  # pylint
 
     if isinstance(beam_args, str):
         raise TypeError("beam_args must be a list of arguments, not one string")
-    transform = RawLogsToSequenceExamples(input_pattern, format, columns, delimiter, header)
+    transform = RawLogsToSequenceExamples(input_pattern, format, columns, delimiter, header, max_events_per_user)
     pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args or [])))
     outputs = pipeline | "RawLogsToSequenceExamples" >> transform
     write_outputs(outputs, os.path.join(output_dir, "examples"), os.path.join(output_dir, QUARANTINE))

