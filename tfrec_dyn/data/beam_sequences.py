@@ -29,7 +29,7 @@ Graph
   order tie-break).  Reading parallelises over files: split a huge log into
   several files (gzip is fine: compression is detected from the extension).
   Lines are not reshuffled before parsing: shuffling raw lines would cost more
-  than parsing them, and `GroupByKey` redistributes the events anyway.
+  than parsing them, and the per-user combine redistributes the events anyway.
 * Each user keeps at most `max_events_per_user` events, the newest (default
   `MAX_EVENTS_PER_USER`): a combiner (`NewestEvents`) keeps a user's count
   and newest events, so no worker ever holds more of one user than that,

@@ -126,7 +126,8 @@ class NegativeSampler:
         def collisions(candidates):
             flat = tf.reshape(candidates, [tf.shape(rows)[0], -1])
             keys = tf.reshape(rows[:, tf.newaxis] * self.vocab_size + tf.cast(flat, tf.int64), [-1])
-            position = tf.minimum(tf.searchsorted(self._keys, keys, out_type=tf.int64), tf.size(self._keys, tf.int64) - 1)
+            position = tf.minimum(tf.searchsorted(self._keys, keys, out_type=tf.int64),
+                                  tf.size(self._keys, tf.int64) - 1)
             hit = tf.equal(tf.gather(self._keys, position), keys)
             return tf.reshape(hit, tf.shape(candidates))
 

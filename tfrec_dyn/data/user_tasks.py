@@ -85,8 +85,8 @@ def user_task_dataset(sequences: Sequence[np.ndarray], heads: Sequence[bool], vo
         }
         if negative_sampler is not None:
             per_window = [length] if negative_layout == "per_position" else []  # "per_sequence": [n] a window
-            negatives = negative_sampler.sample(tf.reshape(users, [k * u]), [k * u, b] + per_window + [num_negatives],
-                                                step_seed + [0, 2 << 40])
+            negatives = negative_sampler.sample(tf.reshape(users, [k * u]),
+                                                [k * u, b] + per_window + [num_negatives], step_seed + [0, 2 << 40])
             element["negatives"] = tf.reshape(negatives, [k, u * b] + per_window + [num_negatives])
         return element
 

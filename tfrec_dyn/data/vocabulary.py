@@ -20,7 +20,7 @@ embedding), and popularity counts come from the training split.
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, List, Sequence
+from typing import Iterable, List, Sequence
 
 import numpy as np
 
@@ -41,6 +41,11 @@ def _strings(values: np.ndarray) -> np.ndarray:
     return values.astype(str).astype(object)
 
 
+def _flatten(sequences: Iterable[Sequence]) -> np.ndarray:
+    """All the sequences' tokens, in order, as one object array."""
+    return np.concatenate([np.asarray(s, dtype=object) for s in sequences] + [np.zeros(0, object)])
+
+
 class Vocabulary:
     """Maps raw ids (strings) to integers with 0 = padding and 1 = OOV.
 
@@ -53,16 +58,18 @@ class Vocabulary:
     """
 
     def __init__(self, tokens: Sequence[str]):
+        import pandas as pd
+
         tokens = [str(t) for t in tokens]
-        if len(set(tokens)) != len(tokens):
+        # Token -> position, a hash table in C: `encode` looks up whole logs at once.
+        self._lookup = pd.Index(tokens, dtype=object)
+        if not self._lookup.is_unique:
             raise ValueError("vocabulary tokens must be unique")
         if len(tokens) + NUM_RESERVED > np.iinfo(np.int32).max:
             raise ValueError(f"{len(tokens):,} distinct ids: more than int32 ids can number")
         if PAD_TOKEN in tokens or OOV_TOKEN in tokens:
             raise ValueError(f"{PAD_TOKEN!r} and {OOV_TOKEN!r} are reserved tokens")
         self.tokens: List[str] = tokens
-        self._index: Dict[str, int] = {t: i + NUM_RESERVED for i, t in enumerate(tokens)}
-        self._lookup = None  # a pandas.Index of the tokens, made by the first `encode`
 
     @classmethod
     def build(cls, sequences: Iterable[Sequence[str]], min_count: int = 1) -> "Vocabulary":
@@ -71,8 +78,7 @@ class Vocabulary:
         the tokens, no Python work per token."""
         import pandas as pd
 
-        flat = _strings(np.concatenate([np.asarray(s, dtype=object) for s in sequences] + [np.zeros(0, object)]))
-        codes, uniques = pd.factorize(flat)  # uniques in order of first appearance
+        codes, uniques = pd.factorize(_strings(_flatten(sequences)))  # uniques in order of first appearance
         counts = np.bincount(codes, minlength=len(uniques))
         order = np.argsort(-counts, kind="stable")
         return cls(uniques[order[counts[order] >= min_count]].tolist())
@@ -86,15 +92,11 @@ class Vocabulary:
         return self.size
 
     def __contains__(self, token) -> bool:
-        return str(token) in self._index
+        return str(token) in self._lookup
 
     def encode(self, tokens: Iterable) -> np.ndarray:
         """Raw ids -> int32 ids; unknown ids map to `OOV_ID`.  Vectorised (a
         hash lookup in C per token), so encoding a whole log is one call."""
-        if self._lookup is None:
-            import pandas as pd
-
-            self._lookup = pd.Index(self.tokens, dtype=object)
         tokens = tokens if isinstance(tokens, np.ndarray) else np.asarray(list(tokens), dtype=object)
         positions = self._lookup.get_indexer(_strings(tokens.ravel()))
         return np.where(positions >= 0, positions + NUM_RESERVED, OOV_ID).astype(np.int32).reshape(tokens.shape)
@@ -103,8 +105,7 @@ class Vocabulary:
         """`encode` of each sequence, in one vectorised call over all of them
         (per-sequence calls would pay the lookup's fixed cost per user)."""
         lengths = [len(s) for s in sequences]
-        flat = np.concatenate([np.asarray(s, dtype=object) for s in sequences] + [np.zeros(0, object)])
-        return np.split(self.encode(flat), np.cumsum(lengths)[:-1]) if lengths else []
+        return np.split(self.encode(_flatten(sequences)), np.cumsum(lengths)[:-1]) if lengths else []
 
     def decode(self, ids: Iterable[int]) -> List[str]:
         """Int ids -> raw ids (padding -> "", OOV -> "[OOV]")."""

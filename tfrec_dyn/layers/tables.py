@@ -21,3 +21,8 @@ def gather_rows(table, ids, dtype=tf.float32) -> tf.Tensor:
     """Rows `ids` (any shape [...]) of `table` [V, ...] (a variable or a
     tensor) as `dtype` [..., ...], never reading the rows not asked for."""
     return tf.cast(tf.gather(table, tf.cast(ids, tf.int32)), dtype)
+
+
+def bias_rows(bias, ids) -> tf.Tensor:
+    """float32 [...]: the entries `ids` [...] of an item bias [V] or [V, 1]."""
+    return tf.reshape(gather_rows(bias, ids), tf.shape(ids))

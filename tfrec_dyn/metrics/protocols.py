@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED
 from tfrec_dyn.metrics.ranking import DEFAULT_KS, _check_ks, metrics_from_ranks, rank_of_target_tf
-from tfrec_dyn.metrics.scoring import Scorer
+from tfrec_dyn.metrics.scoring import EVAL_BATCH_SIZE, Scorer
 
 PROTOCOLS = ("full", "sampled")
 SAMPLERS = ("uniform", "popularity")
@@ -378,7 +378,7 @@ def _negatives_array(negatives, num_users: int) -> Tuple[np.ndarray, Optional[in
 
 def evaluate(scoring, histories, targets, protocol: str = "full",
              ks: Iterable[int] = DEFAULT_KS, negatives=None, exclude_seen: bool = True,
-             batch_size: int = 256, features=None, chunk_size: Optional[int] = None) -> EvaluationResult:
+             batch_size: int = EVAL_BATCH_SIZE, features=None, chunk_size: Optional[int] = None) -> EvaluationResult:
     """Ranks every user's target with the named protocol and returns the metrics.
 
     Args:
@@ -466,7 +466,7 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
 
 
 def top_k_items(scoring, histories, k: int = 10, exclude_seen: bool = True,
-                batch_size: int = 256, features=None, chunk_size: Optional[int] = None) -> np.ndarray:
+                batch_size: int = EVAL_BATCH_SIZE, features=None, chunk_size: Optional[int] = None) -> np.ndarray:
     """Top-k recommended real items per user (full ranking), for the beyond-accuracy figures.
 
     Args:

@@ -34,7 +34,8 @@ import tensorflow as tf
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.layers.chunks import fold_chunks, top_k_over_chunks
 
-# Items scored at a time: a [256 users, 8192 items] float32 chunk is 8 MB.
+# Users evaluated at a time, and items scored at a time: a [256, 8192] float32 chunk is 8 MB.
+EVAL_BATCH_SIZE = 256
 DEFAULT_CHUNK_SIZE = 8192
 
 
@@ -139,11 +140,11 @@ MAX_CHUNK_SIZE = 32768
 
 def chunk_for_rows(rows, chunk_size: int) -> tf.Tensor:
     """The chunk (int32 scalar) for a batch of `rows` users: as many items as
-    keep the scores of one chunk at those of 256 rows × `chunk_size` (what
-    evaluation holds), between `chunk_size` and `MAX_CHUNK_SIZE`.  Serving
+    keep the scores of one chunk at those of `EVAL_BATCH_SIZE` rows ×
+    `chunk_size` (what evaluation holds), between `chunk_size` and `MAX_CHUNK_SIZE`.  Serving
     ranks one user at a time; fewer, larger chunks cost less loop overhead."""
     rows = tf.maximum(tf.cast(rows, tf.int32), 1)
-    return tf.clip_by_value(256 * chunk_size // rows, chunk_size, max(chunk_size, MAX_CHUNK_SIZE))
+    return tf.clip_by_value(EVAL_BATCH_SIZE * chunk_size // rows, chunk_size, max(chunk_size, MAX_CHUNK_SIZE))
 
 
 def chunk_size_of(model) -> int:

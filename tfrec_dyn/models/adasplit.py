@@ -196,8 +196,9 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
         chosen = tf.gather(interests, routed, batch_dims=1)
         if self.loss_name == "sampled_softmax":  # eq. 20 over negatives shared by the batch, cost independent of V
             target_log_q = tf.boolean_mask(tf.reshape(batch["target_log_q"], [-1]), keep)
-            seq_loss = global_mean(shared_softmax_loss(chosen, targets, self._table(), tf.cast(batch["shared_negatives"],
-                                                       tf.int32), batch["shared_log_q"], target_log_q))
+            negatives = tf.cast(batch["shared_negatives"], tf.int32)
+            seq_loss = global_mean(shared_softmax_loss(chosen, targets, self._table(), negatives,
+                                                       batch["shared_log_q"], target_log_q))
         else:
             logits = tf.matmul(chosen, tf.cast(self._table(), tf.float32), transpose_b=True)  # full softmax: O(V)
             # Padding and OOV are never targets: keep them out of the softmax.

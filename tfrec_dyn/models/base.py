@@ -39,7 +39,7 @@ import tf_keras as keras
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.layers.reduction import global_mean, num_replicas
-from tfrec_dyn.layers.tables import gather_rows
+from tfrec_dyn.layers.tables import bias_rows, gather_rows
 
 LOSSES = ("bce", "bpr", "sampled_ce", "gbce", "sampled_softmax", "ce")
 # Each sampled loss: (negative layout, default number of negatives).
@@ -66,11 +66,6 @@ def shared_softmax_loss(representations, targets, table, negatives, negative_log
     scores -= tf.cast(negative_log_q, tf.float32)
     scores = tf.where(tf.equal(targets[..., tf.newaxis], negatives), tf.constant(-1e9, tf.float32), scores)
     return -tf.nn.log_softmax(tf.concat([positive[..., tf.newaxis], scores], -1), -1)[..., 0]
-
-
-def bias_rows(bias, ids) -> tf.Tensor:
-    """float32 [...]: the entries `ids` [...] of an item bias [V] or [V, 1]."""
-    return tf.reshape(gather_rows(bias, ids), tf.shape(ids))
 
 
 def gbce_beta(num_negatives: int, num_items: int, calibration: float) -> float:

@@ -201,7 +201,7 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
 
         routed = target_interest if self.scoring == "policy" else None
         if self.loss_name == "ce":
-            logits = self._scores(episode, tf.cast(self._table(), tf.float32), routed)  # the full softmax: O(V) by design
+            logits = self._scores(episode, tf.cast(self._table(), tf.float32), routed)  # full softmax: O(V)
             # Padding and OOV are never targets: keep them out of the softmax.
             logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
             ce = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)

@@ -77,9 +77,9 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
     """The `TrainConfig` keyword arguments of flags added by `add_train_flags`."""
     return {
         "model": args.model, "data": args.data, "data_format": args.data_format, "columns": args.columns,
-        "k_core": args.k_core, "max_items": args.max_items, "split": args.split, "split_seed": args.split_seed, "max_len": args.max_len,
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "optimizer": args.optimizer,
+        "k_core": args.k_core, "max_items": args.max_items, "split": args.split, "split_seed": args.split_seed,
+        "max_len": args.max_len, "epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "optimizer": args.optimizer,
         "loss": args.loss, "negative_sampler": args.negative_sampler,
         "num_negatives": args.num_negatives, "hyperparameters": dict(args.hp),
         "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,
