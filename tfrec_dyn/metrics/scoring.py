@@ -133,8 +133,9 @@ def top_k_recommendations(scoring, state, item_ids, vocab_size, k, exclude_seen=
     return tf.where(ids >= 0, ids, PAD_ID), values
 
 
-# The largest chunk `chunk_for_rows` gives a small batch: at batch 1 over 1M items a chunk of
-# 32,768 items answered in p50 30 ms against 48 ms for 8,192 (fewer loop steps) and 39 ms for 131,072.
+# The largest chunk `chunk_for_rows` gives a small batch: of 8,192, 32,768 and 131,072 items, the
+# middle one answered batch-1 requests over 1M items fastest in a one-off profile (fewer loop steps
+# than 8,192; 131,072 was slower again). The REST figures in docs/scale.md come from scale.py.
 MAX_CHUNK_SIZE = 32768
 
 
