@@ -40,6 +40,18 @@ Ratios in the report: training sequences/s at each size ÷ at the smallest
 size run, per (model, loss); evaluation users/s ÷ the matmul's.  A failure
 (an exception, a timeout, running out of memory) is reported as such for that
 row; the other rows still run.
+
+`--complete` runs instead what a user runs, the CLI, end to end, per row:
+`tfrec-dyn train` (read, one whole epoch, the test evaluation under both
+protocols on a seeded sample of `--eval-users` users), `tfrec-dyn export` and
+`serve_load.py` against the exported model; it reports each command's seconds
+and peak RSS (of that process alone, `os.wait4`), the test NDCG@10 of both
+protocols and the served p50 / p99.  A run is `MODEL:LOSS` plus any
+`:KEY=VALUE` (`trainer=tp` goes to `--trainer`, the rest to `--hp`); a model
+that reads side fields (HUP) reads the same log written as JD sessions:
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/scale.py --complete --sizes M \\
+        --runs retr:gbce sasrec:gbce:trainer=tp adasplit:sampled_softmax:scoring=max hup:sampled_ce
 """
 
 from __future__ import annotations
@@ -75,15 +87,15 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def log_path(work_dir: str, size: str) -> str:
-    """The size's synthetic log, generated on first use."""
+def log_path(work_dir: str, size: str, format: str = "user-item") -> str:  # pylint: disable=redefined-builtin
+    """The size's synthetic log in `format` ("user-item" or "jd"), generated on first use."""
     from tfrec_dyn.data.synthetic import LogSpec, generate_log
 
-    path = os.path.join(work_dir, f"synthetic_{size}.txt")
+    path = os.path.join(work_dir, f"synthetic_{size}." + ("txt" if format == "user-item" else format))
     if not os.path.exists(path):
         os.makedirs(work_dir, exist_ok=True)
         log = generate_log(LogSpec(mean_length=MEAN_LENGTH, seed=0, **SIZES[size]))
-        log.write(path + ".part", "user-item")
+        log.write(path + ".part", format)
         os.rename(path + ".part", path)
     return path
 
@@ -193,6 +205,87 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
     return {key: (float(value) if isinstance(value, np.floating) else value) for key, value in row.items()}
 
 
+def _timed(command, timeout: float) -> dict:
+    """Runs `command`; {seconds, peak_rss (of that process alone), stdout, returncode}."""
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
+        while True:  # os.wait4: this child's own rusage (RUSAGE_CHILDREN is a maximum over every child)
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.perf_counter() - start > timeout:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"timed out after {timeout:.0f} s: {command[3]}")
+            time.sleep(0.2)
+        peak = usage.ru_maxrss * 1024  # Linux reports KiB
+        out.seek(0), err.seek(0)
+        done = {"seconds": time.perf_counter() - start, "peak_rss": peak, "stdout": out.read(),
+                "returncode": process.returncode, "stderr": err.read()}
+    if done["returncode"] != 0:
+        reason = "killed (out of memory?)" if done["returncode"] in (-9, 137) else f"exit {done['returncode']}"
+        tail = (done["stderr"].strip().splitlines() or [""])[-1][:300]
+        raise RuntimeError(f"{command[3]}: {reason}: {tail}")
+    return done
+
+
+def complete(size: str, run: str, args) -> dict:
+    """One `--complete` row: `tfrec-dyn train`, `tfrec-dyn export`, one served load (see the module docstring)."""
+    from tfrec_dyn.models import MODELS
+
+    model, loss, *options = run.split(":")
+    row = {"size": size, "model": model, "loss": loss, "options": ":".join(options), "optimizer": args.optimizer}
+    fmt = "jd" if getattr(MODELS[model], "side_fields", ()) else "user-item"
+    extra = []
+    for option in options:
+        key, value = option.split("=", 1)
+        extra += [f"--{key}", value] if key == "trainer" else ["--hp", option]
+    cli = [sys.executable, "-m", "tfrec_dyn"]
+    try:
+        with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
+            trained = _timed(cli + ["train", "--data", log_path(args.work_dir, size, fmt), "--format", fmt,
+                                    "--model", model, "--loss", loss, "--epochs", "1", "--max-len", str(MAX_LEN),
+                                    "--batch-size", str(BATCH), "--optimizer", args.optimizer,
+                                    "--eval-users", str(args.eval_users), "--out", os.path.join(work, "run"),
+                                    "--quiet", "--json", *extra], args.timeout)
+            summary = json.loads(trained["stdout"][trained["stdout"].index("{"):])
+            base = os.path.join(work, "served")
+            exported = _timed(cli + ["export", os.path.join(work, "run"), "--model_base_path", base], args.timeout)
+            export_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(base) for f in fs)
+            served = _serve(base, args.serve_seconds)
+    except (RuntimeError, ValueError) as error:
+        return {**row, "failed": str(error)}
+    row.update(train_command_s=trained["seconds"], train_s=summary["train_seconds"], train_peak_rss=trained["peak_rss"],
+               export_s=exported["seconds"], export_peak_rss=exported["peak_rss"], export_bytes=export_bytes,
+               serve_p50_ms=served["p50_ms"], serve_p99_ms=served["p99_ms"], serve_requests=served["requests"],
+               serve_failed=served["failed"])
+    for protocol, metrics in summary["protocols"].items():
+        row[f"{protocol}_NDCG@10"] = metrics["NDCG@10"]
+    return row
+
+
+def complete_report(results, command: str) -> str:
+    lines = [f"`{command}`", "",
+             f"{os.cpu_count()} CPU core(s); one epoch, batch {BATCH}, max_len {MAX_LEN}; peak RSS of each command's "
+             "process alone.", "",
+             "| size | model | loss | options | train command s | of which training s | peak RSS MB | "
+             "full NDCG@10 | sampled NDCG@10 | export s | export MB | serve p50 ms | serve p99 ms | requests |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        head = f"| {r['size']} | {r['model']} | {r['loss']} | {r['options'] or '—'} |"
+        if "failed" in r:
+            lines.append(f"{head} failed: {r['failed']} |" + " |" * 9)
+            continue
+        lines.append(f"{head} {r['train_command_s']:,.0f} | {r['train_s']:,.0f} | "
+                     f"{_mb(max(r['train_peak_rss'], r['export_peak_rss']))} | {r.get('full_NDCG@10', float('nan')):.4f} | "
+                     f"{r.get('sampled_NDCG@10', float('nan')):.4f} | {r['export_s']:.0f} | {_mb(r['export_bytes'])} | "
+                     f"{r['serve_p50_ms']:.1f} | {r['serve_p99_ms']:.1f} | {r['serve_requests']:,} |")
+    return "\n".join(lines)
+
+
 def _run_worker(size, model, loss, args) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--worker", size, model, loss, "--work-dir", args.work_dir,
                "--steps", str(args.steps), "--eval-users", str(args.eval_users),
@@ -261,25 +354,30 @@ def main():
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per (size, model, loss) row")
     parser.add_argument("--out", help="also write the Markdown report here")
     parser.add_argument("--json", help="write the rows as JSON here")
+    parser.add_argument("--complete", action="store_true",
+                        help="run the CLI end to end per row (train one epoch, evaluate, export, serve)")
     parser.add_argument("--worker", nargs=3, metavar=("SIZE", "MODEL", "LOSS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         sys.path.insert(0, HERE)
         print(json.dumps(measure(*args.worker, args)), flush=True)
         return 0
-    runs = [tuple(r.split(":", 1)) for r in args.runs] if args.runs else RUNS
+    runs = args.runs or [f"{model}:{loss}" for model, loss in RUNS]
     results = []
     for size in args.sizes:
         start = time.perf_counter()
         log_path(args.work_dir, size)
         print(f"{size}: log ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-        for model, loss in runs:
-            results.append(_run_worker(size, model, loss, args))
+        for run in runs:
+            if args.complete:
+                results.append(complete(size, run, args))
+            else:
+                results.append(_run_worker(size, *run.split(":", 1), args))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
             if args.json:  # after every row: a long run keeps what it has measured
                 with open(args.json, "w") as f:
                     json.dump(results, f, indent=1)
-    text = report(results, "python " + " ".join(shlex.quote(a) for a in sys.argv))
+    text = (complete_report if args.complete else report)(results, "python " + shlex.join(sys.argv))
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -125,7 +125,8 @@ def test_explain_prints_retr_pathways_with_titles(tmp_path, capsys):
 def test_explain_groups_the_history(model, groups, noun, hyperparameters, tmp_path, capsys):
     from tfrec_dyn.training import TrainConfig, train
 
-    train(TrainConfig(model=model, epochs=1, max_len=20, eval_protocols=("full",),
+    # What is explained is the trained model: its test evaluation only needs to run, on a few users.
+    train(TrainConfig(model=model, epochs=1, max_len=20, eval_protocols=("full",), eval_users=50,
                       hyperparameters=hyperparameters), out_dir=str(tmp_path / model), verbose=0)
     assert cli.main(["explain", str(tmp_path / model), "--user", "196", "--json"]) == 0
     printed = capsys.readouterr().out
