@@ -256,6 +256,14 @@ def complete(size: str, run: str, args) -> dict:
             exported = _timed(cli + ["export", os.path.join(work, "run"), "--model_base_path", base], args.timeout)
             export_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(base) for f in fs)
             served = _serve(base, args.serve_seconds)
+            if args.index_probes:  # the same run served from an approximate index, and its recall
+                indexed = _timed(cli + ["export", os.path.join(work, "run"), "--model_base_path", base + "_index",
+                                        "--index-probes", str(args.index_probes), "--json"], args.timeout)
+                index = json.loads(indexed["stdout"].strip().splitlines()[-1])
+                served_index = _serve(base + "_index", args.serve_seconds)
+                row.update(index_clusters=index["index_clusters"], index_probes=index["index_probes"],
+                           index_recall_at_10=index["index_recall_at_10"], index_export_s=indexed["seconds"],
+                           index_p50_ms=served_index["p50_ms"], index_p99_ms=served_index["p99_ms"])
     except (RuntimeError, ValueError) as error:
         return {**row, "failed": str(error)}
     row.update(train_command_s=trained["seconds"], train_s=summary["train_seconds"], train_peak_rss=trained["peak_rss"],
@@ -280,9 +288,19 @@ def complete_report(results, command: str) -> str:
             lines.append(f"{head} failed: {r['failed']} |" + " |" * 9)
             continue
         lines.append(f"{head} {r['train_command_s']:,.0f} | {r['train_s']:,.0f} | "
-                     f"{_mb(max(r['train_peak_rss'], r['export_peak_rss']))} | {r.get('full_NDCG@10', float('nan')):.4f} | "
+                     f"{_mb(max(r['train_peak_rss'], r['export_peak_rss']))} | "
+                     f"{r.get('full_NDCG@10', float('nan')):.4f} | "
                      f"{r.get('sampled_NDCG@10', float('nan')):.4f} | {r['export_s']:.0f} | {_mb(r['export_bytes'])} | "
                      f"{r['serve_p50_ms']:.1f} | {r['serve_p99_ms']:.1f} | {r['serve_requests']:,} |")
+    indexed = [r for r in results if "index_recall_at_10" in r]
+    if indexed:
+        lines += ["", "The same models served from the approximate index (`tfrec-dyn export --index-probes`); "
+                  "recall@10 against exact top-k on 1,000 test users:", "",
+                  "| size | model | loss | clusters | probed | recall@10 | export s | serve p50 ms | serve p99 ms |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['size']} | {r['model']} | {r['loss']} | {r['index_clusters']:,} | {r['index_probes']} | "
+                  f"{r['index_recall_at_10']:.4f} | {r['index_export_s']:.0f} | {r['index_p50_ms']:.1f} | "
+                  f"{r['index_p99_ms']:.1f} |" for r in indexed]
     return "\n".join(lines)
 
 
@@ -354,6 +372,9 @@ def main():
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per (size, model, loss) row")
     parser.add_argument("--out", help="also write the Markdown report here")
     parser.add_argument("--json", help="write the rows as JSON here")
+    parser.add_argument("--index-probes", type=int, default=0, metavar="P",
+                        help="with --complete: also export with an approximate index probing P clusters, "
+                             "serve it and report its recall@10 against exact top-k")
     parser.add_argument("--complete", action="store_true",
                         help="run the CLI end to end per row (train one epoch, evaluate, export, serve)")
     parser.add_argument("--worker", nargs=3, metavar=("SIZE", "MODEL", "LOSS"), help=argparse.SUPPRESS)

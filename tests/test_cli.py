@@ -200,6 +200,8 @@ def runs(small_data, tmp_path_factory):
     (["serve", "--model_base_path", "/no/models"], "no version of model 'models' could be loaded"),
     (["serve", "--model_base_path", "{no_model}", "--model_name", "rec"], "no version of model 'rec'"),
     (["serve", "--model_base_path", "{good}", "--rest_api_num_threads", "0"], "num_threads must be at least 1"),
+    (["export", "{good}", "--model_base_path", "/tmp/unused", "--index-probes", "4"],
+     "poprec scores no item vectors: there is nothing to index"),
 ])
 def test_user_errors_give_one_line_and_exit_2(runs, argv, message, capsys):
     argv = [arg.format(**runs) for arg in argv]
@@ -225,6 +227,21 @@ def test_export_writes_numbered_versions_the_server_answers(runs, tmp_path, caps
     top = served.signatures["serving_default"](item_ids=tf.constant([["50", "172"]]), k=tf.constant(3),
                                                exclude_seen=tf.constant(True))
     assert top["item_ids"].shape == (1, 3)
+
+
+@pytest.mark.slow
+def test_export_with_an_index_reports_its_recall_against_exact_top_k(small_data, tmp_path, capsys):
+    run = str(tmp_path / "sasrec")
+    assert cli.main(["train", "--model", "sasrec", "--data", small_data, "--epochs", "2", "--max-len", "20",
+                     "--out", run, "--quiet"]) == 0
+    recalls = {}
+    for probes in (8, 1):  # every cluster probed: the exact lists; one of eight: part of them
+        assert cli.main(["export", run, "--model_base_path", str(tmp_path / f"served{probes}"), "--index-clusters",
+                         "8", "--index-probes", str(probes), "--json"]) == 0
+        exported = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert exported["index_clusters"] == 8 and exported["index_probes"] == probes
+        recalls[probes] = exported["index_recall_at_10"]
+    assert recalls[8] == 1.0 and recalls[1] < 0.9, recalls
 
 
 def test_datasets_lists_the_embedded_default(capsys):

@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run")
     export.add_argument("--model_base_path", "--model-base-path", required=True,
                         help="folder of numeric version folders, e.g. saved_models/sasrec (created if missing)")
+    export.add_argument("--index-probes", type=int, default=0, metavar="P",
+                        help="serve top-k from an approximate clustered index, scoring the members of the P best "
+                             "clusters per request (0: exact top-k); its recall@10 against exact top-k is printed")
+    export.add_argument("--index-clusters", type=int, default=0, metavar="C",
+                        help="clusters of the index (0: the square root of the number of items)")
     export.add_argument("--json", action="store_true")
 
     serve = commands.add_parser("serve", help="serve pushed SavedModels over TF Serving's REST API")
@@ -250,18 +255,52 @@ def _datasets(args) -> dict:
 
 def _export(args) -> dict:
     from tfrec_dyn.serving.export import category_table, export_version
+    from tfrec_dyn.serving.index import ClusterIndexConfig, build_cluster_index
     from tfrec_dyn.training import PreparedData, Run
 
     run = Run.load(args.run)
     # The training split gives the popularity fallback and each item's category, as in the pipeline.
     data = PreparedData.from_config(run.config, vocab=run.vocab, side_vocabs=run.side_vocabs)
     categories = data.train_side.get("category")
+    index, recall = None, None
+    if args.index_probes:
+        try:
+            table = run.model.output_embeddings()
+        except NotImplementedError:
+            raise CliError(f"{run.config.model} scores no item vectors: there is nothing to index") from None
+        index = build_cluster_index(table.numpy(),
+                                    ClusterIndexConfig(num_clusters=args.index_clusters, probes=args.index_probes))
+        recall, users = _index_recall(run, data, index)
     path = export_version(run.model, run.vocab, data.item_counts, run.config.max_len, args.model_base_path,
                           side_vocabs=run.side_vocabs,
                           item_categories=None if categories is None else
-                          category_table(data.train_sequences, categories, run.vocab.size))
+                          category_table(data.train_sequences, categories, run.vocab.size), index=index)
     print(f"exported {args.run} to {path}")
-    return {"run": args.run, "path": path, "version": int(os.path.basename(path))}
+    result = {"run": args.run, "path": path, "version": int(os.path.basename(path))}
+    if index is not None:
+        print(f"index: {index.num_clusters} clusters (largest {index.sizes().max():,} items), {index.probes} probed "
+              f"per request; recall@10 against exact top-k on {users:,} test users: {recall:.4f}")
+        result.update(index_clusters=index.num_clusters, index_probes=index.probes, index_recall_at_10=recall)
+    return result
+
+
+INDEX_RECALL_USERS = 1000
+
+
+def _index_recall(run, data, index):
+    """(recall@10 of `index` against exact top-k, users) on a seeded sample of the run's test users."""
+    import tensorflow as tf
+
+    from tfrec_dyn.metrics.evaluation import model_features, sample_users
+    from tfrec_dyn.serving.export import RecommenderModule
+    from tfrec_dyn.serving.index import ServingIndex, index_recall
+
+    arrays = data.eval_arrays("test", run.config.max_len)
+    rows = sample_users(len(arrays.targets), INDEX_RECALL_USERS)
+    module = RecommenderModule(run.model, run.vocab, data.item_counts, run.config.max_len)
+    features = {name: values[rows] for name, values in model_features(run.model, arrays.features).items()}
+    window, state = module.user_state(tf.constant(arrays.histories[rows]), features)
+    return index_recall(module, state, window, run.vocab.size, ServingIndex(index)), len(rows)
 
 
 def _serve(args) -> dict:

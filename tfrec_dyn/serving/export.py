@@ -32,7 +32,10 @@ value is broadcast).
 Both signatures rank the catalogue a chunk of items at a time
 (`tfrec_dyn.metrics.scoring`: a `tf.while_loop` of standard ops, no custom
 op), so no [B, V] tensor is built and a catalogue of millions of items is
-served by stock TF Serving.
+served by stock TF Serving.  With an `index` the top-k lists come from an
+approximate clustered index instead (`tfrec_dyn.serving.index`: a fraction
+of the catalogue scored per request, recall measured against the exact
+lists); `target_rank` stays exact.
 
 Robustness rules (none of these crash):
 
@@ -52,7 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -60,6 +63,7 @@ import tensorflow as tf
 from tfrec_dyn.data.input_pipeline import feature_name
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID, PAD_TOKEN, Vocabulary
 from tfrec_dyn.metrics.scoring import chunk_for_rows, chunk_size_of, full_protocol_ranks, top_k_recommendations
+from tfrec_dyn.serving.index import ClusterIndex, ServingIndex
 from tfrec_dyn.serving.versions import parse_version
 
 DEFAULT_K = 10
@@ -98,8 +102,10 @@ class RecommenderModule(tf.Module):
 
     def __init__(self, model, vocab: Vocabulary, item_counts: Sequence[int], max_len: int,
                  default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, side_vocabs=None, item_categories=None,
-                 exclude_seen: bool = True):
+                 exclude_seen: bool = True, index: Optional[ClusterIndex] = None):
         super().__init__(name="recommender")
+        # Top-k lists from an approximate index's probed clusters (`tfrec_dyn.serving.index`), or exact.
+        self.index = None if index is None else ServingIndex(index)
         self.model = model
         self.exclude_seen = bool(exclude_seen)
         self.max_len = int(max_len)
@@ -193,8 +199,11 @@ class RecommenderModule(tf.Module):
         window, state = self.user_state(ids, self._side_features(ids, side) if side else None)
         # The list does not depend on the chunking, so small batches take bigger chunks (`chunk_for_rows`);
         # the evaluation signature's rank keeps `tfrec-dyn evaluate`'s chunks, to agree with it exactly.
-        top_ids, top_scores = top_k_recommendations(self, state, window, self.vocab_size, k, exclude_seen,
-                                                    chunk_for_rows(tf.shape(window)[0], self.chunk_size))
+        if self.index is not None:
+            top_ids, top_scores = self.index.top_k(self, state, window, k, exclude_seen)
+        else:
+            top_ids, top_scores = top_k_recommendations(self, state, window, self.vocab_size, k, exclude_seen,
+                                                        chunk_for_rows(tf.shape(window)[0], self.chunk_size))
         outputs = {"item_ids": self.inverse_lookup(top_ids), "scores": top_scores}
         if targets is not None:
             outputs[TARGET_RANK] = self._target_ranks(window, state, self.lookup(targets))
@@ -213,15 +222,18 @@ class RecommenderModule(tf.Module):
 
 def export_saved_model(model, vocab: Vocabulary, item_counts, max_len: int, path: str,
                        default_k: int = DEFAULT_K, example_k: int = EXAMPLE_K, warmup_histories=None,
-                       side_vocabs=None, item_categories=None, exclude_seen: bool = True) -> str:
+                       side_vocabs=None, item_categories=None, exclude_seen: bool = True,
+                       index: Optional[ClusterIndex] = None) -> str:
     """Writes the SavedModel (with both signatures and warm-up requests) to `path`.
 
     `side_vocabs` ({field: Vocabulary}) and `item_categories` ([V] category
     id of each item id) serve the models with side fields (see the module
     docstring); `exclude_seen`: the evaluation signature's candidate rule (the
-    run's `TrainConfig.exclude_seen`)."""
+    run's `TrainConfig.exclude_seen`); `index`: top-k lists from this
+    approximate index (`tfrec_dyn.serving.index.build_cluster_index` over the
+    model's item table; None: exact)."""
     module = RecommenderModule(model, vocab, item_counts, max_len, default_k, example_k, side_vocabs,
-                               item_categories, exclude_seen)
+                               item_categories, exclude_seen, index)
     signatures = {
         # The functions themselves, not concrete functions: only then are the
         # default values written into the SignatureDefs.
