@@ -47,7 +47,8 @@ protocols on a seeded sample of `--eval-users` users), `tfrec-dyn export` and
 `serve_load.py` against the exported model; it reports each command's seconds
 and peak RSS (of that process alone, `os.wait4`), the test NDCG@10 of both
 protocols and the served p50 / p99.  A run is `MODEL:LOSS` plus any
-`:KEY=VALUE` (`trainer=tp` goes to `--trainer`, the rest to `--hp`); a model
+`:KEY=VALUE` (`trainer=tp` goes to `--trainer`, the TP trainer's options to
+`--trainer-option`, the rest to `--hp`); a model
 that reads side fields (HUP) reads the same log written as JD sessions:
 
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/scale.py --complete --sizes M \\
@@ -235,6 +236,7 @@ def _timed(command, timeout: float) -> dict:
 def complete(size: str, run: str, args) -> dict:
     """One `--complete` row: `tfrec-dyn train`, `tfrec-dyn export`, one served load (see the module docstring)."""
     from tfrec_dyn.models import MODELS
+    from tfrec_dyn.training.config import TP_OPTION_NAMES
 
     model, loss, *options = run.split(":")
     row = {"size": size, "model": model, "loss": loss, "options": ":".join(options), "optimizer": args.optimizer}
@@ -242,7 +244,8 @@ def complete(size: str, run: str, args) -> dict:
     extra = []
     for option in options:
         key, value = option.split("=", 1)
-        extra += [f"--{key}", value] if key == "trainer" else ["--hp", option]
+        extra += ([f"--{key}", value] if key == "trainer" else ["--trainer-option", option]
+                  if key in TP_OPTION_NAMES else ["--hp", option])
     cli = [sys.executable, "-m", "tfrec_dyn"]
     try:
         with tempfile.TemporaryDirectory(dir=args.work_dir) as work:

@@ -7,6 +7,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from tfrec_dyn.data.datasets import BUILTIN, canonical_format, guess_format
+from tfrec_dyn.serving.index import CONFIG_KEY, add_index_flags, index_config
 from tfrec_dyn.training.flags import add_train_flags, train_config_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +40,9 @@ class PipelineConfig:
       hr_threshold: the Evaluator blesses a model whose HR@10 is at least this ...
       max_hr_drop: ... and that loses at most this much HR@10 to the last blessed model.
       enable_cache: reuse executions whose inputs and settings did not change.
+      serving_index: the pushed model serves top-k from an approximate index
+        built with these `tfrec_dyn.serving.index.ClusterIndexConfig` fields
+        (None: exact top-k; the Evaluator's ranks are exact either way).
     """
 
     name: str = "tfrec-dyn"
@@ -53,6 +57,7 @@ class PipelineConfig:
     hr_threshold: float = 0.05
     max_hr_drop: float = 0.02
     enable_cache: bool = True
+    serving_index: Optional[Dict[str, int]] = None
     # The Transform/Trainer code as an importable module inside the container
     # image (Kubeflow); None: this repository's pipelines/module.py as a file.
     module_path: Optional[str] = None
@@ -74,8 +79,10 @@ class PipelineConfig:
 
     def train_config(self) -> Dict[str, Any]:
         """The Trainer's `custom_config`: `train` plus where the data is, so the
-        run directory the Trainer writes can be evaluated by `tfrec-dyn evaluate`."""
-        return {**self.train, "data": self.data_root, "data_format": self.data_format, "columns": self.columns}
+        run directory the Trainer writes can be evaluated by `tfrec-dyn evaluate`
+        (and, under `CONFIG_KEY`, how the exported model serves top-k)."""
+        config = {**self.train, "data": self.data_root, "data_format": self.data_format, "columns": self.columns}
+        return {**config, CONFIG_KEY: self.serving_index} if self.serving_index else config
 
     def beam_pipeline_args(self) -> List[str]:
         if self.beam_mode not in BEAM_MODES:
@@ -100,6 +107,7 @@ def add_pipeline_flags(parser, remote: bool = False) -> None:
                         help="bless only a model with at least this HR@10")
     parser.add_argument("--max-hr-drop", type=float, default=defaults.max_hr_drop,
                         help="... that loses at most this much HR@10 to the last blessed model")
+    add_index_flags(parser)
 
 
 def pipeline_config(args, **settings) -> PipelineConfig:
@@ -110,8 +118,9 @@ def pipeline_config(args, **settings) -> PipelineConfig:
     train = train_config_fields(args)
     data, data_format, columns = train.pop("data"), train.pop("data_format"), train.pop("columns")
     data = data if "://" in data else os.path.abspath(data)
+    served = index_config(args)
     return PipelineConfig(
         name=args.name, data_root=data, data_format=canonical_format(data_format or guess_format(data)),
         columns=columns, pipeline_root=args.pipeline_root, serving_root=args.serving_root, train=train,
         beam_mode=args.beam_mode, beam_args=args.beam_arg, hr_threshold=args.hr_threshold,
-        max_hr_drop=args.max_hr_drop, **settings)
+        max_hr_drop=args.max_hr_drop, serving_index=dataclasses.asdict(served) if served else None, **settings)

@@ -26,6 +26,7 @@ import tensorflow_transform as tft
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
 from tfrec_dyn.serving.export import category_table, export_saved_model
+from tfrec_dyn.serving.index import CONFIG_KEY, ClusterIndexConfig, build_cluster_index
 from tfrec_dyn.training import TrainConfig, make_strategy
 from tfrec_dyn.training.strategy import chief_dir
 from tfrec_dyn.training.run import save_run
@@ -123,7 +124,9 @@ def run_fn(fn_args):
     rerun of the pipeline finds it (`backup_dir`) and deletes it once training
     has finished.
     """
-    config = TrainConfig(**(fn_args.custom_config or {}))
+    settings = dict(fn_args.custom_config or {})
+    index_settings = settings.pop(CONFIG_KEY, None)
+    config = TrainConfig(**settings)
     strategy = make_strategy(config.strategy)  # before any other TF op (multi-worker needs that)
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     vocab = Vocabulary.load(tft_output.vocabulary_file_by_name(ITEM_VOCABULARY))
@@ -136,9 +139,11 @@ def run_fn(fn_args):
                                         backup_dir=backup_dir(fn_args), strategy=strategy, side=side,
                                         side_vocab_sizes={field: v.size for field, v in side_vocabs.items()})
     item_categories = category_table(sequences, side["category"], vocab.size) if "category" in side else None
+    index = None if not index_settings else build_cluster_index(model.output_embeddings().numpy(),
+                                                                ClusterIndexConfig(**index_settings))
     with chief_dir(fn_args.serving_model_dir, strategy) as export_dir:  # other workers: a temporary dir
         export_saved_model(model, vocab, counts, config.max_len, export_dir, side_vocabs=side_vocabs,
-                           item_categories=item_categories, exclude_seen=config.exclude_seen)
+                           item_categories=item_categories, exclude_seen=config.exclude_seen, index=index)
     with chief_dir(run_dir(fn_args), strategy) as path:  # `tfrec-dyn evaluate PATH` evaluates this model
         save_run(path, config, vocab, model, {k: [float(v) for v in vs] for k, vs in history.history.items()},
                  {"model": config.model, "data": config.data, "train_seconds": train_seconds,

@@ -92,6 +92,7 @@ def test_an_exported_index_lists_only_probed_clusters_and_keeps_exact_ranks(tmp_
     export_saved_model(model, vocab, counts, MAX_LEN, str(tmp_path / "exact"))
     export_saved_model(model, vocab, counts, MAX_LEN, str(tmp_path / "indexed"), index=index)
     exact, indexed = (tf.saved_model.load(str(tmp_path / name)) for name in ("exact", "indexed"))
+    assert not hasattr(exact, "index") and indexed.index.order.shape == (NUM_ITEMS,)
     history = [["i5", "i17", "i40"]]
     request = dict(item_ids=tf.constant(history), k=tf.constant(10), exclude_seen=tf.constant(True))
     listed = [t.decode() for t in indexed.signatures["serving_default"](**request)["item_ids"].numpy()[0]]

@@ -207,7 +207,8 @@ def test_other_models_and_the_tp_trainer_plug_into_one_pipeline(tmp_path):
     _slice_of_ml100k(data)
     # (AdaSplit's signatures, the Evaluator's included, are checked in test_export.py: in the pipeline
     # it would add three minutes to the suite.)
-    runs = [("retr", ()), ("rdrsr", ()),
+    runs = [("retr", ("--index-probes", "4")),  # served from an approximate index: the lists still come
+            ("rdrsr", ()),
             # The transferrable-parameters trainer, on another model.
             ("gru4rec", ("--trainer", "tp", "--trainer-option", "windows_per_user=4"))]
     for model, extra in runs:
@@ -222,6 +223,10 @@ def test_other_models_and_the_tp_trainer_plug_into_one_pipeline(tmp_path):
     assert all(len(os.listdir(serving / model)) == 1 for model in versions)
     for model, top in _serve_pushed(*versions.values()).items():
         assert len(top) == 5, (model, top)
+    import tensorflow as tf
+
+    assert hasattr(tf.saved_model.load(str(versions["retr"])), "index")  # --index-probes reached the export
+    assert not hasattr(tf.saved_model.load(str(versions["rdrsr"])), "index")
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tfrec_dyn.serving.index import add_index_flags
     from tfrec_dyn.serving.rest import ServerOptions
     from tfrec_dyn.training.flags import add_train_flags
 
@@ -84,11 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run")
     export.add_argument("--model_base_path", "--model-base-path", required=True,
                         help="folder of numeric version folders, e.g. saved_models/sasrec (created if missing)")
-    export.add_argument("--index-probes", type=int, default=0, metavar="P",
-                        help="serve top-k from an approximate clustered index, scoring the members of the P best "
-                             "clusters per request (0: exact top-k); its recall@10 against exact top-k is printed")
-    export.add_argument("--index-clusters", type=int, default=0, metavar="C",
-                        help="clusters of the index (0: the square root of the number of items)")
+    add_index_flags(export)  # with an index, its recall@10 against exact top-k is printed
     export.add_argument("--json", action="store_true")
 
     serve = commands.add_parser("serve", help="serve pushed SavedModels over TF Serving's REST API")
@@ -255,21 +252,20 @@ def _datasets(args) -> dict:
 
 def _export(args) -> dict:
     from tfrec_dyn.serving.export import category_table, export_version
-    from tfrec_dyn.serving.index import ClusterIndexConfig, build_cluster_index
+    from tfrec_dyn.serving.index import build_cluster_index, index_config
     from tfrec_dyn.training import PreparedData, Run
 
     run = Run.load(args.run)
     # The training split gives the popularity fallback and each item's category, as in the pipeline.
     data = PreparedData.from_config(run.config, vocab=run.vocab, side_vocabs=run.side_vocabs)
     categories = data.train_side.get("category")
-    index, recall = None, None
-    if args.index_probes:
+    index, recall, config = None, None, index_config(args)
+    if config:
         try:
             table = run.model.output_embeddings()
         except NotImplementedError:
             raise CliError(f"{run.config.model} scores no item vectors: there is nothing to index") from None
-        index = build_cluster_index(table.numpy(),
-                                    ClusterIndexConfig(num_clusters=args.index_clusters, probes=args.index_probes))
+        index = build_cluster_index(table.numpy(), config)
         recall, users = _index_recall(run, data, index)
     path = export_version(run.model, run.vocab, data.item_counts, run.config.max_len, args.model_base_path,
                           side_vocabs=run.side_vocabs,

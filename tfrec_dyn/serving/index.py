@@ -27,7 +27,7 @@ protocol's exact rank.
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +35,8 @@ import tensorflow as tf
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.metrics.scoring import distinct_history
 
+# The key under which a Trainer's `custom_config` carries `ClusterIndexConfig` fields (the TFX pipeline).
+CONFIG_KEY = "serving_index"
 ASSIGN_ROWS = 16384  # items assigned to clusters at a time: [16384, clusters] distances
 
 
@@ -202,6 +204,22 @@ class ServingIndex(tf.Module):
         top = tf.math.top_k(scores, k=k)
         ids = tf.gather(candidates, top.indices, batch_dims=1)
         return tf.where(top.values > -np.inf, ids, PAD_ID), top.values
+
+
+def add_index_flags(parser) -> None:
+    """`--index-probes` / `--index-clusters`: one definition for `tfrec-dyn export` and the pipeline."""
+    parser.add_argument("--index-probes", type=int, default=0, metavar="P",
+                        help="serve top-k from an approximate clustered index, scoring the members of the P best "
+                             "clusters per request (0: exact top-k)")
+    parser.add_argument("--index-clusters", type=int, default=0, metavar="C",
+                        help="clusters of the index (0: the square root of the number of items)")
+
+
+def index_config(args) -> Optional[ClusterIndexConfig]:
+    """The `ClusterIndexConfig` the flags of `add_index_flags` ask for (None: exact top-k)."""
+    if not args.index_probes:
+        return None
+    return ClusterIndexConfig(num_clusters=args.index_clusters, probes=args.index_probes)
 
 
 def index_recall(scoring, state, item_ids, vocab_size: int, index: ServingIndex, k: int = 10,
