@@ -44,14 +44,14 @@ def export_untrained(model_name: str, items: int, base: str, index_probes: int =
     from tfrec_dyn.data.vocabulary import Vocabulary
     from tfrec_dyn.models import build_model
     from tfrec_dyn.serving.export import export_saved_model
-    from tfrec_dyn.serving.index import ClusterIndexConfig, build_cluster_index
+    from tfrec_dyn.serving.index import ClusterIndexConfig, build_model_index
 
     vocab = Vocabulary(np.char.add("i", np.arange(items).astype(str)))
     keras.utils.set_random_seed(0)
     model = build_model(model_name, vocab.size, MAX_LEN)
     model({"item_ids": np.full((1, MAX_LEN), 2, np.int32)})  # builds the weights
-    index = None if not index_probes else build_cluster_index(
-        model.output_embeddings().numpy(), ClusterIndexConfig(num_clusters=index_clusters, probes=index_probes))
+    index = None if not index_probes else build_model_index(
+        model, ClusterIndexConfig(num_clusters=index_clusters, probes=index_probes))
     return export_saved_model(model, vocab, np.ones(vocab.size, np.int64), MAX_LEN, os.path.join(base, "1"),
                               index=index)
 

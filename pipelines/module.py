@@ -26,7 +26,7 @@ import tensorflow_transform as tft
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
 from tfrec_dyn.serving.export import category_table, export_saved_model
-from tfrec_dyn.serving.index import CONFIG_KEY, ClusterIndexConfig, build_cluster_index
+from tfrec_dyn.serving.index import CONFIG_KEY, ClusterIndexConfig, build_model_index
 from tfrec_dyn.training import TrainConfig, make_strategy
 from tfrec_dyn.training.strategy import chief_dir
 from tfrec_dyn.training.run import save_run
@@ -139,8 +139,7 @@ def run_fn(fn_args):
                                         backup_dir=backup_dir(fn_args), strategy=strategy, side=side,
                                         side_vocab_sizes={field: v.size for field, v in side_vocabs.items()})
     item_categories = category_table(sequences, side["category"], vocab.size) if "category" in side else None
-    index = None if not index_settings else build_cluster_index(model.output_embeddings().numpy(),
-                                                                ClusterIndexConfig(**index_settings))
+    index = build_model_index(model, ClusterIndexConfig(**index_settings)) if index_settings else None
     with chief_dir(fn_args.serving_model_dir, strategy) as export_dir:  # other workers: a temporary dir
         export_saved_model(model, vocab, counts, config.max_len, export_dir, side_vocabs=side_vocabs,
                            item_categories=item_categories, exclude_seen=config.exclude_seen, index=index)

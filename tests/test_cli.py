@@ -201,7 +201,7 @@ def runs(small_data, tmp_path_factory):
     (["serve", "--model_base_path", "{no_model}", "--model_name", "rec"], "no version of model 'rec'"),
     (["serve", "--model_base_path", "{good}", "--rest_api_num_threads", "0"], "num_threads must be at least 1"),
     (["export", "{good}", "--model_base_path", "/tmp/unused", "--index-probes", "4"],
-     "poprec scores no item vectors: there is nothing to index"),
+     "PopRec scores no item vectors: there is nothing to index"),
 ])
 def test_user_errors_give_one_line_and_exit_2(runs, argv, message, capsys):
     argv = [arg.format(**runs) for arg in argv]

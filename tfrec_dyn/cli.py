@@ -252,7 +252,7 @@ def _datasets(args) -> dict:
 
 def _export(args) -> dict:
     from tfrec_dyn.serving.export import category_table, export_version
-    from tfrec_dyn.serving.index import build_cluster_index, index_config
+    from tfrec_dyn.serving.index import build_model_index, index_config
     from tfrec_dyn.training import PreparedData, Run
 
     run = Run.load(args.run)
@@ -261,11 +261,7 @@ def _export(args) -> dict:
     categories = data.train_side.get("category")
     index, recall, config = None, None, index_config(args)
     if config:
-        try:
-            table = run.model.output_embeddings()
-        except NotImplementedError:
-            raise CliError(f"{run.config.model} scores no item vectors: there is nothing to index") from None
-        index = build_cluster_index(table.numpy(), config)
+        index = build_model_index(run.model, config)
         recall, users = _index_recall(run, data, index)
     path = export_version(run.model, run.vocab, data.item_counts, run.config.max_len, args.model_base_path,
                           side_vocabs=run.side_vocabs,

@@ -147,6 +147,16 @@ def build_cluster_index(vectors, config: ClusterIndexConfig = ClusterIndexConfig
                         probes=min(config.probes, len(sizes)))
 
 
+def build_model_index(model, config: ClusterIndexConfig) -> ClusterIndex:
+    """`build_cluster_index` over `model`'s item table (`output_embeddings()`);
+    a clear error for a model that scores no item vectors (PopRec)."""
+    try:
+        table = model.output_embeddings()
+    except NotImplementedError:
+        raise ValueError(f"{type(model).__name__} scores no item vectors: there is nothing to index") from None
+    return build_cluster_index(np.asarray(table), config)
+
+
 class ServingIndex(tf.Module):
     """A `ClusterIndex` in a SavedModel (its arrays as non-trainable variables,
     so the graph stays small whatever the catalogue) and its top-k."""
