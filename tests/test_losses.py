@@ -29,22 +29,42 @@ def _log_sigmoid(x):
     return -np.log1p(np.exp(-x))
 
 
-def test_gbce_matches_the_paper_formula():
+@pytest.mark.parametrize("logit_offset", [None, 0.0])
+def test_gbce_matches_the_paper_formula(logit_offset):
     assert gbce_beta(256, 3707, 1.0) == pytest.approx(256 / 3706)  # t = 1: β = α
     assert gbce_beta(256, 3707, 0.0) == pytest.approx(1.0)  # t = 0: plain BCE
-    model, h, table = _model_and_representations("gbce", num_negatives=3, gbce_calibration=0.5)
+    model, h, table = _model_and_representations("gbce", num_negatives=3, gbce_calibration=0.5,
+                                                 logit_offset=logit_offset)
     negatives = np.array([[9, 10, 11], [2, 3, 4]])
     value = model.next_item_loss(h, {"targets": TARGETS, "negatives": tf.constant(negatives)}).numpy()
     beta = 3 / (V - 2 - 1) * (0.5 * (1 - (V - 2 - 1) / 3) + (V - 2 - 1) / 3)
+    offset = np.log(beta / 3) if logit_offset is None else 0.0  # None: the balanced offset
     losses = []
     for b in range(2):
         for t in range(L):
             target = int(TARGETS[b, t])
             if target:
-                positive = h[b, t].numpy() @ table[target]
-                negative = table[negatives[b]] @ h[b, t].numpy()
+                positive = h[b, t].numpy() @ table[target] + offset
+                negative = table[negatives[b]] @ h[b, t].numpy() + offset
                 losses.append(-beta * _log_sigmoid(positive) - np.sum(_log_sigmoid(-negative)))
     assert value == pytest.approx(np.mean(losses), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss, num_negatives", [("bce", 1), ("bce", 8), ("gbce", 64)])
+def test_the_balanced_offset_cancels_the_first_steps_push_on_every_score(loss, num_negatives):
+    """With every raw score 0, moving all scores together does not change the
+    loss: the positive's pull and the negatives' push cancel (and "bce" with
+    one negative, SASRec's setting, needs no offset)."""
+    model = SASRec(V, L, loss=loss, embed_dim=D, num_negatives=num_negatives)
+    model({"item_ids": ITEMS})
+    negatives = tf.fill([2, L, num_negatives] if loss == "bce" else [2, num_negatives], 11)
+    batch = {"targets": TARGETS, "negatives": negatives}
+    shift = tf.Variable(0.0)
+    with tf.GradientTape() as tape:  # every score is `shift`: representations (shift/|e|²) e along one item e
+        table = model.output_embeddings()
+        model.embedding.item_embedding.embeddings.assign(tf.ones_like(table))
+        loss_value = model.next_item_loss(tf.ones([2, L, D]) * shift / D, batch)
+    assert abs(float(tape.gradient(loss_value, shift))) < 1e-6  # for ("bce", 1) only an offset of 0 does this
 
 
 def test_sampled_softmax_applies_logq_and_masks_accidental_hits():
@@ -183,6 +203,15 @@ def _hr10(path, model, **settings):
 def test_sasrec_learns_the_synthetic_pattern_with_in_batch_negatives(synthetic_log):
     popularity = _hr10(synthetic_log, "poprec", epochs=1)
     learned = _hr10(synthetic_log, "sasrec", epochs=6, loss="sampled_softmax", negative_sampler="in_batch")
+    assert learned > popularity + 0.2, (learned, popularity)
+
+
+@pytest.mark.slow
+def test_sasrec_learns_the_synthetic_pattern_with_gbce_and_many_negatives(synthetic_log):
+    """gSASRec's setting (256 negatives, t = 0.75): without the balanced logit
+    offset this stays at a representation shared by every user."""
+    popularity = _hr10(synthetic_log, "poprec", epochs=1)
+    learned = _hr10(synthetic_log, "sasrec", epochs=6, loss="gbce")
     assert learned > popularity + 0.2, (learned, popularity)
 
 
