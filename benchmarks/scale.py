@@ -76,6 +76,7 @@ RUNS = [("sasrec", "bce"), ("sasrec", "gbce"), ("sasrec", "sampled_softmax"), ("
         ("caser", "sampled_softmax"), ("retr", "gbce"), ("rdrsr", "sampled_ce"), ("adasplit", "sampled_softmax")]
 MAX_LEN, BATCH, EVAL_BATCH, MATMUL_CHUNK = 50, 128, 256, 8192
 HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_WORK_DIR = os.path.join(tempfile.gettempdir(), "tfrec_scale")  # the synthetic logs, generated once
 
 
 def _peak_rss() -> int:
@@ -367,7 +368,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["S", "M"])
     parser.add_argument("--runs", nargs="+", metavar="MODEL:LOSS", help="default: every model (see RUNS)")
-    parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "tfrec_scale"))
+    parser.add_argument("--work-dir", default=DEFAULT_WORK_DIR)
     parser.add_argument("--steps", type=int, default=30, help="timed training steps (after as many untimed)")
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--serve-seconds", type=float, default=15)

@@ -190,6 +190,47 @@ JD_TEXT = (
 )
 
 
+def _jd_line_by_line(path):
+    from tfrec_dyn.data.readers import _read_jd_lines
+
+    return _read_jd_lines(path, False)
+
+
+def _same_interactions(a, b):
+    assert a.user_ids == b.user_ids and a.report == b.report
+    assert all(np.array_equal(x, y) for x, y in zip(a.items, b.items))
+    assert sorted(a.side) == sorted(b.side)
+    for name in a.side:
+        assert all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(a.side[name], b.side[name])), name
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_jd_vectorised_reader_equals_the_line_reader(tmp_path, ending):
+    from tfrec_dyn.data.readers import _read_jd_columns
+    from tfrec_dyn.data.synthetic import LogSpec, generate_log
+
+    path = tmp_path / "JD_synthetic"
+    generate_log(LogSpec(num_users=300, num_items=500, mean_length=8, seed=1)).write(str(path), "jd")
+    lines = path.read_text().splitlines()
+    for position in range(0, len(lines), 12):  # 25 blank lines: more than the 20 cited
+        lines[position] = " \t"
+    lines[5] += ' 7+1+2+1e-3+.5 08+x+"y+-2+3. #9+NA+null+0+0'  # spellings `float` takes; no quoting, no NA
+    path.write_text(ending.join(lines) + ending)
+    assert _read_jd_columns(path) is not None  # the file takes the vectorised path
+    _same_interactions(read_jd_sessions(path), _jd_line_by_line(path))
+    assert read_jd_sessions(path).report.dropped_total == 25
+
+
+@pytest.mark.parametrize("token", ["1+2+3+4", "1+2+3+4+5+6", "1++3+4+5", "+2+3+4+5", "1+2+3+4+", "1+2+3+x+5",
+                                   "1+2+3+nan+5", "1+2+3+1_0+5", "ü+2+3+4+5"])
+def test_jd_file_with_any_odd_token_is_read_line_by_line(tmp_path, token):
+    from tfrec_dyn.data.readers import _read_jd_columns
+
+    path = write(tmp_path / "JD_odd", f"10+1+5+1+2 {token} 11+1+5+2+3\n12+2+6+1+1\n")
+    assert _read_jd_columns(path) is None
+    _same_interactions(read_jd_sessions(path), _jd_line_by_line(path))
+
+
 def test_jd_sessions_keep_all_five_fields(tmp_path):
     data = read_jd_sessions(write(tmp_path / "JD_sample", JD_TEXT))
     # One sequence per kept line, named by file and line number (as the Beam step names it).

@@ -37,6 +37,7 @@ import contextlib
 import csv
 import errno
 import gc
+import io
 import json
 import math
 import os
@@ -438,6 +439,8 @@ _ASCII_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
 _NOT_PLAIN = np.ones(256, bool)
 _NOT_PLAIN[32:127] = False
 _NOT_PLAIN[list(b"\t\n\r\x0b\x0c")] = False
+# A JD file as CSV: one micro-behaviour a row, its five '+'-separated parts as columns.
+_JD_TO_CSV = bytes.maketrans(b"+ \t\r\x0b\x0c", b",\n\n\n\n\n")
 
 
 @_gc_paused()
@@ -525,10 +528,89 @@ def read_jd_sessions(path: PathLike, strict: bool = False) -> Interactions:
     (1000, ('behavior', 'category', 'time_interval', 'dwell_time'))
     """
     path = _existing_file(path)
+    data = _read_jd_columns(path)
+    return data if data is not None else _read_jd_lines(path, strict)
+
+
+def _read_jd_lines(path: Path, strict: bool) -> Interactions:
+    """`read_jd_sessions` line by line: any file, each malformed token named."""
     report = ReadReport(source=str(path))
     parse = _jd_parser(strict, report.skip, source=path)
     rows = _read_lines(path, parse, report, strict=strict, layout=LINE_FORMATS["jd"][2])
     return _build(rows, _JD_FIELDS, report)
+
+
+@_gc_paused()
+def _read_jd_columns(path: Path) -> Optional[Interactions]:
+    """`read_jd_sessions` of a plain-ASCII file whose every micro-behaviour is
+    well formed, whole-file and vectorised; None for any other file (the line
+    reader then reads it, names what is wrong and keeps the rest).
+
+    Tokens and lines are found from the bytes (as `_read_user_item_columns`
+    does); a token must have exactly four '+' and no empty part.  The file,
+    with '+' as ',' and whitespace as newlines, is then one CSV row per
+    micro-behaviour for pandas' C parser: ids and behaviours as categoricals
+    (one string per distinct value), times parsed exactly as `float` does
+    (`round_trip`), a non-number or a non-finite time sending the file back
+    to the line reader.
+    """
+    import pandas as pd
+
+    data = path.read_bytes()
+    codes = np.frombuffer(data, np.uint8)
+    if not len(codes) or _NOT_PLAIN[codes].any():
+        return None
+    space = _ASCII_WHITESPACE[codes]
+    plus = codes == ord("+")
+    token_start = ~space
+    token_start[1:] &= space[:-1]
+    token_starts = np.flatnonzero(token_start)
+    num_tokens = len(token_starts)
+    # '+' only occur inside tokens, so the ones from a token's start to the next token's are its own.
+    if not num_tokens or np.any(np.add.reduceat(plus.view(np.uint8), token_starts, dtype=np.int32) != len(_JD_FIELDS) - 2):
+        return None
+    separator = space | plus  # a '+' beside a separator or an end leaves an empty part
+    if np.any(plus & (np.r_[True, separator[:-1]] | np.r_[separator[1:], True])):
+        return None
+    line_starts = np.r_[0, np.flatnonzero(codes == ord("\n")) + 1]
+    line_starts = line_starts[line_starts < len(codes)]
+    # (Summing a bool array's uint8 view is several times faster than summing the bools.)
+    tokens_per_line = np.add.reduceat(token_start.view(np.uint8), line_starts, dtype=np.int64)
+    names = _JD_FIELDS[1:]
+    del space, plus, token_start, token_starts, separator
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(data.translate(_JD_TO_CSV)), header=None, names=names, engine="c", quoting=csv.QUOTE_NONE,
+            na_filter=False, float_precision="round_trip", skip_blank_lines=True, low_memory=False,
+            dtype={name: np.float64 if name in NUMERIC_SIDE_FIELDS else "category" for name in names})
+    except ValueError:  # a time that is not a number
+        return None
+    if len(frame) != num_tokens or not all(np.isfinite(frame[name].to_numpy()).all()
+                                           for name in names if name in NUMERIC_SIDE_FIELDS):
+        return None
+    report = ReadReport(source=str(path), lines_read=len(tokens_per_line))
+    blank = np.flatnonzero(tokens_per_line == 0)
+    ends = np.r_[line_starts[1:], len(codes)]
+    for line in blank[:MAX_EXAMPLES]:
+        report.drop(int(line) + 1, BLANK_LINE, data[line_starts[line]:ends[line]].decode().rstrip("\r\n"))
+    report.drop_uncited(BLANK_LINE, len(blank) - len(blank[:MAX_EXAMPLES]))
+    del data, codes
+    sessions = np.flatnonzero(tokens_per_line > 0)
+    report.kept = len(sessions)
+    ends = np.cumsum(tokens_per_line[sessions])
+    starts = ends - tokens_per_line[sessions]
+
+    def column(name):
+        values = frame[name]
+        if name in NUMERIC_SIDE_FIELDS:
+            values = values.to_numpy(np.float64)
+        else:  # one string per distinct value: a pointer per micro-behaviour
+            values = np.asarray(values.cat.categories, dtype=object)[values.cat.codes.to_numpy()]
+        return [values[start:end] for start, end in zip(starts.tolist(), ends.tolist())]
+
+    columns = {name: column(name) for name in names}
+    return Interactions(user_ids=[jd_session_id(path, int(line) + 1) for line in sessions],
+                        items=columns.pop("item"), side=columns, report=report)
 
 
 def read_log(
