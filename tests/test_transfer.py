@@ -133,6 +133,30 @@ def test_outer_update_is_the_reptile_formula():
     assert any(not np.allclose(v.numpy(), t) for v, t in zip(variables, theta))
 
 
+def test_an_outer_step_reads_only_the_item_rows_its_batches_touch():
+    """Going back to θ and the pseudo-gradient cost the touched rows: with a
+    sparse outer optimizer no op of the step reads the item table whole (a copy
+    of θ would)."""
+    from graphs import whole_table_reads
+    from tfrec_dyn.training.optimizers import LazyAdam
+
+    vocab = 20_011  # a row count no other dimension has
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(2, vocab, size=8).astype(np.int32) for _ in range(6)]
+    dataset = user_task_dataset(sequences, head_mask([8] * 6, 0.34), vocab, 5, inner_steps=2,
+                                windows_per_user=3, num_negatives=4, negative_layout="per_sequence")
+    data = next(iter(dataset.batch(1)))
+    trainer = _trainer(SASRec(vocab, 5, embed_dim=4, loss="gbce", num_negatives=4), 2, 0.1, 0.1, LazyAdam(1e-3))
+    trainer.build_for({key: value[0, 0] for key, value in data.items()})
+    table = trainer.model.output_embeddings()
+    before = table.numpy()
+    assert whole_table_reads(trainer.train_step, vocab, data) == []
+    trainer.train_step(data)
+    touched = np.unique(np.concatenate([data[key].numpy().ravel() for key in ("item_ids", "targets", "negatives")]))
+    changed = np.flatnonzero(np.any(table.numpy() != before, axis=1))
+    assert len(changed) and set(changed) <= set(touched)
+
+
 def test_task_batches_built_for_another_k_are_refused():
     trainer = _trainer(GRU4Rec(VOCAB, 5, embed_dim=4, hidden_dim=4), 2, 0.1, 0.1, keras.optimizers.Adam())
     data = next(iter(_batches(seed=1, k=3)))

@@ -55,6 +55,35 @@ class LazyAdam(keras.optimizers.Adam):
         variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + epsilon), rows))
 
 
+@keras.utils.register_keras_serializable(package="tfrec_dyn")
+class PlainSGD(keras.optimizers.SGD):
+    """θ ← θ − α·g and nothing else: a sparse gradient moves only its rows.
+    Keras' SGD keeps a momentum copy of every variable even at momentum 0
+    and reads it whole each step (an O(catalogue) step for an item table);
+    this one has no slots.  `momentum` and `nesterov` are refused.
+
+    >>> table = tf.Variable(tf.ones([3, 2]))
+    >>> _ = PlainSGD(0.5).apply_gradients([(tf.IndexedSlices(tf.ones([1, 2]), tf.constant([1])), table)])
+    >>> table.numpy()[:, 0].tolist()
+    [1.0, 0.5, 1.0]
+    """
+
+    def __init__(self, learning_rate=0.01, **kwargs):
+        if kwargs.get("momentum") or kwargs.get("nesterov"):
+            raise ValueError("PlainSGD has no momentum; use keras.optimizers.SGD")
+        super().__init__(learning_rate, **kwargs)
+
+    def build(self, var_list):
+        keras.optimizers.Optimizer.build(self, var_list)  # the iteration count, no momentum slots
+
+    def update_step(self, gradient, variable):
+        rate = tf.cast(self.learning_rate, variable.dtype)
+        if isinstance(gradient, tf.IndexedSlices):
+            variable.scatter_sub(tf.IndexedSlices(gradient.values * rate, gradient.indices))
+        else:
+            variable.assign_sub(gradient * rate)
+
+
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     """The optimizer called `name` (one of `OPTIMIZERS`) at `learning_rate`."""
     if name == "adam":

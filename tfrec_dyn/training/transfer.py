@@ -18,6 +18,7 @@ import tf_keras as keras
 from tfrec_dyn.layers.head_tail_discriminator import HeadTailDiscriminator
 from tfrec_dyn.layers.reduction import num_replicas
 from tfrec_dyn.models.base import SequentialRecommender
+from tfrec_dyn.training.optimizers import PlainSGD
 
 
 def sequence_embeddings(representations):
@@ -29,14 +30,31 @@ def sequence_embeddings(representations):
     return representations[:, -1]
 
 
-def assign_variables(variables, values):
-    """`variable.assign(value)` for every pair, from replica context under any
-    `tf.distribute` strategy (the values are the same on every replica)."""
-    def merge(strategy, values):
-        for variable, value in zip(variables, values):
-            strategy.extended.update(variable, lambda v, x: v.assign(x), args=(value,))
+def sum_updates(updates):
+    """The sum of a variable's gradients over several steps: `tf.IndexedSlices`
+    when every one is (a table's touched rows; the result is their rows, an
+    id repeated where several steps touched it), a dense tensor otherwise."""
+    if all(isinstance(u, tf.IndexedSlices) for u in updates):
+        return tf.IndexedSlices(tf.concat([u.values for u in updates], 0),
+                                tf.concat([u.indices for u in updates], 0), updates[0].dense_shape)
+    return tf.add_n([tf.convert_to_tensor(u) for u in updates])
 
-    tf.distribute.get_replica_context().merge_call(merge, args=(values,))
+
+def add_to_variables(variables, updates):
+    """`variable += Σ over replicas of update` for every pair (sparse updates
+    add only their rows), from replica context under any `tf.distribute`
+    strategy; every replica's copy gets the same sum."""
+    context = tf.distribute.get_replica_context()
+    totals = [context.all_reduce(tf.distribute.ReduceOp.SUM, update) for update in updates]
+
+    def add(variable, total):
+        return variable.scatter_add(total) if isinstance(total, tf.IndexedSlices) else variable.assign_add(total)
+
+    def merge(strategy, totals):
+        for variable, total in zip(variables, totals):
+            strategy.extended.update(variable, add, args=(total,))
+
+    context.merge_call(merge, args=(totals,))
 
 
 @keras.utils.register_keras_serializable(package="tfrec_dyn")
@@ -56,6 +74,13 @@ class TransferrableTrainer(keras.Model):
     back to where the iteration started and the compiled optimizer (Adam with
     β = 0.001 in the paper) takes one step along the pseudo-gradient θ − θ_k:
     with plain SGD at rate β that is Reptile's θ ← θ + β(θ_k − θ) (eq. 7).
+
+    The inner optimizer is plain SGD, so θ − θ_k is α times the sum of the
+    inner steps' gradients: the step keeps that sum instead of a copy of θ.
+    An item table's gradients are the rows the batches touched
+    (`tf.IndexedSlices`), so going back and the pseudo-gradient cost those
+    rows, not the catalogue; with a sparse outer optimizer (`lazy_adam`) the
+    whole outer step does.
 
     The per-user mini-batches come from `user_task_dataset`
     (`tfrec_dyn.data.user_tasks`): every sequence sits once in one flat id
@@ -106,7 +131,7 @@ class TransferrableTrainer(keras.Model):
         self.inner_learning_rate = float(inner_learning_rate)
         self.discriminator = HeadTailDiscriminator(discriminator_units, adversarial_weight=adversarial_weight,
                                                    name="discriminator")
-        self.inner_optimizer = keras.optimizers.SGD(self.inner_learning_rate)
+        self.inner_optimizer = PlainSGD(self.inner_learning_rate)  # no momentum slots: see PlainSGD
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             # float16 gradients of the inner steps need loss scaling like any other.
             self.inner_optimizer = keras.mixed_precision.LossScaleOptimizer(self.inner_optimizer)
@@ -173,7 +198,19 @@ class TransferrableTrainer(keras.Model):
         if self._loss_scaled:
             gradients = self.inner_optimizer.get_unscaled_gradients(gradients)
         self.inner_optimizer.apply_gradients(zip(gradients, variables))
-        return loss, discriminator_loss, logits
+        return loss, discriminator_loss, logits, gradients
+
+    def _applied(self, gradients):
+        """1.0 when the inner optimizer applied `gradients`: always, except under
+        loss scaling, which skips a step whose gradients (summed over
+        replicas) are not all finite."""
+        if not self._loss_scaled:
+            return tf.constant(1.0)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(
+            g.values if isinstance(g, tf.IndexedSlices) else g)) for g in gradients])
+        not_finite = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+        return tf.cast(tf.equal(not_finite, 0.0), tf.float32)
 
     def train_step(self, data):
         steps = {value.shape[1] for value in data.values()} - {None}
@@ -183,19 +220,28 @@ class TransferrableTrainer(keras.Model):
                              f"takes inner_steps={self.inner_steps}; build the dataset with "
                              f"user_task_dataset(..., inner_steps={self.inner_steps})")
         variables = self._variables()
-        start = [tf.identity(v) for v in variables]  # Θ, Θ_d
+        steps = [[] for _ in variables]  # each variable's α·gradient of every inner step, this replica's
         for step in range(self.inner_steps):
             # A replica's share of the batch: [G, k, N, ...] -> step `step` -> [G·N, ...]
             batch = {key: tf.reshape(value[:, step], tf.concat([[-1], tf.shape(value)[3:]], 0))
                      for key, value in data.items()}
-            loss, discriminator_loss, logits = self.inner_step(batch)
+            loss, discriminator_loss, logits, gradients = self.inner_step(batch)
+            # α, or 0 for a step that loss scaling skipped (whose gradients are not finite: 0·inf is NaN).
+            rate = self.inner_learning_rate * self._applied(gradients)
+            for updates, gradient in zip(steps, gradients):
+                if isinstance(gradient, tf.IndexedSlices):
+                    updates.append(tf.IndexedSlices(tf.math.multiply_no_nan(gradient.values, rate),
+                                                    gradient.indices, gradient.dense_shape))
+                elif gradient is not None:
+                    updates.append(tf.math.multiply_no_nan(gradient, rate))
             self.loss_tracker.update_state(loss * num_replicas())
             self.discriminator_loss_tracker.update_state(discriminator_loss * num_replicas())
             self.discriminator_accuracy.update_state(batch["heads"], logits)
-        # Θ − θ_k is the same on every replica and the optimizer sums over replicas: each adds its 1/R.
-        pseudo_gradients = [(s - v) / num_replicas() for s, v in zip(start, variables)]
-        assign_variables(variables, start)
-        self.optimizer.apply_gradients(zip(pseudo_gradients, variables))
+        # Θ − θ_k, this replica's share: the inner optimizer summed the replicas' gradients, and so
+        # do `add_to_variables` and the outer optimizer.
+        moved = [(variable, sum_updates(updates)) for variable, updates in zip(variables, steps) if updates]
+        add_to_variables([v for v, _ in moved], [u for _, u in moved])  # back to Θ, Θ_d
+        self.optimizer.apply_gradients([(u, v) for v, u in moved])
         return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
