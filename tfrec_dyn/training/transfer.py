@@ -220,7 +220,7 @@ class TransferrableTrainer(keras.Model):
                              f"takes inner_steps={self.inner_steps}; build the dataset with "
                              f"user_task_dataset(..., inner_steps={self.inner_steps})")
         variables = self._variables()
-        steps = [[] for _ in variables]  # each variable's α·gradient of every inner step, this replica's
+        displacements = [[] for _ in variables]  # each variable's α·gradient of every inner step, this replica's
         for step in range(self.inner_steps):
             # A replica's share of the batch: [G, k, N, ...] -> step `step` -> [G·N, ...]
             batch = {key: tf.reshape(value[:, step], tf.concat([[-1], tf.shape(value)[3:]], 0))
@@ -228,7 +228,7 @@ class TransferrableTrainer(keras.Model):
             loss, discriminator_loss, logits, gradients = self.inner_step(batch)
             # α, or 0 for a step that loss scaling skipped (whose gradients are not finite: 0·inf is NaN).
             rate = self.inner_learning_rate * self._applied(gradients)
-            for updates, gradient in zip(steps, gradients):
+            for updates, gradient in zip(displacements, gradients):
                 if isinstance(gradient, tf.IndexedSlices):
                     updates.append(tf.IndexedSlices(tf.math.multiply_no_nan(gradient.values, rate),
                                                     gradient.indices, gradient.dense_shape))
@@ -239,7 +239,7 @@ class TransferrableTrainer(keras.Model):
             self.discriminator_accuracy.update_state(batch["heads"], logits)
         # Θ − θ_k, this replica's share: the inner optimizer summed the replicas' gradients, and so
         # do `add_to_variables` and the outer optimizer.
-        moved = [(variable, sum_updates(updates)) for variable, updates in zip(variables, steps) if updates]
+        moved = [(variable, sum_updates(updates)) for variable, updates in zip(variables, displacements) if updates]
         add_to_variables([v for v, _ in moved], [u for _, u in moved])  # back to Θ, Θ_d
         self.optimizer.apply_gradients([(u, v) for v, u in moved])
         return {m.name: m.result() for m in self.metrics}
