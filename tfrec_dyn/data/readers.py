@@ -443,6 +443,30 @@ _NOT_PLAIN[list(b"\t\n\r\x0b\x0c")] = False
 _JD_TO_CSV = bytes.maketrans(b"+ \t\r\x0b\x0c", b",\n\n\n\n\n")
 
 
+def _plain_text_layout(data: bytes):
+    """The vectorised readers' first pass over a file's bytes: None when any
+    byte is not plain ASCII (the line reader takes such files), else (codes,
+    whitespace mask, token-start mask, line starts, tokens per line)."""
+    codes = np.frombuffer(data, np.uint8)
+    if _NOT_PLAIN[codes].any():
+        return None
+    space = _ASCII_WHITESPACE[codes]
+    token_start = ~space
+    token_start[1:] &= space[:-1]
+    line_starts = np.r_[0, np.flatnonzero(codes == ord("\n")) + 1]
+    line_starts = line_starts[line_starts < len(codes)]  # no line after a final newline
+    # (Summing a bool array's uint8 view is several times faster than summing the bools.)
+    tokens_per_line = (np.add.reduceat(token_start.view(np.uint8), line_starts, dtype=np.int64) if len(codes)
+                       else np.zeros(0, np.int64))
+    return codes, space, token_start, line_starts, tokens_per_line
+
+
+def _line_text(data: bytes, line_starts: np.ndarray, line: int) -> str:
+    """Line `line` (0-based) of `data` without its end-of-line, for a report."""
+    end = line_starts[line + 1] if line + 1 < len(line_starts) else len(data)
+    return data[line_starts[line]:end].decode().rstrip("\r\n")
+
+
 @_gc_paused()
 def _read_user_item_columns(path: Path, strict: bool) -> Optional[Interactions]:
     """`read_user_item` of a plain-ASCII file, whole-file and vectorised; None
@@ -458,22 +482,16 @@ def _read_user_item_columns(path: Path, strict: bool) -> Optional[Interactions]:
     import pandas as pd
 
     data = path.read_bytes()
-    codes = np.frombuffer(data, np.uint8)
-    if _NOT_PLAIN[codes].any():
+    found = _plain_text_layout(data)
+    if found is None:
         return None
-    space = _ASCII_WHITESPACE[codes]
-    token_start = ~space
-    token_start[1:] &= space[:-1]
-    line_starts = np.r_[0, np.flatnonzero(codes == ord("\n")) + 1]
-    line_starts = line_starts[line_starts < len(codes)]  # no line after a final newline
-    fields = np.add.reduceat(token_start, line_starts, dtype=np.int32) if len(codes) else np.zeros(0, np.int32)
+    codes, space, token_start, line_starts, fields = found
     good = fields == 2
     report = ReadReport(source=str(path), lines_read=len(fields), kept=int(good.sum()))
     layout = LINE_FORMATS["user-item"][2]
     bad = np.flatnonzero(~good)
     if len(bad):
-        ends = np.r_[line_starts[1:], len(codes)]
-        text = lambda line: data[line_starts[line]:ends[line]].decode().rstrip("\r\n")  # noqa: E731
+        text = lambda line: _line_text(data, line_starts, line)  # noqa: E731
         wrong = bad[fields[bad] > 0]
         if len(wrong) and (strict or not report.kept):
             first = int(wrong[0])
@@ -492,7 +510,7 @@ def _read_user_item_columns(path: Path, strict: bool) -> Optional[Interactions]:
     tokens = np.array(data.split(), dtype=object)
     if len(bad):
         tokens = tokens[np.repeat(good, fields)]  # the tokens of the kept lines
-    del data, codes, space, token_start
+    del found, data, codes, space, token_start
     user_codes, user_names = pd.factorize(tokens[0::2])
     item_codes, item_names = pd.factorize(tokens[1::2])
     del tokens
@@ -557,13 +575,11 @@ def _read_jd_columns(path: Path) -> Optional[Interactions]:
     import pandas as pd
 
     data = path.read_bytes()
-    codes = np.frombuffer(data, np.uint8)
-    if not len(codes) or _NOT_PLAIN[codes].any():
+    found = _plain_text_layout(data)
+    if found is None:
         return None
-    space = _ASCII_WHITESPACE[codes]
+    codes, space, token_start, line_starts, tokens_per_line = found
     plus = codes == ord("+")
-    token_start = ~space
-    token_start[1:] &= space[:-1]
     token_starts = np.flatnonzero(token_start)
     num_tokens = len(token_starts)
     # '+' only occur inside tokens, so the ones from a token's start to the next token's are its own.
@@ -572,12 +588,8 @@ def _read_jd_columns(path: Path) -> Optional[Interactions]:
     separator = space | plus  # a '+' beside a separator or an end leaves an empty part
     if np.any(plus & (np.r_[True, separator[:-1]] | np.r_[separator[1:], True])):
         return None
-    line_starts = np.r_[0, np.flatnonzero(codes == ord("\n")) + 1]
-    line_starts = line_starts[line_starts < len(codes)]
-    # (Summing a bool array's uint8 view is several times faster than summing the bools.)
-    tokens_per_line = np.add.reduceat(token_start.view(np.uint8), line_starts, dtype=np.int64)
     names = _JD_FIELDS[1:]
-    del space, plus, token_start, token_starts, separator
+    del found, space, plus, token_start, token_starts, separator
     try:
         frame = pd.read_csv(
             io.BytesIO(data.translate(_JD_TO_CSV)), header=None, names=names, engine="c", quoting=csv.QUOTE_NONE,
@@ -590,9 +602,8 @@ def _read_jd_columns(path: Path) -> Optional[Interactions]:
         return None
     report = ReadReport(source=str(path), lines_read=len(tokens_per_line))
     blank = np.flatnonzero(tokens_per_line == 0)
-    ends = np.r_[line_starts[1:], len(codes)]
     for line in blank[:MAX_EXAMPLES]:
-        report.drop(int(line) + 1, BLANK_LINE, data[line_starts[line]:ends[line]].decode().rstrip("\r\n"))
+        report.drop(int(line) + 1, BLANK_LINE, _line_text(data, line_starts, int(line)))
     report.drop_uncited(BLANK_LINE, len(blank) - len(blank[:MAX_EXAMPLES]))
     del data, codes
     sessions = np.flatnonzero(tokens_per_line > 0)
