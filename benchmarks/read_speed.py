@@ -1,6 +1,7 @@
 """Reading speed: each vectorised reader against the line-by-line reader it replaces, same run.
 
-For each format (`user item` lines, JD micro-behaviour sessions) and size of
+For each format (`user item` lines, JD micro-behaviour sessions, a CSV event
+log with a header, a timestamp and four side fields) and size of
 the synthetic log (`scale.py`'s sizes, generated once into `--work-dir`),
 reads the file once with the vectorised reader and once line by line, each
 in a fresh process, and reports seconds, lines/s, events/s, the process's
@@ -21,7 +22,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scale  # noqa: E402  (the sizes, the logs, a child's peak RSS)
 
-FORMATS = ("user-item", "jd")
+FORMATS = ("user-item", "jd", "csv")
+CSV_COLUMNS = {name: name for name in ("user", "item", "timestamp", "behavior", "category", "time_interval",
+                                      "dwell_time")}  # `SyntheticLog.write`'s header
 READERS = ("vectorised", "line by line")
 
 
@@ -31,15 +34,22 @@ def _read(format: str, reader: str, path: str) -> dict:  # pylint: disable=redef
 
     from tfrec_dyn.data import readers
 
+    path = Path(path)
     start = time.perf_counter()
-    if reader == "vectorised":
-        data = (readers._read_user_item_columns(Path(path), False) if format == "user-item"
-                else readers._read_jd_columns(Path(path)))
-        if data is None:
-            raise SystemExit(f"{path} did not take the vectorised path")
+    if format == "csv":
+        first = readers._first_line(path)
+        if reader == "vectorised":
+            data = readers._read_delimited_columns(
+                path, readers._delimited_layout(first, CSV_COLUMNS, "csv", None, True, str(path)), True)
+        else:
+            data = readers._read_delimited_lines(path, first, CSV_COLUMNS, "csv", None, True, False)
+    elif reader == "vectorised":
+        data = readers._read_user_item_columns(path, False) if format == "user-item" else readers._read_jd_columns(path)
     else:
-        data = (readers._read_line_format(Path(path), "user-item", False) if format == "user-item"
-                else readers._read_jd_lines(Path(path), False))
+        data = (readers._read_line_format(path, "user-item", False) if format == "user-item"
+                else readers._read_jd_lines(path, False))
+    if data is None:
+        raise SystemExit(f"{path} did not take the vectorised path")
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "lines": data.report.lines_read, "events": int(sum(len(s) for s in data.items))}
 

@@ -90,7 +90,7 @@ def _rss() -> int:
 
 
 def log_path(work_dir: str, size: str, format: str = "user-item") -> str:  # pylint: disable=redefined-builtin
-    """The size's synthetic log in `format` ("user-item" or "jd"), generated on first use."""
+    """The size's synthetic log in `format` (`SyntheticLog.write`'s), generated on first use."""
     from tfrec_dyn.data.synthetic import LogSpec, generate_log
 
     path = os.path.join(work_dir, f"synthetic_{size}." + ("txt" if format == "user-item" else format))

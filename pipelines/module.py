@@ -12,6 +12,11 @@ behaviour-type and category vocabularies when the logs have them, giving
 `behavior_ids` / `category_ids`) and maps ids to the library's layout (0 =
 padding, 1 = OOV, tokens from 2, in vocabulary-file order), so the trained
 model, its exported vocabulary and the transformed data agree.
+
+The Trainer reads the transformed training examples as a
+`tfrec_dyn.data.UserStream`: one pass counts the items, then training
+streams the TFRecords epoch after epoch, so memory does not grow with the
+data (the "tp" trainer, which draws users at random, holds them instead).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from tfrec_dyn.data.input_pipeline import USER_ITEMS, UserStream
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
 from tfrec_dyn.serving.export import category_table, export_saved_model
@@ -73,34 +79,49 @@ def preprocessing_fn(inputs):
 
 
 # -------------------------------------------------------------------- Trainer
-def _read_sequences(file_pattern, data_accessor, schema, batch_size=1024):
-    """Each user's full known sequence (history + target) as int arrays, and
-    the side fields the examples have, aligned with them ({field: arrays}).
-
-    The training split is materialised in memory: fine for tens of millions of
-    interactions on one machine; the tf.data pipeline built from it then
-    shuffles, batches, samples negatives and shards across replicas.
-    """
+def _training_users(file_pattern, data_accessor, schema, batch_size: int = 1024) -> tf.data.Dataset:
+    """The transformed training examples as a `UserStream`'s users, in file order:
+    each user's whole training sequence (history + target) and side fields,
+    read from the TFRecords as they are needed."""
     from tfx_bsl.public import tfxio
 
     dataset = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False), schema)
-    # (feature, its target feature, side field name, dtype) of the side fields present.
-    side_features = [(f"{field}_ids", f"target_{field}_id", field, np.int32) for field in CATEGORICAL_SIDE_FIELDS]
-    side_features += [(field, f"target_{field}", field, np.float32) for field in NUMERIC_MODEL_FIELDS]
+    # (user field, its history feature, its target feature, dtype) of the fields present.
+    fields = [(USER_ITEMS, "item_ids", "target_item_id", tf.int32)]
+    fields += [(field, f"{field}_ids", f"target_{field}_id", tf.int32) for field in CATEGORICAL_SIDE_FIELDS]
+    fields += [(field, field, f"target_{field}", tf.float32) for field in NUMERIC_MODEL_FIELDS]
+
+    def whole_sequences(batch):
+        return {name: tf.cast(tf.concat([tf.RaggedTensor.from_sparse(batch[history]),
+                                         tf.RaggedTensor.from_tensor(tf.reshape(batch[target], [-1, 1]))], axis=1),
+                              dtype)
+                for name, history, target, dtype in fields if history in batch}
+
+    return dataset.map(whole_sequences).unbatch()
+
+
+def _scan_users(users: tf.data.Dataset, vocab_size: int, batch_size: int = 4096):
+    """One pass over the training users: item counts [V], the users with 2 or
+    more items, and (when they have categories) the item -> category table."""
+    counts, num_trainable = np.zeros(vocab_size, np.int64), 0
+    categories = np.zeros(vocab_size, np.int32) if "category" in users.element_spec else None
+    for batch in users.ragged_batch(batch_size):
+        items = batch[USER_ITEMS].flat_values.numpy()
+        counts += np.bincount(items, minlength=vocab_size)[:vocab_size]
+        num_trainable += int(np.count_nonzero(batch[USER_ITEMS].row_lengths().numpy() >= 2))
+        if categories is not None:
+            category_table([items], [batch["category"].flat_values.numpy()], vocab_size, table=categories)
+    return counts, num_trainable, categories
+
+
+def _in_memory(users: tf.data.Dataset):
+    """The users as `fit`'s in-memory sequences and side fields (the "tp" trainer draws users at random)."""
     sequences, side = [], {}
-    for batch in dataset:
-        lengths = tf.sparse.reduce_sum(tf.sparse.map_values(tf.ones_like, batch["item_ids"]), axis=1).numpy()
-
-        def full(feature, target, dtype):
-            history = tf.sparse.to_dense(batch[feature]).numpy()
-            targets = tf.reshape(batch[target], [-1]).numpy()
-            return [np.append(row[:n], t).astype(dtype) for row, n, t in zip(history, lengths, targets)]
-
-        sequences += full("item_ids", "target_item_id", np.int32)
-        for feature, target, field, dtype in side_features:
-            if feature in batch:
-                side.setdefault(field, []).extend(full(feature, target, dtype))
+    for user in users.as_numpy_iterator():
+        sequences.append(user.pop(USER_ITEMS))
+        for field, values in user.items():
+            side.setdefault(field, []).append(values)
     return sequences, side
 
 
@@ -131,14 +152,15 @@ def run_fn(fn_args):
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     vocab = Vocabulary.load(tft_output.vocabulary_file_by_name(ITEM_VOCABULARY))
     schema = tft_output.transformed_metadata.schema
-    sequences, side = _read_sequences(fn_args.train_files, fn_args.data_accessor, schema)
+    users = _training_users(fn_args.train_files, fn_args.data_accessor, schema)
     side_vocabs = {field: Vocabulary.load(tft_output.vocabulary_file_by_name(field))
-                   for field in CATEGORICAL_SIDE_FIELDS if field in side}
-    counts = np.bincount(np.concatenate(sequences), minlength=vocab.size)[: vocab.size]
+                   for field in CATEGORICAL_SIDE_FIELDS if field in users.element_spec}
+    counts, num_trainable, item_categories = _scan_users(users, vocab.size)
+    # Streamed: memory is a shuffle buffer of users, whatever the size of the data.
+    sequences, side = _in_memory(users) if config.trainer == "tp" else (UserStream(users, num_trainable), {})
     model, history, train_seconds = fit(config, sequences, vocab.size, counts, verbose=2,
                                         backup_dir=backup_dir(fn_args), strategy=strategy, side=side,
                                         side_vocab_sizes={field: v.size for field, v in side_vocabs.items()})
-    item_categories = category_table(sequences, side["category"], vocab.size) if "category" in side else None
     index = build_model_index(model, ClusterIndexConfig(**index_settings)) if index_settings else None
     with chief_dir(fn_args.serving_model_dir, strategy) as export_dir:  # other workers: a temporary dir
         export_saved_model(model, vocab, counts, config.max_len, export_dir, side_vocabs=side_vocabs,

@@ -15,7 +15,7 @@ from tfrec_dyn.data import (
     session_split,
     training_dataset,
 )
-from tfrec_dyn.data.input_pipeline import NegativeSampler
+from tfrec_dyn.data.input_pipeline import NegativeSampler, UserStream, streamed_training_dataset
 
 
 def _interactions(sequences, **side):
@@ -123,6 +123,53 @@ def test_training_dataset_carries_side_fields_and_the_next_category():
     np.testing.assert_array_equal(batch["next_category_ids"], [[0, 2, 3, 4]])  # the target's category
     np.testing.assert_array_equal(batch["dwell_time"], [[0.0, 5.0, 6.0, 7.0]])
     assert "next_dwell_time" not in batch
+
+
+def _user_stream(sequences, **side):
+    ragged = {"items": [np.asarray(s, np.int32) for s in sequences], **side}
+    users = tf.data.Dataset.from_tensor_slices({name: tf.ragged.constant(values) for name, values in ragged.items()})
+    return UserStream(users, sum(len(s) >= 2 for s in sequences))
+
+
+@pytest.mark.parametrize("layout", ["per_position", "per_sequence", "shared"])
+def test_streamed_batches_are_the_in_memory_ones(layout):
+    # Same users in the same order -> the same windows, side fields and negatives (one batch rule).
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(2, 30, size=n) for n in (5, 1, 2, 40, 7, 3, 12)]
+    categories = [s % 4 + 2 for s in sequences]
+    common = dict(vocab_size=60, max_len=6, batch_size=3, num_negatives=4, negative_layout=layout, seed=5,
+                  epochs=range(2, 4))
+    streamed = streamed_training_dataset(_user_stream(sequences, category=categories), shuffle_buffer=0,
+                                         side_fields=["category"], **common)
+    in_memory = training_dataset(sequences, side={"category": categories}, shuffle=False, **common)
+    pairs = list(zip(streamed, in_memory, strict=True))
+    assert len(pairs) == 2 * 2  # 6 trainable users in batches of 3, two epochs
+    for a, b in pairs:
+        assert sorted(a) == sorted(b) and "next_category_ids" in a
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_streamed_epochs_are_seeded_shuffles_that_resume():
+    sequences = [np.array([2, i + 3, i + 4]) for i in range(40)]
+    stream = _user_stream(sequences)
+
+    def epochs(first, stop, buffer=64):
+        dataset = streamed_training_dataset(stream, 50, 2, 8, num_negatives=1, shuffle_buffer=buffer,
+                                            epochs=range(first, stop))
+        return [np.concatenate([b["targets"][:, -1] for b in list(dataset)[i:i + 5]]) for i in range(0, 5 * (stop - first), 5)]
+
+    full, resumed = epochs(0, 3), epochs(1, 3)
+    for epoch in full:
+        assert sorted(epoch) == [i + 4 for i in range(40)]  # every user once an epoch
+    assert not np.array_equal(full[0], full[1]) and not np.array_equal(full[0], np.arange(4, 44))
+    for a, b in zip(full[1:], resumed, strict=True):
+        np.testing.assert_array_equal(a, b)  # epoch e is the same whether or not epochs before it ran here
+    blocks = epochs(0, 1, buffer=16)[0]  # permuted within blocks of 16 users, in the stream's block order
+    for start in (0, 16, 32):
+        assert sorted(blocks[start:start + 16]) == list(range(start + 4, min(start + 16, 40) + 4))
+    with pytest.raises(ValueError, match="no \\['dwell_time'\\]"):
+        streamed_training_dataset(stream, 50, 2, 8, side_fields=["dwell_time"])
 
 
 def test_session_split_holds_out_whole_sessions_predicting_every_move():

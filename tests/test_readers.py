@@ -467,3 +467,58 @@ def test_real_jd_sample():
     assert data.side["time_interval"][0][0] == float(interval)
     assert data.side["dwell_time"][0][0] == float(dwell)
     assert set(np.concatenate(data.side["behavior"])) <= {str(b) for b in range(1, 11)}
+
+
+# ------------------------------------------------------- vectorised CSV / TSV
+LOG_COLUMNS = {"user": "user", "item": "item", "timestamp": "timestamp", "behavior": "behavior",
+               "category": "category", "time_interval": "time_interval", "dwell_time": "dwell_time"}
+
+
+def _delimited_both_ways(path, columns, fmt, header=True):
+    """(the vectorised reading or None, the line reader's) of a CSV/TSV file."""
+    from tfrec_dyn.data.readers import _delimited_layout, _first_line, _read_delimited_columns, _read_delimited_lines
+
+    first = _first_line(path)
+    fast = _read_delimited_columns(path, _delimited_layout(first, columns, fmt, None, header, str(path)), header)
+    return fast, _read_delimited_lines(path, first, columns, fmt, None, header, False)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_delimited_vectorised_reader_equals_the_line_reader(tmp_path, fmt):
+    from tfrec_dyn.data.synthetic import LogSpec, generate_log
+
+    path = tmp_path / f"log.{fmt}"
+    generate_log(LogSpec(num_users=200, num_items=300, mean_length=6, seed=2)).write(str(path), fmt)
+    sep = "," if fmt == "csv" else "\t"
+    lines = path.read_text().splitlines()
+    lines[0] += f"{sep}note"  # an unmapped column, kept raw
+    spellings = [" 7", "1e-3", ".5", "3.", "+2", "-0", "1E2 ", "1_0"]  # `float` takes them all
+    for i in range(1, len(lines)):
+        if i % 11 == 0:  # a spelt-out dwell time
+            lines[i] = sep.join(lines[i].split(sep)[:-1] + [spellings[i % len(spellings)]])
+        note = '"a, ""quoted"" note"' if fmt == "csv" else ' raw "text" '
+        lines[i] += f"{sep}{note if i % 7 else ''}"
+    path.write_text("\r\n".join(lines) + "\r\n")
+    fast, slow = _delimited_both_ways(path, LOG_COLUMNS, fmt)
+    assert fast is not None  # the file takes the vectorised path
+    _same_interactions(fast, slow)
+    assert fast.report.kept == len(lines) - 1 and not fast.report.dropped_total
+    # ISO 8601 timestamps (naive = UTC, offsets, fractions) give the line reader's seconds too.
+    stamps = ["2024-03-01T10:00:00", "2024-03-01 10:00:00.250+02:00", "2024-03-01T09:59:59Z", "2024-03-01"]
+    iso = tmp_path / f"iso.{fmt}"
+    iso.write_text("\n".join([sep.join(["user", "item", "timestamp"])] +
+                             [sep.join(["u1", f"i{n}", stamp]) for n, stamp in enumerate(stamps)]) + "\n")
+    fast, slow = _delimited_both_ways(iso, {"user": "user", "item": "item", "timestamp": "timestamp"}, fmt)
+    assert fast is not None
+    _same_interactions(fast, slow)
+    assert fast.items[0].tolist() == ["i3", "i1", "i2", "i0"]  # ordered by time
+
+
+@pytest.mark.parametrize("bad", ["", "u1,i1", "u1,i1,5,extra", "u1, ,5", "u1,i1,nan", "u1,i1,0x10", "u1,i1,inf",
+                                 '"u1\nstill u1",i1,5', "ü,i1,5", "u1,i1,2024-03-01T10:00:00.1234567"])
+def test_delimited_file_with_any_odd_line_is_read_line_by_line(tmp_path, bad):
+    path = write(tmp_path / "log.csv", f"user,item,dwell\nu1,i0,4\n{bad}\nu2,i2,6\n")
+    columns = {"user": "user", "item": "item", "dwell_time": "dwell"}
+    fast, slow = _delimited_both_ways(path, columns, "csv")
+    assert fast is None
+    assert read_log(path, columns).report == slow.report and slow.report.kept >= 2

@@ -1,7 +1,8 @@
 """Data layer: readers, the canonical `Interactions` form, vocabularies, splits, tf.data."""
 
 from tfrec_dyn.data.datasets import BUILTIN, item_titles, load_dataset
-from tfrec_dyn.data.input_pipeline import NegativeSampler, pad_left, training_dataset
+from tfrec_dyn.data.input_pipeline import (NegativeSampler, UserStream, pad_left, streamed_training_dataset,
+                                           training_dataset)
 from tfrec_dyn.data.interactions import Interactions, ReadReport
 from tfrec_dyn.data.readers import (
     DataFormatError,
@@ -29,5 +30,5 @@ __all__ = [
     "OOV_ID", "PAD_ID", "ReadReport", "Vocabulary", "existing_new_users", "head_mask", "head_tail_users",
     "item_titles", "k_core", "leave_one_out", "load_dataset", "pad_left", "read_jd_sessions",
     "read_log", "read_movielens_100k", "read_movielens_1m", "read_user_item", "select_users", "session_split",
-    "training_dataset",
+    "streamed_training_dataset", "training_dataset", "UserStream",
 ]

@@ -1,5 +1,10 @@
 """`tf.data` input pipelines for next-item training and evaluation.
 
+Two sources, one batch rule: `training_dataset` takes the training
+sequences in memory; `streamed_training_dataset` takes a `UserStream`, a
+`tf.data.Dataset` of users read from storage as training needs them (the
+TFX Trainer's TFRecords), for data that does not fit.
+
 Training examples follow SASRec: for a user's (encoded) training sequence
 s_1..s_n the input is s_1..s_{n-1} and the target at every position is the
 next item s_2..s_n; both are truncated to the last `max_len` items and left
@@ -21,6 +26,7 @@ every position (`next_category_ids`: what HUP's category level predicts).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -33,6 +39,7 @@ SAMPLERS = ("uniform", "popularity")  # per-position and per-user negatives
 SHARED_SAMPLERS = SAMPLERS + ("in_batch", "mixed")  # negatives shared by a batch
 NEGATIVE_LAYOUTS = ("per_position", "per_sequence", "shared")  # see the module docstring
 _MAX_REJECTION_ROUNDS = 100
+USER_ITEMS = "items"  # a user's item sequence, in the users a batch is built from
 
 
 def feature_name(side_field: str) -> str:
@@ -55,24 +62,39 @@ def trainable_rows(sequences: Sequence[np.ndarray]) -> List[int]:
     return [i for i, s in enumerate(sequences) if len(s) >= 2]
 
 
-def next_item_arrays(sequences: Sequence[np.ndarray], max_len: int, side: Optional[Dict[str, Sequence[np.ndarray]]] = None):
-    """Input/target arrays for every user with at least 2 items.
+def _ragged_constant(sequences: Sequence[np.ndarray], dtype) -> tf.RaggedTensor:
+    """[N, None] RaggedTensor of `sequences`: their items once, no padding."""
+    lengths = np.fromiter((len(s) for s in sequences), np.int64, count=len(sequences))
+    flat = np.concatenate([np.asarray(s, dtype) for s in sequences] + [np.zeros(0, dtype)])
+    return tf.RaggedTensor.from_row_lengths(tf.constant(flat), tf.constant(lengths))
 
-    Returns (features dict, kept row indices).  Features: `item_ids` and
-    `targets` [U, max_len] plus each side field's input window (and its
-    `next_` window for categorical fields).
-    """
-    rows = trainable_rows(sequences)
-    features = {
-        "item_ids": pad_left([sequences[i][:-1] for i in rows], max_len),
-        "targets": pad_left([sequences[i][1:] for i in rows], max_len),
-    }
-    for name, seqs in (side or {}).items():
-        dtype = np.int32 if name in CATEGORICAL_SIDE_FIELDS else np.float32
-        features[feature_name(name)] = pad_left([seqs[i][:-1] for i in rows], max_len, dtype=dtype)
-        if name in CATEGORICAL_SIDE_FIELDS:
-            features["next_" + feature_name(name)] = pad_left([seqs[i][1:] for i in rows], max_len, dtype=dtype)
-    return features, rows
+
+def next_item_windows(sequences: tf.RaggedTensor, max_len: int):
+    """[B, None] sequences -> (inputs, nexts) [B, max_len]: the last `max_len`
+    entries of each sequence but its last, and of each but its first, left
+    padded with 0. Only those 2·B·max_len entries are read, however long a
+    sequence is."""
+    pairs = tf.maximum(sequences.row_lengths() - 1, 0)  # (input, next) pairs of each row
+    offset = tf.range(max_len, dtype=tf.int64)[tf.newaxis] - (max_len - pairs[:, tf.newaxis])
+    present = offset >= 0  # left padding where the row has fewer than max_len pairs
+    index = tf.where(present, sequences.row_starts()[:, tf.newaxis] + offset, 0)
+    padding = tf.zeros_like(index, sequences.dtype)
+    return (tf.where(present, tf.gather(sequences.values, index), padding),
+            tf.where(present, tf.gather(sequences.values, index + 1), padding))
+
+
+def _window_features(users: Dict[str, tf.RaggedTensor], max_len: int) -> Dict[str, tf.Tensor]:
+    """A batch of users (`items` and side fields, [B, None] each) -> the batch
+    keys of the module docstring, negatives aside."""
+    features = {}
+    features["item_ids"], features["targets"] = next_item_windows(users[USER_ITEMS], max_len)
+    for name, values in users.items():
+        if name != USER_ITEMS:
+            inputs, nexts = next_item_windows(values, max_len)
+            features[feature_name(name)] = inputs
+            if name in CATEGORICAL_SIDE_FIELDS:
+                features["next_" + feature_name(name)] = nexts
+    return features
 
 
 def history_keys(sequences: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
@@ -86,16 +108,17 @@ def history_keys(sequences: Sequence[np.ndarray], vocab_size: int) -> np.ndarray
 class NegativeSampler:
     """Draws item ids (2..V-1) uniformly or by popularity, never from a history.
 
-    `sequences` are the histories, one per row.  `sample(rows, shape, seed)`
-    rejection-samples with stateless RNG: every draw that hits its row's
-    history is redrawn until none does.  Membership is one binary search in
-    the sorted keys of all histories (`history_keys`), so memory is the
-    number of distinct interactions, whatever the longest history (a dense
-    [users, longest history] matrix is 80 GB for one user with 20k items
-    among 1M users).
+    `sample(rows, shape, seed)` rejection-samples with stateless RNG: every
+    draw that hits its row's history is redrawn until none does. The
+    histories are either `sequences` (one per row, given once) or the
+    `histories` of one call ([B, None] RaggedTensor, row i for `rows` i).
+    Membership is one binary search in the sorted keys `row * V + item` of
+    the histories (`history_keys`), so memory is the number of distinct
+    interactions, whatever the longest history (a dense [users, longest
+    history] matrix is 80 GB for one user with 20k items among 1M users).
     """
 
-    def __init__(self, vocab_size: int, sequences: Sequence[np.ndarray], sampler: str = "uniform",
+    def __init__(self, vocab_size: int, sequences: Optional[Sequence[np.ndarray]] = None, sampler: str = "uniform",
                  item_counts=None):
         if sampler not in SAMPLERS:
             raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}")
@@ -103,10 +126,12 @@ class NegativeSampler:
             raise ValueError("the popularity sampler needs `item_counts`")
         self.vocab_size = int(vocab_size)
         self.sampler = sampler
-        keys = history_keys(sequences, vocab_size)
-        if not len(keys):
-            raise ValueError("the negative sampler needs the histories it keeps negatives out of; got none")
-        self._keys = tf.constant(keys)
+        self._keys = None
+        if sequences is not None:
+            keys = history_keys(sequences, vocab_size)
+            if not len(keys):
+                raise ValueError("the negative sampler needs the histories it keeps negatives out of; got none")
+            self._keys = tf.constant(keys)
         if sampler == "popularity":
             counts = np.asarray(item_counts, dtype=np.float64)[NUM_RESERVED:]
             with np.errstate(divide="ignore"):
@@ -119,17 +144,22 @@ class NegativeSampler:
         flat = tf.random.stateless_categorical(self._log_probs, tf.reduce_prod(shape), seed, dtype=tf.int32)
         return tf.reshape(flat, shape) + NUM_RESERVED
 
-    def sample(self, rows: tf.Tensor, shape, seed: tf.Tensor) -> tf.Tensor:
-        """rows: [B] indices into `sequences`; shape [B, ...]; seed: int64 [2]."""
+    def sample(self, rows: tf.Tensor, shape, seed: tf.Tensor, histories: Optional[tf.RaggedTensor] = None) -> tf.Tensor:
+        """rows: [B] indices into `sequences` (or `histories`); shape [B, ...]; seed: int64 [2]."""
         rows = tf.cast(rows, tf.int64)
+        if histories is None:
+            if self._keys is None:
+                raise ValueError("this sampler was built without `sequences`: pass the batch's `histories`")
+            keys = self._keys
+        else:
+            keys = tf.sort(histories.value_rowids() * self.vocab_size + tf.cast(histories.values, tf.int64))
+        keys = tf.concat([[-1], keys], 0)  # a sentinel below every key: the search never falls off an empty set
 
         def collisions(candidates):
             flat = tf.reshape(candidates, [tf.shape(rows)[0], -1])
-            keys = tf.reshape(rows[:, tf.newaxis] * self.vocab_size + tf.cast(flat, tf.int64), [-1])
-            position = tf.minimum(tf.searchsorted(self._keys, keys, out_type=tf.int64),
-                                  tf.size(self._keys, tf.int64) - 1)
-            hit = tf.equal(tf.gather(self._keys, position), keys)
-            return tf.reshape(hit, tf.shape(candidates))
+            wanted = tf.reshape(rows[:, tf.newaxis] * self.vocab_size + tf.cast(flat, tf.int64), [-1])
+            position = tf.minimum(tf.searchsorted(keys, wanted, out_type=tf.int64), tf.size(keys, tf.int64) - 1)
+            return tf.reshape(tf.equal(tf.gather(keys, position), wanted), tf.shape(candidates))
 
         def redraw(round_, candidates):
             fresh = self._draw(shape, seed + tf.cast(tf.stack([0, round_ + 1]), seed.dtype))
@@ -211,6 +241,20 @@ class SharedNegativeSampler:
         return negatives, tf.gather(self.log_q, negatives), tf.gather(self.log_q, targets)
 
 
+@dataclasses.dataclass(frozen=True)
+class UserStream:
+    """Training users read as training needs them, for data that does not fit in memory.
+
+    `users` yields one user at a time: a dict of `items` (int32 [n], the
+    user's whole training sequence, oldest first) and the side fields the
+    model reads ([n] each, aligned), in a fixed order. `num_trainable`: how
+    many of them have 2 or more items (the examples of an epoch).
+    """
+
+    users: tf.data.Dataset
+    num_trainable: int
+
+
 def training_dataset(
     sequences: Sequence[np.ndarray],
     vocab_size: int,
@@ -232,7 +276,8 @@ def training_dataset(
     users with fewer than 2 items have no (input, target) pair and are left out.
     `negative_layout` ("per_position", "per_sequence" or "shared") and
     `num_negatives`, `sampler`: the negatives of the model's loss (see the
-    module docstring).
+    module docstring). The sequences are held once, unpadded; a batch pads
+    only its own windows.
 
     Each epoch's order and negatives are a function of (`seed`, epoch number)
     alone. With `epochs=range(first, stop)` the dataset is those epochs one
@@ -241,11 +286,93 @@ def training_dataset(
     `epochs=None` every iteration over the dataset is one epoch under a fresh
     seeded epoch number.
     """
-    if batch_size <= 0 or max_len <= 0:
-        raise ValueError(f"`batch_size` and `max_len` must be positive, got {batch_size}, {max_len}")
-    features, rows = next_item_arrays(sequences, max_len, side)
+    rows = trainable_rows(sequences)
     if not rows:
         raise ValueError("no training sequence has 2 or more items: nothing to train on")
+    users = {USER_ITEMS: _ragged_constant([sequences[i] for i in rows], np.int32)}
+    for name, values in (side or {}).items():
+        dtype = np.int32 if name in CATEGORICAL_SIDE_FIELDS else np.float32
+        users[name] = _ragged_constant([values[i] for i in rows], dtype)
+
+    def epoch_batches(epoch_seed):
+        order = tf.range(len(rows), dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, epoch_seed)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+        return batches.map(lambda batch_rows: {name: tf.gather(values, batch_rows) for name, values in users.items()})
+
+    return _next_item_batches(epoch_batches, vocab_size, max_len, batch_size, num_negatives, sampler, item_counts,
+                              negative_layout, seed, epochs)
+
+
+def streamed_training_dataset(
+    stream: UserStream,
+    vocab_size: int,
+    max_len: int,
+    batch_size: int,
+    num_negatives: int = 1,
+    sampler: str = "uniform",
+    item_counts=None,
+    negative_layout: str = "per_position",
+    side_fields: Sequence[str] = (),
+    seed: int = 0,
+    shuffle_buffer: int = 100_000,
+    drop_remainder: bool = False,
+    epochs: Optional[range] = None,
+) -> tf.data.Dataset:
+    """`training_dataset` over users read from `stream` as they are needed.
+
+    The same batches from the same users, built by the same rule; what
+    differs is the order: each epoch permutes the stream's users within
+    consecutive blocks of `shuffle_buffer` users (a uniform shuffle when the
+    stream has no more users than that; 0: the stream's order). The
+    permutation is stateless, a function of (`seed`, epoch, block), so a
+    resumed run still sees what an uninterrupted one saw. (A block shuffle
+    rather than `Dataset.shuffle`'s sliding buffer, whose seed TF combines
+    with the global one.) Memory is one block and one batch of users,
+    whatever the size of the data.
+    `side_fields`: those of the stream's side fields the batches carry.
+    """
+    if stream.num_trainable <= 0:
+        raise ValueError("no training sequence has 2 or more items: nothing to train on")
+    if shuffle_buffer < 0:
+        raise ValueError(f"`shuffle_buffer` must be 0 or more, got {shuffle_buffer}")
+    missing = sorted(set(side_fields) - set(stream.users.element_spec))
+    if missing:
+        raise ValueError(f"the users of this stream have no {missing}: they have {sorted(stream.users.element_spec)}")
+    trainable = stream.users.filter(lambda user: tf.size(user[USER_ITEMS]) >= 2).map(
+        lambda user: {name: user[name] for name in (USER_ITEMS, *side_fields)})
+
+    def permuted(epoch_seed, index, block):
+        # Stateless, keyed apart from the negatives' seeds (whose high word is the seed itself): the
+        # order is a function of (seed, epoch, block), whatever TF's global seed.
+        block_seed = epoch_seed * [1, 1 << 32] + [1 << 48, index]
+        order = tf.random.experimental.stateless_shuffle(tf.range(block[USER_ITEMS].nrows()), block_seed)
+        return {name: tf.gather(values, order) for name, values in block.items()}
+
+    def epoch_batches(epoch_seed):
+        users = trainable
+        if shuffle_buffer:
+            users = users.ragged_batch(shuffle_buffer).enumerate().map(
+                lambda index, block: permuted(epoch_seed, index, block)).unbatch()
+        return users.ragged_batch(batch_size, drop_remainder=drop_remainder)
+
+    dataset = _next_item_batches(epoch_batches, vocab_size, max_len, batch_size, num_negatives, sampler,
+                                 item_counts, negative_layout, seed, epochs)
+    # Replicas and workers split batches, not files: a worker reading a subset of the files would
+    # count another number of batches than the steps of an epoch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _next_item_batches(epoch_batches, vocab_size, max_len, batch_size, num_negatives, sampler, item_counts,
+                       negative_layout, seed, epochs) -> tf.data.Dataset:
+    """The batches of both sources: `epoch_batches(epoch_seed)` gives one
+    epoch's batches of users ({`items`, side fields: [B, None]}); this adds
+    their windows and negatives, and strings the epochs together."""
+    if batch_size <= 0 or max_len <= 0:
+        raise ValueError(f"`batch_size` and `max_len` must be positive, got {batch_size}, {max_len}")
     if negative_layout not in NEGATIVE_LAYOUTS:
         raise ValueError(f"`negative_layout` must be one of {NEGATIVE_LAYOUTS}, got {negative_layout!r}")
     shared = num_negatives > 0 and negative_layout == "shared"
@@ -253,29 +380,25 @@ def training_dataset(
         raise ValueError(f"the {sampler!r} negative sampler draws negatives shared by a batch: it is for "
                          f"loss='sampled_softmax'; this loss draws them {negative_layout.replace('_', ' ')} "
                          f"({' or '.join(SAMPLERS)})")
-    features = {name: tf.constant(values) for name, values in features.items()}
-    num_rows = len(rows)
-    negative_sampler = NegativeSampler(vocab_size, [sequences[i] for i in rows], sampler, item_counts) \
+    negative_sampler = NegativeSampler(vocab_size, None, sampler, item_counts) \
         if num_negatives > 0 and not shared else None
     shared_sampler = SharedNegativeSampler(vocab_size, num_negatives, sampler, item_counts) if shared else None
 
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
-        order = tf.range(num_rows, dtype=tf.int64)
-        if shuffle:
-            order = tf.random.experimental.stateless_shuffle(order, epoch_seed)
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
-        return batches.enumerate().map(lambda index, rows_: make_batch(epoch_seed, index, rows_),
-                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return epoch_batches(epoch_seed).enumerate().map(lambda index, users: make_batch(epoch_seed, index, users),
+                                                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    def make_batch(epoch_seed, index, batch_rows):
-        batch = {name: tf.gather(values, batch_rows) for name, values in features.items()}
+    def make_batch(epoch_seed, index, users):
+        batch = _window_features(users, max_len)
         # Distinct from the shuffle's key: the epoch goes in the high bits, the batch in the low ones.
         batch_seed = epoch_seed * [1, 1 << 32] + [0, index + 1]
         if negative_sampler is not None:
             per_user = [tf.shape(batch["item_ids"])[0]] if negative_layout == "per_sequence" \
                 else tf.unstack(tf.shape(batch["item_ids"]))
-            batch["negatives"] = negative_sampler.sample(batch_rows, tf.stack(per_user + [num_negatives]), batch_seed)
+            histories = users[USER_ITEMS]  # the whole training sequence, not only the window
+            batch["negatives"] = negative_sampler.sample(tf.range(histories.nrows()), tf.stack(per_user + [num_negatives]),
+                                                         batch_seed, histories=histories)
         if shared_sampler is not None:
             batch["shared_negatives"], batch["shared_log_q"], batch["target_log_q"] = shared_sampler.sample(
                 batch["targets"], batch_seed)
@@ -289,7 +412,8 @@ def training_dataset(
     return keys.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
-def steps_per_epoch(sequences: Sequence[np.ndarray], batch_size: int, drop_remainder: bool = False) -> int:
-    """Batches in one epoch of `training_dataset` over `sequences`."""
-    examples = len(trainable_rows(sequences))
+def steps_per_epoch(sequences, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one epoch of `training_dataset` over `sequences` (or of
+    `streamed_training_dataset` over a `UserStream`)."""
+    examples = sequences.num_trainable if isinstance(sequences, UserStream) else len(trainable_rows(sequences))
     return examples // batch_size if drop_remainder else -(-examples // batch_size)

@@ -25,6 +25,18 @@ KNOWN_SIDE_FIELDS = CATEGORICAL_SIDE_FIELDS + NUMERIC_SIDE_FIELDS
 MAX_EXAMPLES = 20
 
 
+def _strings(values: Sequence) -> np.ndarray:
+    """`values` as a 1-D object array of str: as they are when they already are
+    strings (checked by pandas in C), else each one's `str()`."""
+    import pandas as pd
+
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    if pd.api.types.infer_dtype(array, skipna=False) == "string":
+        return array
+    return np.asarray([str(value) for value in array], dtype=object)
+
+
 def item_run_starts(items: np.ndarray) -> np.ndarray:
     """Positions where a run of consecutive events on one item starts (a
     micro-behaviour log repeats an item; the held-out targets of
@@ -156,28 +168,25 @@ class Interactions:
         a log that is already in time order stays as it is.  Users appear in
         order of first appearance.
         """
-        users = np.asarray([str(u) for u in users], dtype=object)
-        items = np.asarray([str(i) for i in items], dtype=object)
+        import pandas as pd
+
+        users, items = _strings(users), _strings(items)
         side = {k: np.asarray(v) for k, v in (side or {}).items()}
         n = len(users)
         if len(items) != n or any(len(v) != n for v in side.values()):
             raise ValueError("all event columns must have the same length")
         if n == 0:
             return cls([], [], {name: [] for name in side}, report)
-        # Group by user keeping first-appearance order, then order inside groups.
-        # (A dict numbers users by first appearance ~10x faster than np.unique
-        # sorts an object array.)
-        first_seen: Dict[str, int] = {}
-        group_rank = np.fromiter(
-            (first_seen.setdefault(user, len(first_seen)) for user in users), dtype=np.int64, count=n
-        )
+        # Group by user keeping first-appearance order (a hash table: no Python work per
+        # event), then order inside groups.
+        group_rank = pd.factorize(users)[0]
         keys = [np.arange(n), group_rank]
         if order_by and order_by in side:
             keys.insert(1, side[order_by].astype(np.float64))
         order = np.lexsort(keys)  # last key is primary: user, then time, then file order
+        boundaries = np.flatnonzero(np.diff(group_rank[order])) + 1
         users, items = users[order], items[order]
         side = {k: v[order] for k, v in side.items()}
-        boundaries = np.flatnonzero(users[1:] != users[:-1]) + 1
         starts = np.concatenate([[0], boundaries])
         ends = np.concatenate([boundaries, [n]])
         return cls(

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import errno
 import gc
 import io
@@ -719,15 +720,23 @@ def extra_field_names(sources: Iterable[Any]) -> List[str]:
     return names
 
 
-def delimited_parser(first_line: str, columns: Mapping[str, Union[str, int]], fmt: str = "csv",
-                     delimiter: Optional[str] = None, header: bool = True, source: str = "log"):
-    """`(parse, field_names, layout)` for CSV/TSV lines whose first line is
-    `first_line` (the header, or with `header=False` a line fixing the width).
+@dataclasses.dataclass(frozen=True)
+class _DelimitedLayout:
+    """What a CSV/TSV file's first line fixes: how a line splits, and each output
+    field's name, source position and converter (the mapped fields, then the rest raw)."""
 
-    Shared by `read_log` and the Beam sequence step, which reads the header of
-    each file itself.  Raises `DataFormatError` naming `source` when a mapped
-    column is missing.
-    """
+    split: Callable[[str], List[str]]
+    delimiter: str
+    quoted: bool  # CSV: fields may be quoted; TSV lines are split as they are
+    width: int
+    names: List[str]
+    positions: List[int]
+    converters: List[Callable[[Any], Any]]
+    layout: str  # the expected line, for messages
+
+
+def _delimited_layout(first_line: str, columns: Mapping[str, Union[str, int]], fmt: str, delimiter: Optional[str],
+                      header: bool, source: str) -> _DelimitedLayout:
     columns = _check_columns(columns, named=header)
     delimiter = delimiter or ("," if fmt == "csv" else "\t")
     if fmt == "csv":
@@ -749,31 +758,124 @@ def delimited_parser(first_line: str, columns: Mapping[str, Union[str, int]], fm
     if header and len(set(first)) != len(first):
         raise DataFormatError(f"{source}: the header {first} repeats a column name")
 
-    # Output names, source positions and converters: the mapped fields, then the rest raw.
     positions = [sources.index(source_) for _, source_ in columns]
     unmapped = [position for position in range(len(sources)) if position not in positions]
     names = [name for name, _ in columns]
     names += extra_field_names(sources[position] if header else f"column_{position}" for position in unmapped)
-    positions += unmapped
     converters = [_converter(name) for name, _ in columns] + [str] * len(unmapped)
-    width = len(sources)
+    kind = "comma" if delimiter == "," else repr(delimiter)
+    layout = f"{len(sources)} {kind}-separated fields" + (f" {first}" if header else "")
+    return _DelimitedLayout(split, delimiter, fmt == "csv", len(sources), names, positions + unmapped, converters,
+                            layout)
+
+
+def delimited_parser(first_line: str, columns: Mapping[str, Union[str, int]], fmt: str = "csv",
+                     delimiter: Optional[str] = None, header: bool = True, source: str = "log"):
+    """`(parse, field_names, layout)` for CSV/TSV lines whose first line is
+    `first_line` (the header, or with `header=False` a line fixing the width).
+
+    Shared by `read_log` and the Beam sequence step, which reads the header of
+    each file itself.  Raises `DataFormatError` naming `source` when a mapped
+    column is missing.
+    """
+    fields = _delimited_layout(first_line, columns, fmt, delimiter, header, source)
 
     def parse(text: str, number: int) -> List[Row]:
-        values = split(text)
-        if len(values) != width:
-            raise _wrong_field_count(len(values), width)
-        return [tuple(_convert_all(names, converters, [values[position] for position in positions]))]
+        values = fields.split(text)
+        if len(values) != fields.width:
+            raise _wrong_field_count(len(values), fields.width)
+        return [tuple(_convert_all(fields.names, fields.converters,
+                                   [values[position] for position in fields.positions]))]
 
-    kind = "comma" if delimiter == "," else repr(delimiter)
-    layout = f"{width} {kind}-separated fields" + (f" {first}" if header else "")
-    return parse, names, layout
+    return parse, fields.names, fields.layout
 
 
 def _read_delimited(path: Path, columns, fmt: str, delimiter: str, header: bool, strict: bool) -> Interactions:
-    parse, names, layout = delimited_parser(_first_line(path), columns, fmt, delimiter, header, source=str(path))
+    first_line = _first_line(path)
+    data = _read_delimited_columns(path, _delimited_layout(first_line, columns, fmt, delimiter, header, str(path)),
+                                   header)
+    return data if data is not None else _read_delimited_lines(path, first_line, columns, fmt, delimiter, header, strict)
+
+
+def _read_delimited_lines(path: Path, first_line: str, columns, fmt: str, delimiter: str, header: bool,
+                          strict: bool) -> Interactions:
+    parse, names, layout = delimited_parser(first_line, columns, fmt, delimiter, header, source=str(path))
     report = ReadReport(source=str(path))
     rows = _read_lines(path, parse, report, strict=strict, layout=layout, skip_header=header)
     return _build(rows, names, report)
+
+
+# ISO 8601 date-times that Python's `datetime.fromisoformat` and pandas read alike.
+_ISO_DATE_TIME = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}:\d{2})?"
+
+
+def _column_values(convert: Callable[[Any], Any], column) -> Optional[np.ndarray]:
+    """A CSV column (pandas strings) converted as `convert` does value by value
+    and held as `_side_array` holds it; None when a value would not convert
+    (or might convert otherwise), so that the line reader, which quarantines
+    it, takes the file."""
+    import pandas as pd
+
+    if convert is str:
+        return column.to_numpy(dtype=object)
+    # Each distinct spelling is converted once (ids and side values repeat), in C where it can be.
+    codes, spellings = pd.factorize(column)
+    if convert is _text:
+        stripped = spellings.str.strip()
+        if (stripped == "").any():
+            return None
+        ids, distinct = pd.factorize(stripped)  # " a" and "a" are one id: one string, shared by its events
+        return distinct.to_numpy(dtype=object)[ids[codes]]
+    try:  # `float` of each spelling
+        numbers = spellings.to_numpy(dtype=np.str_).astype(np.float64)[codes]
+    except ValueError:
+        if convert is not _timestamp:
+            return None
+        stripped = spellings.str.strip()
+        if not stripped.str.fullmatch(_ISO_DATE_TIME).all():
+            return None
+        moments = pd.to_datetime(stripped, format="ISO8601", utc=True)  # naive ones as UTC, as `_timestamp`
+        # Whole microseconds since the epoch over 10^6, as `datetime.timestamp` computes it.
+        micros = (moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+        return (micros.to_numpy(np.int64) / 1e6)[codes]
+    return numbers if np.isfinite(numbers).all() else None
+
+
+@_gc_paused()
+def _read_delimited_columns(path: Path, fields: _DelimitedLayout, header: bool) -> Optional[Interactions]:
+    """`read_log` of a clean plain-ASCII CSV/TSV file, whole-file and vectorised
+    (pandas' C parser, then each column converted at once); None for any
+    other file, which the line reader then reads with the same result: a
+    file with a blank, malformed or unconvertible line (quarantined line by
+    line, with its number), a quoted field across lines, or a byte that is
+    not plain ASCII."""
+    import pandas as pd
+
+    data = path.read_bytes()
+    found = _plain_text_layout(data)
+    if found is None or len(found[4]) <= header or (found[4] == 0).any():
+        return None
+    num_rows = len(found[4]) - header
+    del found
+    try:
+        frame = pd.read_csv(io.BytesIO(data), sep=fields.delimiter, header=None, names=range(fields.width),
+                            skiprows=1 if header else 0, dtype=str, na_filter=False, skip_blank_lines=False,
+                            quoting=csv.QUOTE_MINIMAL if fields.quoted else csv.QUOTE_NONE, engine="c",
+                            on_bad_lines="error")
+    except (pd.errors.ParserError, ValueError):
+        return None  # a line of too many fields
+    del data
+    if len(frame) != num_rows or frame.isna().to_numpy().any():
+        return None  # a quoted field across lines, or a line of too few fields
+    columns = {}
+    for name, position, convert in zip(fields.names, fields.positions, fields.converters):
+        columns[name] = _column_values(convert, frame[position])
+        if columns[name] is None:
+            return None
+    del frame
+    report = ReadReport(source=str(path), lines_read=num_rows, kept=num_rows)
+    users, items = columns.pop("user"), columns.pop("item")
+    return Interactions.from_events(users, items, columns, order_by="timestamp", report=report)
 
 
 def jsonl_parser(columns: Mapping[str, Union[str, int]]) -> Tuple[LineParser, List[str]]:

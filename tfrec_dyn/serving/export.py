@@ -264,10 +264,11 @@ def _without_optimizer(model):
         model.optimizer = optimizer
 
 
-def category_table(sequences, categories, vocab_size: int) -> np.ndarray:
+def category_table(sequences, categories, vocab_size: int, table: Optional[np.ndarray] = None) -> np.ndarray:
     """[V] the category id each item was last seen with (0: never), from aligned
-    encoded item and category sequences: what serving fills in for a missing category."""
-    table = np.zeros(vocab_size, np.int32)
+    encoded item and category sequences: what serving fills in for a missing category.
+    With `table` (that of the sequences before these), it is updated in place."""
+    table = np.zeros(vocab_size, np.int32) if table is None else table
     if len(sequences):
         # Each item's last occurrence is its first in the reversed stream (NumPy does not promise
         # which of repeated indices a fancy assignment keeps, so that is not left to it).

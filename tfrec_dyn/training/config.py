@@ -39,6 +39,10 @@ class TrainConfig:
       epochs: passes over the training users.
       batch_size: examples per replica; the global batch is
         `batch_size * strategy.num_replicas_in_sync`.
+      shuffle_buffer: a streamed epoch permutes its users within blocks of
+        this many (the TFX Trainer reads its users from TFRecords as
+        training goes; a uniform shuffle when there are no more users than
+        this). In-memory training shuffles every user.
       learning_rate: Adam learning rate.
       optimizer: "adam" (Keras' Adam) or "lazy_adam", which updates only the
         item-table rows a batch touched, so a step's cost does not grow
@@ -92,6 +96,7 @@ class TrainConfig:
     max_len: int = 50
     epochs: int = 50
     batch_size: int = 128
+    shuffle_buffer: int = 100_000
     learning_rate: float = 1e-3
     optimizer: str = "adam"
     loss: Optional[str] = None
@@ -115,6 +120,8 @@ class TrainConfig:
         for name in ("max_len", "epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {name}={getattr(self, name)}")
+        if self.shuffle_buffer < 0:
+            raise ValueError(f"`shuffle_buffer` must be 0 or more, got shuffle_buffer={self.shuffle_buffer}")
         if self.learning_rate <= 0:
             raise ValueError(f"`learning_rate` must be positive, got {self.learning_rate}")
         if self.optimizer not in OPTIMIZERS:

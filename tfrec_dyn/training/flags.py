@@ -51,6 +51,8 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=128, help="per replica")
+    parser.add_argument("--shuffle-buffer", type=int, default=100_000, metavar="USERS",
+                        help="a streamed epoch (the TFX Trainer's) is shuffled in blocks of this many users")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                         help="lazy_adam: update only the item rows a batch touched (large catalogues)")
@@ -79,7 +81,7 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
         "model": args.model, "data": args.data, "data_format": args.data_format, "columns": args.columns,
         "k_core": args.k_core, "max_items": args.max_items, "split": args.split, "split_seed": args.split_seed,
         "max_len": args.max_len, "epochs": args.epochs, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "optimizer": args.optimizer,
+        "shuffle_buffer": args.shuffle_buffer, "learning_rate": args.learning_rate, "optimizer": args.optimizer,
         "loss": args.loss, "negative_sampler": args.negative_sampler,
         "num_negatives": args.num_negatives, "hyperparameters": dict(args.hp),
         "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,

@@ -20,7 +20,8 @@ import tf_keras as keras
 from tfrec_dyn.metrics import evaluate
 from tfrec_dyn.metrics.evaluation import EVAL_KS, evaluate_model, model_features, negatives_cache_dir
 from tfrec_dyn.metrics.scoring import Scorer
-from tfrec_dyn.data.input_pipeline import steps_per_epoch, trainable_rows, training_dataset
+from tfrec_dyn.data.input_pipeline import (UserStream, steps_per_epoch, streamed_training_dataset, trainable_rows,
+                                           training_dataset)
 from tfrec_dyn.data.splits import head_mask
 from tfrec_dyn.data.user_tasks import user_task_dataset
 from tfrec_dyn.models import MODELS, build_model
@@ -91,6 +92,11 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     """Builds `config.model` inside the strategy's scope and trains it on encoded
     training sequences; returns (model, keras History, training seconds).
 
+    `sequences` are in memory (a list of int arrays), or a `UserStream` read
+    as training goes (the TFX Trainer's; it carries its side fields itself,
+    and each epoch is shuffled through `config.shuffle_buffer` users). The
+    "tp" trainer draws users at random, so it needs them in memory.
+
     `side` ({field: encoded sequences aligned with `sequences`}) and
     `side_vocab_sizes` ({categorical field: vocabulary size}) feed the models
     that read side fields (their `side_fields`, e.g. HUP): such a model gets
@@ -107,7 +113,8 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or make_strategy(config.strategy)
     side, side_vocab_sizes = side or {}, side_vocab_sizes or {}
-    fields = [f for f in getattr(MODELS.get(config.model.lower()), "side_fields", ()) if f in side]
+    available = set(side) | (set(sequences.users.element_spec) if isinstance(sequences, UserStream) else set())
+    fields = [f for f in getattr(MODELS.get(config.model.lower()), "side_fields", ()) if f in available]
     sizes = {f"{field}_vocab_size": side_vocab_sizes[field] for field in fields if field in side_vocab_sizes}
     with strategy.scope(), precision_scope(config.mixed_precision):
         model = build_model(config.model, vocab_size, config.max_len, **{**sizes, **config.model_kwargs()})
@@ -122,15 +129,22 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
             print(f"resuming after epoch {first_epoch} of {config.epochs} from {backup_dir}", flush=True)
     start = time.perf_counter()
     if config.trainer == "tp":
+        if isinstance(sequences, UserStream):
+            raise ValueError("the 'tp' trainer draws users at random: it needs the training sequences in memory, "
+                             "not a UserStream")
         history = fit_transferrable(model, config, strategy, sequences, vocab_size, item_counts, num_negatives,
                                     callbacks, verbose, first_epoch)
     else:
         global_batch = config.batch_size * strategy.num_replicas_in_sync
-        dataset = training_dataset(sequences, vocab_size, config.max_len, global_batch, num_negatives=num_negatives,
-                                   sampler=config.negative_sampler, item_counts=item_counts, seed=config.seed,
-                                   negative_layout=model.negative_layout or "per_position",
-                                   side={field: side[field] for field in fields},
-                                   epochs=range(first_epoch, config.epochs))
+        settings = dict(vocab_size=vocab_size, max_len=config.max_len, batch_size=global_batch,
+                        num_negatives=num_negatives, sampler=config.negative_sampler, item_counts=item_counts,
+                        negative_layout=model.negative_layout or "per_position", seed=config.seed,
+                        epochs=range(first_epoch, config.epochs))
+        if isinstance(sequences, UserStream):
+            dataset = streamed_training_dataset(sequences, side_fields=fields, shuffle_buffer=config.shuffle_buffer,
+                                                **settings)
+        else:
+            dataset = training_dataset(sequences, side={field: side[field] for field in fields}, **settings)
         history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
                             verbose=verbose, callbacks=callbacks)
     if backup_dir:
