@@ -45,6 +45,13 @@ def component_times(metadata_path: str) -> list:
     return rows
 
 
+def _summary(stdout: str) -> list:
+    """The runner's closing summary (from "ML Metadata:" on) and the Trainer's epoch lines."""
+    lines = stdout.strip().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("ML Metadata:")), 0)
+    return [line for line in lines[:start] if "/epoch" in line] + lines[start:]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["S"], choices=sorted(scale.SIZES))
@@ -73,7 +80,7 @@ def main(argv=None) -> int:
         done = scale._timed(command, args.timeout)
         components = component_times(os.path.join(root, "root", "metadata.sqlite"))
         results.append({"size": size, "seconds": done["seconds"], "peak_rss": done["peak_rss"],
-                        "components": components, "report": done["stdout"].strip().splitlines()[-12:]})
+                        "components": components, "report": _summary(done["stdout"])})
         print(f"{size}: {done['seconds']:.0f} s, peak RSS {done['peak_rss'] / 1e9:.2f} GB")
         for name, state, seconds in components:
             print(f"  {name}: {state} {seconds:.0f} s")

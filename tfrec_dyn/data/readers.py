@@ -810,45 +810,47 @@ _ISO_DATE_TIME = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)
 
 
 def _column_values(convert: Callable[[Any], Any], column) -> Optional[np.ndarray]:
-    """A CSV column (pandas strings) converted as `convert` does value by value
-    and held as `_side_array` holds it; None when a value would not convert
-    (or might convert otherwise), so that the line reader, which quarantines
-    it, takes the file."""
+    """A CSV column as pandas parsed it (float64 or categorical strings)
+    converted as `convert` does value by value and held as `_side_array` holds
+    it; None when a value would not convert (or might convert otherwise), so
+    that the line reader, which quarantines it, takes the file."""
     import pandas as pd
 
+    if column.dtype == np.float64:  # parsed by Python's own float (`float_precision="round_trip"`)
+        numbers = column.to_numpy()
+        return numbers if np.isfinite(numbers).all() else None
+    # Categorical: each distinct spelling is converted once (ids and side values repeat).
+    codes, spellings = column.cat.codes.to_numpy(), column.cat.categories
     if convert is str:
-        return column.to_numpy(dtype=object)
-    # Each distinct spelling is converted once (ids and side values repeat), in C where it can be.
-    codes, spellings = pd.factorize(column)
+        return spellings.to_numpy(dtype=object)[codes]
     if convert is _text:
         stripped = spellings.str.strip()
         if (stripped == "").any():
             return None
         ids, distinct = pd.factorize(stripped)  # " a" and "a" are one id: one string, shared by its events
         return distinct.to_numpy(dtype=object)[ids[codes]]
-    try:  # `float` of each spelling
-        numbers = spellings.to_numpy(dtype=np.str_).astype(np.float64)[codes]
-    except ValueError:
-        if convert is not _timestamp:
-            return None
-        stripped = spellings.str.strip()
-        if not stripped.str.fullmatch(_ISO_DATE_TIME).all():
-            return None
-        moments = pd.to_datetime(stripped, format="ISO8601", utc=True)  # naive ones as UTC, as `_timestamp`
-        # Whole microseconds since the epoch over 10^6, as `datetime.timestamp` computes it.
-        micros = (moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
-        return (micros.to_numpy(np.int64) / 1e6)[codes]
-    return numbers if np.isfinite(numbers).all() else None
+    stripped = spellings.str.strip()  # timestamps that are not all numbers: ISO 8601 date-times?
+    if not stripped.str.fullmatch(_ISO_DATE_TIME).all():
+        return None
+    moments = pd.to_datetime(stripped, format="ISO8601", utc=True)  # naive ones as UTC, as `_timestamp`
+    # Whole microseconds since the epoch over 10^6, as `datetime.timestamp` computes it.
+    micros = (moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    return (micros.to_numpy(np.int64) / 1e6)[codes]
 
 
 @_gc_paused()
 def _read_delimited_columns(path: Path, fields: _DelimitedLayout, header: bool) -> Optional[Interactions]:
-    """`read_log` of a clean plain-ASCII CSV/TSV file, whole-file and vectorised
-    (pandas' C parser, then each column converted at once); None for any
-    other file, which the line reader then reads with the same result: a
-    file with a blank, malformed or unconvertible line (quarantined line by
-    line, with its number), a quoted field across lines, or a byte that is
-    not plain ASCII."""
+    """`read_log` of a clean plain-ASCII CSV/TSV file, whole-file and vectorised;
+    None for any other file, which the line reader then reads with the same
+    result: a file with a blank, malformed or unconvertible line (quarantined
+    line by line, with its number), a quoted field across lines, or a byte
+    that is not plain ASCII.
+
+    pandas' C parser reads numbers straight into float64 (with Python's float
+    parsing; a spelling it does not take, such as `1_0`, sends the file to the
+    line reader) and every other column as categorical strings (one string per
+    distinct value), so memory stays near the data's; a timestamp column
+    that is not all numbers is read again as strings (ISO 8601)."""
     import pandas as pd
 
     data = path.read_bytes()
@@ -857,13 +859,24 @@ def _read_delimited_columns(path: Path, fields: _DelimitedLayout, header: bool) 
         return None
     num_rows = len(found[4]) - header
     del found
-    try:
-        frame = pd.read_csv(io.BytesIO(data), sep=fields.delimiter, header=None, names=range(fields.width),
-                            skiprows=1 if header else 0, dtype=str, na_filter=False, skip_blank_lines=False,
-                            quoting=csv.QUOTE_MINIMAL if fields.quoted else csv.QUOTE_NONE, engine="c",
-                            on_bad_lines="error")
-    except (pd.errors.ParserError, ValueError):
-        return None  # a line of too many fields
+    numeric = {position for position, convert in zip(fields.positions, fields.converters)
+               if convert in (_number, _timestamp)}
+    timestamps = {position for position, convert in zip(fields.positions, fields.converters) if convert is _timestamp}
+    frame = None
+    for strings in (set(), timestamps):
+        try:
+            frame = pd.read_csv(io.BytesIO(data), sep=fields.delimiter, header=None, names=range(fields.width),
+                                skiprows=1 if header else 0, na_filter=False, skip_blank_lines=False,
+                                dtype={p: np.float64 if p in numeric - strings else "category" for p in range(fields.width)},
+                                float_precision="round_trip",
+                                quoting=csv.QUOTE_MINIMAL if fields.quoted else csv.QUOTE_NONE, engine="c",
+                                on_bad_lines="error")
+            break
+        except (pd.errors.ParserError, ValueError):  # too many fields, or a value that is not a number
+            if not timestamps:
+                return None
+    if frame is None:
+        return None
     del data
     if len(frame) != num_rows or frame.isna().to_numpy().any():
         return None  # a quoted field across lines, or a line of too few fields
