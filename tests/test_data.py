@@ -15,7 +15,7 @@ from tfrec_dyn.data import (
     session_split,
     training_dataset,
 )
-from tfrec_dyn.data.input_pipeline import NegativeSampler, UserStream, streamed_training_dataset
+from tfrec_dyn.data.input_pipeline import NegativeSampler, UserStream, next_item_windows, streamed_training_dataset
 
 
 def _interactions(sequences, **side):
@@ -106,6 +106,16 @@ def test_head_tail_and_existing_new_users():
 # ------------------------------------------------------------- input pipeline
 def test_pad_left_truncates_to_the_most_recent_items():
     np.testing.assert_array_equal(pad_left([[1, 2, 3, 4], [5]], 3), [[2, 3, 4], [0, 0, 5]])
+
+
+def test_next_item_windows_are_the_last_pairs_left_padded():
+    inputs, nexts = next_item_windows(tf.ragged.constant([[5, 6, 7, 8], [9, 4], [3], []], tf.int64), max_len=2)
+    np.testing.assert_array_equal(inputs, [[6, 7], [0, 9], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(nexts, [[7, 8], [0, 4], [0, 0], [0, 0]])
+    # A batch with no pair at all (no value, or one) is all padding.
+    for rows in ([[]], [[3]]):
+        inputs, nexts = next_item_windows(tf.ragged.constant(rows, tf.float32, ragged_rank=1), max_len=3)
+        np.testing.assert_array_equal(tf.concat([inputs, nexts], 0), np.zeros((2, 3)))
 
 
 def test_training_dataset_targets_are_the_next_items():

@@ -522,3 +522,20 @@ def test_delimited_file_with_any_odd_line_is_read_line_by_line(tmp_path, bad):
     fast, slow = _delimited_both_ways(path, columns, "csv")
     assert fast is None
     assert read_log(path, columns).report == slow.report and slow.report.kept >= 2
+
+
+@pytest.mark.parametrize("text", [
+    "user,item,note\nu1,i1,5,7\nu2,i2,6,8\nu3,i3,9\n",  # a field too many (pandas' index inference)
+    "user,item,note\nu1,i1,5,7\nu2,i2,6\n",  # ... on the first line only
+    'user,item,note\nu1,i1,"x,y"\nu2,i2,"z",w\n',  # ... beside a quoted delimiter
+    "user,item,note\nu1,i1,x\nu2,i2\n",  # a field too few, in a column of strings
+    *(f"user,item,timestamp\nu1,i1,2024-03-01T10:00\nu2,i2,{stamp}\n" for stamp in [
+        "2024-02-30", "2024-03-01T24:00", "2024-03-01T10:00:60", "2024-03-01Z", "2024-03-01+02:00",
+        "1600-03-01T10:00", "2300-03-01T10:00"]),  # not a date, or one pandas and Python may read apart
+])
+def test_delimited_file_the_vectorised_reader_cannot_take_exactly_is_read_line_by_line(tmp_path, text):
+    path = write(tmp_path / "log.csv", text)
+    columns = {name: name for name in text.split("\n", 1)[0].split(",") if name != "note"}
+    fast, slow = _delimited_both_ways(path, columns, "csv")
+    assert fast is None
+    _same_interactions(read_log(path, columns), slow)

@@ -77,10 +77,12 @@ def next_item_windows(sequences: tf.RaggedTensor, max_len: int):
     pairs = tf.maximum(sequences.row_lengths() - 1, 0)  # (input, next) pairs of each row
     offset = tf.range(max_len, dtype=tf.int64)[tf.newaxis] - (max_len - pairs[:, tf.newaxis])
     present = offset >= 0  # left padding where the row has fewer than max_len pairs
-    index = tf.where(present, sequences.row_starts()[:, tf.newaxis] + offset, 0)
-    padding = tf.zeros_like(index, sequences.dtype)
-    return (tf.where(present, tf.gather(sequences.values, index), padding),
-            tf.where(present, tf.gather(sequences.values, index + 1), padding))
+    # The padding points at one 0 appended to the values (there may be no others).
+    values = tf.concat([sequences.values, tf.zeros([1], sequences.dtype)], 0)
+    padding = tf.size(sequences.values, out_type=tf.int64)
+    index = sequences.row_starts()[:, tf.newaxis] + offset
+    return (tf.gather(values, tf.where(present, index, padding)),
+            tf.gather(values, tf.where(present, index + 1, padding)))
 
 
 def _window_features(users: Dict[str, tf.RaggedTensor], max_len: int) -> Dict[str, tf.Tensor]:

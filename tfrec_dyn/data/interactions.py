@@ -16,6 +16,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfrec_dyn.data.vocabulary import as_strings
+
 # Side fields with a meaning the library knows.  Categorical ones go through a
 # vocabulary; numeric ones are kept as numbers.
 CATEGORICAL_SIDE_FIELDS = ("behavior", "category")
@@ -23,18 +25,6 @@ NUMERIC_SIDE_FIELDS = ("dwell_time", "time_interval", "timestamp", "rating")
 KNOWN_SIDE_FIELDS = CATEGORICAL_SIDE_FIELDS + NUMERIC_SIDE_FIELDS
 
 MAX_EXAMPLES = 20
-
-
-def _strings(values: Sequence) -> np.ndarray:
-    """`values` as a 1-D object array of str: as they are when they already are
-    strings (checked by pandas in C), else each one's `str()`."""
-    import pandas as pd
-
-    array = np.empty(len(values), dtype=object)
-    array[:] = values
-    if pd.api.types.infer_dtype(array, skipna=False) == "string":
-        return array
-    return np.asarray([str(value) for value in array], dtype=object)
 
 
 def item_run_starts(items: np.ndarray) -> np.ndarray:
@@ -170,7 +160,7 @@ class Interactions:
         """
         import pandas as pd
 
-        users, items = _strings(users), _strings(items)
+        users, items = as_strings(users), as_strings(items)
         side = {k: np.asarray(v) for k, v in (side or {}).items()}
         n = len(users)
         if len(items) != n or any(len(v) != n for v in side.values()):

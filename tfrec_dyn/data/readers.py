@@ -805,8 +805,9 @@ def _read_delimited_lines(path: Path, first_line: str, columns, fmt: str, delimi
     return _build(rows, names, report)
 
 
-# ISO 8601 date-times that Python's `datetime.fromisoformat` and pandas read alike.
-_ISO_DATE_TIME = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?(?:Z|[+-]\d{2}:\d{2})?"
+# ISO 8601 date-times that Python's `datetime.fromisoformat` and pandas read alike: years
+# well inside pandas' nanosecond range (1677-2262), an offset only after a time.
+_ISO_DATE_TIME = r"(?:1[7-9]|2[01])\d{2}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?"
 
 
 def _column_values(convert: Callable[[Any], Any], column) -> Optional[np.ndarray]:
@@ -829,10 +830,15 @@ def _column_values(convert: Callable[[Any], Any], column) -> Optional[np.ndarray
             return None
         ids, distinct = pd.factorize(stripped)  # " a" and "a" are one id: one string, shared by its events
         return distinct.to_numpy(dtype=object)[ids[codes]]
+    if convert is not _timestamp:
+        return None  # a number column read as strings (it shares its source column with a text field)
     stripped = spellings.str.strip()  # timestamps that are not all numbers: ISO 8601 date-times?
     if not stripped.str.fullmatch(_ISO_DATE_TIME).all():
         return None
-    moments = pd.to_datetime(stripped, format="ISO8601", utc=True)  # naive ones as UTC, as `_timestamp`
+    try:
+        moments = pd.to_datetime(stripped, format="ISO8601", utc=True)  # naive ones as UTC, as `_timestamp`
+    except ValueError:  # such as 2024-02-30 or a leap second: the line reader quarantines the line
+        return None
     # Whole microseconds since the epoch over 10^6, as `datetime.timestamp` computes it.
     micros = (moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
     return (micros.to_numpy(np.int64) / 1e6)[codes]
@@ -857,29 +863,45 @@ def _read_delimited_columns(path: Path, fields: _DelimitedLayout, header: bool) 
     found = _plain_text_layout(data)
     if found is None or len(found[4]) <= header or (found[4] == 0).any():
         return None
-    num_rows = len(found[4]) - header
+    codes, line_starts = found[0], found[3]
     del found
+    num_rows = len(line_starts) - header
+    # Fields per line from the bytes (pandas would fill a short line with empty
+    # strings, and take the first field of a long one for an index): the
+    # delimiters outside quotes, where an even number of quotes comes before.
+    delimiters = codes == ord(fields.delimiter)
+    if fields.quoted:
+        quotes = codes == ord('"')
+        if quotes.any():
+            delimiters &= (np.cumsum(quotes, dtype=np.uint8) & 1) == 0  # (mod 256 keeps the parity)
+            del quotes
+    if (np.add.reduceat(delimiters.view(np.uint8), line_starts, dtype=np.int64) != fields.width - 1).any():
+        return None
+    del codes, delimiters, line_starts
     numeric = {position for position, convert in zip(fields.positions, fields.converters)
                if convert in (_number, _timestamp)}
+    numeric -= {position for position, convert in zip(fields.positions, fields.converters)
+                if convert not in (_number, _timestamp)}  # a column mapped to a text field too stays text
     timestamps = {position for position, convert in zip(fields.positions, fields.converters) if convert is _timestamp}
     frame = None
     for strings in (set(), timestamps):
         try:
             frame = pd.read_csv(io.BytesIO(data), sep=fields.delimiter, header=None, names=range(fields.width),
-                                skiprows=1 if header else 0, na_filter=False, skip_blank_lines=False,
-                                dtype={p: np.float64 if p in numeric - strings else "category" for p in range(fields.width)},
-                                float_precision="round_trip",
+                                index_col=False, skiprows=1 if header else 0, na_filter=False,
+                                skip_blank_lines=False, float_precision="round_trip",
+                                dtype={p: np.float64 if p in numeric - strings else "category"
+                                       for p in range(fields.width)},
                                 quoting=csv.QUOTE_MINIMAL if fields.quoted else csv.QUOTE_NONE, engine="c",
                                 on_bad_lines="error")
             break
-        except (pd.errors.ParserError, ValueError):  # too many fields, or a value that is not a number
+        except (pd.errors.ParserError, ValueError):  # a value that is not a number
             if not timestamps:
                 return None
     if frame is None:
         return None
     del data
     if len(frame) != num_rows or frame.isna().to_numpy().any():
-        return None  # a quoted field across lines, or a line of too few fields
+        return None  # a quoted field across lines
     columns = {}
     for name, position, convert in zip(fields.names, fields.positions, fields.converters):
         columns[name] = _column_values(convert, frame[position])

@@ -31,14 +31,21 @@ PAD_TOKEN = ""
 OOV_TOKEN = "[OOV]"
 
 
-def _strings(values: np.ndarray) -> np.ndarray:
-    """`values` as an object array of `str` (ids read from JSON may be numbers;
-    a vocabulary holds their text)."""
+def as_strings(values: Sequence) -> np.ndarray:
+    """`values` as a 1-D object array of `str`: as they are when they already
+    are strings (checked by pandas in C), else each one's `str()` (ids read from
+    JSON may be numbers; a vocabulary holds their text)."""
     import pandas as pd
 
-    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
-        return values
-    return values.astype(str).astype(object)
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values.astype(str).astype(object)
+    array = values
+    if not isinstance(values, np.ndarray):
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+    if pd.api.types.infer_dtype(array, skipna=False) in ("string", "empty"):
+        return array
+    return np.asarray([str(value) for value in array], dtype=object)
 
 
 def _flatten(sequences: Iterable[Sequence]) -> np.ndarray:
@@ -78,7 +85,7 @@ class Vocabulary:
         the tokens, no Python work per token."""
         import pandas as pd
 
-        codes, uniques = pd.factorize(_strings(_flatten(sequences)))  # uniques in order of first appearance
+        codes, uniques = pd.factorize(as_strings(_flatten(sequences)))  # uniques in order of first appearance
         counts = np.bincount(codes, minlength=len(uniques))
         order = np.argsort(-counts, kind="stable")
         return cls(uniques[order[counts[order] >= min_count]].tolist())
@@ -98,7 +105,7 @@ class Vocabulary:
         """Raw ids -> int32 ids; unknown ids map to `OOV_ID`.  Vectorised (a
         hash lookup in C per token), so encoding a whole log is one call."""
         tokens = tokens if isinstance(tokens, np.ndarray) else np.asarray(list(tokens), dtype=object)
-        positions = self._lookup.get_indexer(_strings(tokens.ravel()))
+        positions = self._lookup.get_indexer(as_strings(tokens.ravel()))
         return np.where(positions >= 0, positions + NUM_RESERVED, OOV_ID).astype(np.int32).reshape(tokens.shape)
 
     def encode_sequences(self, sequences: Sequence[Sequence]) -> List[np.ndarray]:

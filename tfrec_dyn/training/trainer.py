@@ -172,8 +172,11 @@ def resume_epoch(backup_dir: str, config: TrainConfig, record: bool = True) -> i
                                  "delete it to start this one afresh")
     elif record:
         os.makedirs(backup_dir, exist_ok=True)
-        with open(recorded, "w") as f:
+        # Written aside and renamed: the other workers check this file as the
+        # chief writes it, and must never read it half written.
+        with open(recorded + ".tmp", "w") as f:
             f.write(config.to_json())
+        os.replace(recorded + ".tmp", recorded)
     checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))  # where BackupAndRestore writes
     if checkpoint is None:
         return 0
