@@ -140,7 +140,7 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
     from tfrec_dyn.data.datasets import load_dataset
     from tfrec_dyn.data.input_pipeline import training_dataset
     from tfrec_dyn.metrics import Scorer, evaluate
-    from tfrec_dyn.metrics.evaluation import sample_users
+    from tfrec_dyn.data.splits import sample_users
     from tfrec_dyn.models import build_model
     from tfrec_dyn.serving.export import export_saved_model
     from tfrec_dyn.training.optimizers import make_optimizer
@@ -175,7 +175,7 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
     row["train_loss"] = float(model.history.history["loss"][-1])
 
     arrays = prepared.eval_arrays("test", MAX_LEN)
-    rows = sample_users(len(arrays.targets), args.eval_users)
+    rows = sample_users(arrays.user_ids, args.eval_users)
     histories, targets = arrays.histories[rows], arrays.targets[rows]
     scorer = Scorer(model)
     evaluate(scorer, histories[:EVAL_BATCH], targets[:EVAL_BATCH], batch_size=EVAL_BATCH)  # trace

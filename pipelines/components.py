@@ -69,24 +69,27 @@ def SequenceExampleGen(  # pylint: disable=invalid-name
     columns: tfx.dsl.components.Parameter[str] = "{}",
     input_fingerprint: tfx.dsl.components.Parameter[str] = "",  # pylint: disable=redefined-outer-name
     max_events_per_user: tfx.dsl.components.Parameter[int] = beam_sequences.MAX_EVENTS_PER_USER,
+    eval_users: tfx.dsl.components.Parameter[int] = 0,
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ):
     """Raw interaction logs -> leave-one-out sequence examples + quarantined rows.
 
     `columns` (JSON) maps canonical names to the columns of "csv"/"tsv" logs;
     each user keeps its newest `max_events_per_user` events (the others are
-    counted as truncated in the quarantine artifact's `counts`).
+    counted as truncated in the quarantine artifact's `counts`); `eval_users`
+    > 0 adds the split `eval_sample`, the eval examples of the seeded sample
+    of that many users that `tfrec-dyn evaluate --eval-users` scores.
     """
     del input_fingerprint  # only part of the cache key
     outputs = beam_pipeline | beam_sequences.RawLogsToSequenceExamples(
         _file_pattern(input_base, data_format), data_format, json.loads(columns) or None,
-        max_events_per_user=max_events_per_user)
+        max_events_per_user=max_events_per_user, eval_users=eval_users or None)
     beam_sequences.write_outputs(outputs, examples.uri, quarantine.uri)
     result = beam_pipeline.run()
     result.wait_until_finish()
     counts = beam_sequences.counters(result)
 
-    examples.split_names = json.dumps(list(beam_sequences.SPLITS))
+    examples.split_names = json.dumps([name for name in outputs if name != beam_sequences.QUARANTINE])
     examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
     quarantined = sum(v for k, v in counts.items() if k.startswith("quarantined"))
     for name, artifact_ in (("lines_read", examples), ("lines_kept", examples), ("users", examples)):

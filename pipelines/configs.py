@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional
 
+from tfrec_dyn.data import beam_sequences
 from tfrec_dyn.data.datasets import BUILTIN, canonical_format, guess_format
 from tfrec_dyn.serving.index import CONFIG_KEY, add_index_flags, index_config
 from tfrec_dyn.training.flags import add_train_flags, train_config_fields
@@ -68,6 +69,17 @@ class PipelineConfig:
     @property
     def model_name(self) -> str:
         return self.train.get("model", "sasrec")
+
+    @property
+    def eval_users(self) -> Optional[int]:
+        """The Evaluator scores a seeded sample of this many users (the
+        Trainer's `eval_users`, as `tfrec-dyn evaluate` does); None: all."""
+        return self.train.get("eval_users")
+
+    @property
+    def eval_split(self) -> str:
+        """The ExampleGen split the Evaluator reads."""
+        return beam_sequences.EVAL_SAMPLE if self.eval_users else "eval"
 
     @property
     def metadata_path(self) -> str:

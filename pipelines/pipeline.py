@@ -50,7 +50,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     # Raw logs -> per-user sequence examples (train / eval), malformed rows quarantined.
     example_gen = SequenceExampleGen(
         input_base=config.data_root, data_format=config.data_format, columns=json.dumps(config.columns or {}),
-        input_fingerprint=input_fingerprint(config.data_root))
+        input_fingerprint=input_fingerprint(config.data_root), eval_users=config.eval_users or 0)
     # Data statistics, an inferred schema, and anomalies against it.
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -72,10 +72,11 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("latest_blessed_model")
-    # HR@10 / NDCG@10 / MRR on the raw eval split, as `tfrec-dyn evaluate` measures them; blesses or not.
+    # HR@10 / NDCG@10 / MRR on the raw eval split (or its `--eval-users` sample), as `tfrec-dyn
+    # evaluate` measures them; blesses or not.
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["model"], example_splits=["eval"], eval_config=eval_config(config))
+        baseline_model=baseline.outputs["model"], example_splits=[config.eval_split], eval_config=eval_config(config))
     # Only a blessed model reaches saved_models/<model>/<version>/ (TF Serving's layout).
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],

@@ -15,7 +15,9 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from tfrec_dyn.data import DataFormatError, leave_one_out, read_jd_sessions, read_movielens_100k
+from tfrec_dyn.data.splits import sample_users
 from tfrec_dyn.data.beam_sequences import (
+    EVAL_SAMPLE,
     EventsToSequenceExamples,
     RawLogsToSequenceExamples,
     feature_spec,
@@ -293,12 +295,13 @@ def test_matches_leave_one_out_on_movielens_with_multi_processing(tmp_path):
     logs.write_text("".join(head))
     out = tmp_path / "out"
     counts = run_sequence_job(str(logs), str(out), "ml-100k", beam_args=[
-        "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+        "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+        eval_users=7)
 
     data = read_movielens_100k(str(logs))
     split = leave_one_out(data)
     examples = {}
-    for name in SPLITS:
+    for name in (*SPLITS, EVAL_SAMPLE):
         files = glob.glob(str(out / "examples" / f"Split-{name}" / "*.gz"))
         examples[name] = {f["user_id"][0]: f for f in (
             _decode(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP"))}
@@ -306,6 +309,10 @@ def test_matches_leave_one_out_on_movielens_with_multi_processing(tmp_path):
     assert counts["examples: train"] == len(examples["train"]) == split.train.num_users
     assert counts["examples: eval"] == len(examples["eval"]) == split.test.num_users
     assert counts["short users (train only)"] == split.num_short_users
+    # The eval examples of the users `sample_users` draws (what `tfrec-dyn evaluate --eval-users 7` scores).
+    sampled = [split.test.inputs.user_ids[row] for row in sample_users(split.test.inputs.user_ids, 7)]
+    assert counts[f"examples: {EVAL_SAMPLE}"] == 7 and sorted(examples[EVAL_SAMPLE]) == sorted(sampled)
+    assert all(examples[EVAL_SAMPLE][user] == examples["eval"][user] for user in sampled)
 
     train = examples["train"]
     for user, items, ratings in zip(split.train.user_ids, split.train.items, split.train.side["rating"]):

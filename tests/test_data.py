@@ -108,6 +108,20 @@ def test_pad_left_truncates_to_the_most_recent_items():
     np.testing.assert_array_equal(pad_left([[1, 2, 3, 4], [5]], 3), [[2, 3, 4], [0, 0, 5]])
 
 
+def test_the_eval_user_sample_is_decided_by_each_id_alone():
+    from tfrec_dyn.data.splits import sample_users, user_sample_keys
+
+    ids = [f"user{n}" for n in range(500)]
+    picked = {ids[row] for row in sample_users(ids, 50)}
+    shuffled = list(np.random.default_rng(0).permutation(ids))
+    assert len(picked) == 50 and {shuffled[row] for row in sample_users(shuffled, 50)} == picked
+    # The 50 smallest keys, a different sample under another seed, and numbers as their text.
+    keys = user_sample_keys(ids)
+    assert max(keys[[ids.index(user) for user in picked]]) < min(np.delete(keys, [ids.index(u) for u in picked]))
+    assert {ids[row] for row in sample_users(ids, 50, seed=1)} != picked
+    np.testing.assert_array_equal(user_sample_keys([7, "7"]), user_sample_keys(["7", "7"]))
+
+
 def test_next_item_windows_are_the_last_pairs_left_padded():
     inputs, nexts = next_item_windows(tf.ragged.constant([[5, 6, 7, 8], [9, 4], [3], []], tf.int64), max_len=2)
     np.testing.assert_array_equal(inputs, [[6, 7], [0, 9], [0, 0], [0, 0]])

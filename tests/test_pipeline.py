@@ -111,14 +111,16 @@ def _serve_pushed(*version_dirs):
 def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
     """One pipeline, four runs: push; rerun from the cache; a value threshold
     above what the model reaches; a worse model against the change threshold.
-    The Evaluator's HR@10 / NDCG@10 are `tfrec-dyn evaluate`'s on the Trainer's model."""
+    The Evaluator's HR@10 / NDCG@10 are `tfrec-dyn evaluate`'s on the Trainer's
+    model, both on the same seeded sample of 150 of the 300 users (`--eval-users`;
+    the other pipeline tests evaluate every user)."""
     from pipelines.report import evaluation_figures
 
     data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
     _patterned_log(data)
     metadata = str(root / "metadata.sqlite")
 
-    report = _run(data, root, serving, extra=("--epochs", "10"))
+    report = _run(data, root, serving, extra=("--epochs", "10", "--eval-users", "150"))
     states = _executions(metadata)
     for component in COMPONENTS:
         assert _node(states, component) == ["COMPLETE"], (component, states)
@@ -131,6 +133,7 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
     # The same model, the same data, one protocol: the same figures.
     evaluator = evaluation_figures(_latest_artifact(metadata, "ModelEvaluation").uri)
     cli = _cli_evaluate(os.path.join(_latest_artifact(metadata, "ModelRun").uri, "run"))
+    assert evaluator["example_count"] == 150, evaluator
     for name in ("HR@10", "NDCG@10", "MRR"):
         assert evaluator[name] == pytest.approx(cli[name], abs=1e-6), (name, evaluator, cli)
     hit_rate = evaluator["HR@10"]
@@ -138,18 +141,18 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
 
     # A second run with nothing changed reuses the cached executions up to the
     # Trainer (the Evaluator reruns: its baseline is now the blessed model).
-    _run(data, root, serving, extra=("--epochs", "10"))
+    _run(data, root, serving, extra=("--epochs", "10", "--eval-users", "150"))
     states = _executions(metadata)
     for component in ["SequenceExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"]:
         assert _node(states, component) == ["COMPLETE", "CACHED"], (component, states)
     pushed = sorted(os.listdir(serving / "sasrec"))
 
     # A value threshold above the model's HR@10: not blessed, nothing pushed.
-    report = _run(data, root, serving, extra=("--epochs", "10"), hr_threshold=hit_rate + 0.01)
+    report = _run(data, root, serving, extra=("--epochs", "10", "--eval-users", "150"), hr_threshold=hit_rate + 0.01)
     assert "blessed: False" in report and "not pushed" in report, report
     # A deliberately worse model (untrained for all practical purposes: one
     # epoch at a tiny learning rate) against the change threshold: rejected.
-    report = _run(data, root, serving, extra=("--learning-rate", "1e-7"))
+    report = _run(data, root, serving, extra=("--learning-rate", "1e-7", "--eval-users", "150"))
     assert "blessed: False" in report and "not pushed" in report, report
     worse = evaluation_figures(_latest_artifact(metadata, "ModelEvaluation").uri)
     assert worse["HR@10"] < hit_rate - 0.02, (worse, hit_rate)

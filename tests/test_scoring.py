@@ -9,7 +9,8 @@ from graphs import all_graphs, whole_table_reads
 from tfrec_dyn.data.vocabulary import Vocabulary
 from tfrec_dyn.layers.chunks import fold_chunks, top_k_over_chunks
 from tfrec_dyn.metrics import Scorer, evaluate, rank_of_target, top_k_items
-from tfrec_dyn.metrics.evaluation import EvalArrays, evaluate_model, sample_users
+from tfrec_dyn.data.splits import sample_users
+from tfrec_dyn.metrics.evaluation import EvalArrays, evaluate_model
 from tfrec_dyn.metrics.scoring import full_protocol_ranks
 from tfrec_dyn.models import build_model
 from tfrec_dyn.training.transfer import TransferrableTrainer
@@ -174,16 +175,16 @@ def test_a_sample_of_users_gets_exactly_its_rows_of_the_whole_evaluation(tmp_pat
     settings = dict(protocols=("full", "sampled"), num_negatives=5, cache_dir=str(tmp_path))
     whole = evaluate_model(model, arrays, vocab, np.ones(V), **settings)
     part = evaluate_model(model, arrays, vocab, np.ones(V), eval_users=5, **settings)
-    rows = sample_users(USERS, 5)
+    rows = sample_users(arrays.user_ids, 5)
     assert len(rows) == 5 and np.all(np.diff(rows) > 0)
-    np.testing.assert_array_equal(rows, sample_users(USERS, 5))  # seeded: every model gets the same users
+    np.testing.assert_array_equal(rows, sample_users(arrays.user_ids, 5))  # seeded: every model gets the same users
     for protocol in ("full", "sampled"):
         np.testing.assert_array_equal(part[protocol].ranks, whole[protocol].ranks[rows])
         assert part[protocol].metrics["NDCG@10"] == pytest.approx(whole[protocol].metrics_for(rows)["NDCG@10"])
-    np.testing.assert_array_equal(sample_users(USERS, 50), np.arange(USERS))  # more than there are: all
+    np.testing.assert_array_equal(sample_users(arrays.user_ids, 50), np.arange(USERS))  # more than there are: all
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="eval_users"):
-            sample_users(USERS, bad)
+            sample_users(arrays.user_ids, bad)
 
 
 def test_small_batches_take_bigger_chunks_with_the_same_top_k():

@@ -283,12 +283,13 @@ def _index_recall(run, data, index):
     """(recall@10 of `index` against exact top-k, users) on a seeded sample of the run's test users."""
     import tensorflow as tf
 
-    from tfrec_dyn.metrics.evaluation import model_features, sample_users
+    from tfrec_dyn.data.splits import sample_users
+    from tfrec_dyn.metrics.evaluation import model_features
     from tfrec_dyn.serving.export import RecommenderModule
     from tfrec_dyn.serving.index import ServingIndex, index_recall
 
     arrays = data.eval_arrays("test", run.config.max_len)
-    rows = sample_users(len(arrays.targets), INDEX_RECALL_USERS)
+    rows = sample_users(arrays.user_ids, INDEX_RECALL_USERS)
     module = RecommenderModule(run.model, run.vocab, data.item_counts, run.config.max_len)
     features = {name: values[rows] for name, values in model_features(run.model, arrays.features).items()}
     window, state = module.user_state(tf.constant(arrays.histories[rows]), features)

@@ -143,7 +143,7 @@ import numpy as np
 from apache_beam.io import fileio
 
 from tfrec_dyn.data.datasets import FORMAT_NAMES, canonical_format
-from tfrec_dyn.data.splits import leave_one_out_cuts
+from tfrec_dyn.data.splits import EVAL_USERS_SEED, check_eval_users, leave_one_out_cuts, user_sample_keys
 
 from tfrec_dyn.data.readers import (
     BLANK_LINE,
@@ -161,11 +161,13 @@ from tfrec_dyn.data.readers import (
 )
 
 __all__ = [
-    "FORMATS", "NAMESPACE", "QUARANTINE", "SPLITS", "EventsToSequenceExamples", "ParseRawLogs",
+    "EVAL_SAMPLE", "FORMATS", "NAMESPACE", "QUARANTINE", "SPLITS", "EvalUserSample", "EventsToSequenceExamples",
+    "ParseRawLogs",
     "RawLogsToSequenceExamples", "counters", "feature_spec", "run_sequence_job", "write_outputs",
 ]
 
 SPLITS = ("train", "validation", "eval")
+EVAL_SAMPLE = "eval_sample"  # the eval examples of a seeded sample of users (`EvalUserSample`)
 QUARANTINE = "quarantine"
 NAMESPACE = "tfrec_dyn"
 DELIMITED_FORMATS = ("csv", "tsv")  # a column mapping; a header unless header=False
@@ -432,19 +434,55 @@ def build_examples(element: Tuple[str, Tuple[int, List[Event]]]):
         yield beam.pvalue.TaggedOutput(split, _example(user, events[:end], events[end], list(fields)))
 
 
-class EventsToSequenceExamples(beam.PTransform):
-    """`(user, Event)` -> `{split: serialized tf.train.Examples}` for the splits `SPLITS`;
-    each user keeps its newest `max_events_per_user` events."""
+def _keyed_by_sample_key(example: bytes, seed: int) -> Tuple[int, str, bytes]:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    def __init__(self, max_events_per_user: int = MAX_EVENTS_PER_USER):
+    user = tf.train.Example.FromString(example).features.feature[USER_ID].bytes_list.value[0].decode()
+    return int(user_sample_keys([user], seed)[0]), user, example
+
+
+def _sampled(keyed: List[Tuple[int, str, bytes]]):
+    _count(f"examples: {EVAL_SAMPLE}", len(keyed))
+    return [example for _, _, example in keyed]
+
+
+class EvalUserSample(beam.PTransform):
+    """Serialized examples -> those of the `eval_users` users that
+    `tfrec_dyn.data.splits.sample_users` draws (the smallest
+    `user_sample_keys`, ties by id), so the Evaluator scores the users that
+    `tfrec-dyn evaluate --eval-users N` does.  One global `Top` combine:
+    memory is `eval_users` examples."""
+
+    def __init__(self, eval_users: int, seed: int = EVAL_USERS_SEED):
+        super().__init__()
+        check_eval_users(eval_users)
+        self.eval_users, self.seed = int(eval_users), seed
+
+    def expand(self, examples):
+        return (examples
+                | "KeyByUserSampleKey" >> beam.Map(_keyed_by_sample_key, self.seed)
+                | "SmallestKeys" >> beam.combiners.Top.Smallest(self.eval_users)
+                | "Examples" >> beam.FlatMap(_sampled))
+
+
+class EventsToSequenceExamples(beam.PTransform):
+    """`(user, Event)` -> `{split: serialized tf.train.Examples}` for the splits `SPLITS`
+    (and `EVAL_SAMPLE`, the eval examples of a seeded sample of `eval_users`
+    users, when that is given); each user keeps its newest `max_events_per_user` events."""
+
+    def __init__(self, max_events_per_user: int = MAX_EVENTS_PER_USER, eval_users: Optional[int] = None):
         super().__init__()
         self._newest = NewestEvents(max_events_per_user)
+        self._sample = EvalUserSample(eval_users) if eval_users is not None else None
 
     def expand(self, events):
         examples = (events
                     | "NewestEventsPerUser" >> beam.CombinePerKey(self._newest)
                     | "BuildExamples" >> beam.FlatMap(build_examples).with_outputs(*SPLITS))
-        return {split: examples[split] for split in SPLITS}
+        splits = {split: examples[split] for split in SPLITS}
+        if self._sample is not None:
+            splits[EVAL_SAMPLE] = splits["eval"] | "EvalUserSample" >> self._sample
+        return splits
 
 
 class RawLogsToSequenceExamples(beam.PTransform):
@@ -458,6 +496,8 @@ class RawLogsToSequenceExamples(beam.PTransform):
       delimiter, header: CSV/TSV options, as for `read_log`.
       max_events_per_user: the newest events a user keeps (the others are
         counted as truncated).
+      eval_users: also output `EVAL_SAMPLE`, the eval examples of a seeded
+        sample of this many users (`EvalUserSample`); None: not.
 
     Apply it to the pipeline (`pipeline | RawLogsToSequenceExamples(...)`).
     """
@@ -465,10 +505,10 @@ class RawLogsToSequenceExamples(beam.PTransform):
     def __init__(self, file_pattern: str, format: str,  # pylint: disable=redefined-builtin
                  columns: Optional[Mapping[str, Union[str, int]]] = None,
                  delimiter: Optional[str] = None, header: bool = True,
-                 max_events_per_user: int = MAX_EVENTS_PER_USER):
+                 max_events_per_user: int = MAX_EVENTS_PER_USER, eval_users: Optional[int] = None):
         super().__init__()
         self._parse = ParseRawLogs(file_pattern, format, columns, delimiter, header)
-        self._examples = EventsToSequenceExamples(max_events_per_user)
+        self._examples = EventsToSequenceExamples(max_events_per_user, eval_users)
 
     def expand(self, pbegin):
         parsed = pbegin | "ParseRawLogs" >> self._parse
@@ -498,10 +538,10 @@ def feature_spec(side_fields: Sequence[str] = (), target: bool = True) -> Dict[s
 
 # ------------------------------------------------------------ outputs, runs
 def write_outputs(outputs: Mapping[str, Any], examples_dir: str, quarantine_dir: str) -> None:
-    """Writes the splits in the TFX `Examples` layout
+    """Writes the splits (every output but the quarantine) in the TFX `Examples` layout
     (`<examples_dir>/Split-<split>/data_tfrecord-*.gz`, GZIP TFRecords) and the
     quarantine as JSON lines (`<quarantine_dir>/quarantine-*.jsonl`)."""
-    for split in SPLITS:
+    for split in (name for name in outputs if name != QUARANTINE):
         _ = outputs[split] | f"Write-{split}" >> beam.io.WriteToTFRecord(
             os.path.join(examples_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
     _ = (outputs[QUARANTINE]
@@ -530,10 +570,12 @@ def run_sequence_job(input_pattern: str, output_dir: str, format: str,  # pylint
                      columns: Optional[Mapping[str, Union[str, int]]] = None,
                      beam_args: Optional[Iterable[str]] = None,
                      *, delimiter: Optional[str] = None, header: bool = True,
-                     max_events_per_user: int = MAX_EVENTS_PER_USER) -> Dict[str, int]:
+                     max_events_per_user: int = MAX_EVENTS_PER_USER,
+                     eval_users: Optional[int] = None) -> Dict[str, int]:
     """Runs the whole step as one Beam job and returns its counts.
 
-    Writes `<output_dir>/examples/Split-<split>/`, `<output_dir>/quarantine/` and
+    Writes `<output_dir>/examples/Split-<split>/` (with `eval_users`, a
+    `Split-eval_sample` too: see `EvalUserSample`), `<output_dir>/quarantine/` and
     `<output_dir>/stats.json` (the counts).  `beam_args` are Beam pipeline
     options (the runner and its settings); by default the DirectRunner.
     Raises `DataFormatError` (after writing stats.json) when no line could be
@@ -543,7 +585,8 @@ def run_sequence_job(input_pattern: str, output_dir: str, format: str,  # pylint
 
     if isinstance(beam_args, str):
         raise TypeError("beam_args must be a list of arguments, not one string")
-    transform = RawLogsToSequenceExamples(input_pattern, format, columns, delimiter, header, max_events_per_user)
+    transform = RawLogsToSequenceExamples(input_pattern, format, columns, delimiter, header, max_events_per_user,
+                                          eval_users)
     pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args or [])))
     outputs = pipeline | "RawLogsToSequenceExamples" >> transform
     write_outputs(outputs, os.path.join(output_dir, "examples"), os.path.join(output_dir, QUARANTINE))

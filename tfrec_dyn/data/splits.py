@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -87,6 +87,40 @@ def leave_one_out_cuts(items) -> Tuple[int, Optional[int], Optional[int]]:
     if len(starts) < MIN_LOO_LENGTH:
         return len(items), None, None
     return int(starts[-2]), int(starts[-2]), int(starts[-1])
+
+
+# `eval_users`' sample is drawn from this seed: every model is scored on the same users.
+EVAL_USERS_SEED = 20240102
+
+
+def check_eval_users(eval_users) -> None:
+    """`eval_users` is None (all users) or a positive integer."""
+    if eval_users is not None and (isinstance(eval_users, bool) or not isinstance(eval_users, (int, np.integer))
+                                   or eval_users <= 0):
+        raise ValueError(f"`eval_users` must be a positive number of users, got {eval_users!r}")
+
+
+def user_sample_keys(user_ids: Sequence[str], seed: int = EVAL_USERS_SEED) -> np.ndarray:
+    """A seeded 64-bit hash of each user id (SipHash, `pandas.util.hash_array`):
+    the users with the smallest keys are the sample (`sample_users`).  A key
+    depends on the id alone, so a Beam step that sees one user at a time
+    draws the same sample (`beam_sequences`)."""
+    import pandas as pd
+
+    ids = np.empty(len(user_ids), dtype=object)
+    ids[:] = [str(user) for user in user_ids]
+    return pd.util.hash_array(ids, hash_key=f"{seed:016d}"[-16:], categorize=False)
+
+
+def sample_users(user_ids: Sequence[str], eval_users: Optional[int], seed: int = EVAL_USERS_SEED) -> np.ndarray:
+    """THE evaluation sample: sorted row indices of the `eval_users` users with
+    the smallest `user_sample_keys` (all of them when `eval_users` is None or
+    not smaller).  The keys are 64-bit hashes: two ids share one with odds
+    of about n²/2⁶⁵, and such a tie is broken by row here, by id in Beam."""
+    check_eval_users(eval_users)
+    if eval_users is None or eval_users >= len(user_ids):
+        return np.arange(len(user_ids))
+    return np.sort(np.argsort(user_sample_keys(user_ids, seed), kind="stable")[:int(eval_users)])
 
 
 def leave_one_out(data: Interactions) -> Split:

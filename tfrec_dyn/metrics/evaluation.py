@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec_dyn.data.input_pipeline import feature_name
+from tfrec_dyn.data.splits import sample_users
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, Vocabulary
 from tfrec_dyn.metrics.beyond import gini_index, head_tail_items, item_coverage, tail_share
 from tfrec_dyn.metrics.protocols import DEFAULT_NUM_NEGATIVES, EvaluationResult, SampledNegatives, evaluate, top_k_items
@@ -34,8 +35,6 @@ from tfrec_dyn.metrics.scoring import Scorer
 # Sampled-protocol negatives are drawn from this seed, not the model seed, so
 # models trained with different seeds are scored against the same candidates.
 EVAL_NEGATIVES_SEED = 20240101
-# `eval_users`' sample is drawn from this seed: every model is scored on the same users.
-EVAL_USERS_SEED = 20240102
 EVAL_KS = (5, 10, 20, 50)
 
 
@@ -57,22 +56,6 @@ class EvalArrays:
         return EvalArrays([self.user_ids[r] for r in rows], self.histories[rows], self.targets[rows],
                           [self.known_items[r] for r in rows], {n: v[rows] for n, v in self.features.items()},
                           {n: v[rows] for n, v in self.target_side.items()})
-
-
-def check_eval_users(eval_users) -> None:
-    """`eval_users` is None (all users) or a positive integer."""
-    if eval_users is not None and (isinstance(eval_users, bool) or not isinstance(eval_users, (int, np.integer))
-                                   or eval_users <= 0):
-        raise ValueError(f"`eval_users` must be a positive number of users, got {eval_users!r}")
-
-
-def sample_users(num_users: int, eval_users: Optional[int], seed: int = EVAL_USERS_SEED) -> np.ndarray:
-    """Sorted row indices of a seeded sample of `eval_users` of `num_users` users
-    (all of them when `eval_users` is None or not smaller)."""
-    check_eval_users(eval_users)
-    if eval_users is None or eval_users >= num_users:
-        return np.arange(num_users)
-    return np.sort(np.random.default_rng(seed).choice(num_users, int(eval_users), replace=False))
 
 
 def model_features(model, features):
@@ -124,7 +107,7 @@ def evaluate_model(model, arrays: EvalArrays, vocab: Vocabulary, item_counts, pr
     exactly those of a run over all users: the full protocol still ranks the
     whole catalogue, and the sampled protocol's negatives are the rows of
     the whole split's draw."""
-    rows = sample_users(len(arrays.targets), eval_users)
+    rows = sample_users(arrays.user_ids, eval_users)
     full_split = arrays
     if len(rows) < len(arrays.targets):
         arrays = arrays.rows(rows)

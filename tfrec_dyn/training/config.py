@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any, Dict, Optional, Tuple
 
-from tfrec_dyn.metrics.evaluation import check_eval_users
+from tfrec_dyn.data.splits import check_eval_users
 
 SPLITS = ("leave_one_out", "session")
 TRAINERS = ("standard", "tp")
