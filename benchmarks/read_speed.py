@@ -1,7 +1,8 @@
 """Reading speed: each vectorised reader against the line-by-line reader it replaces, same run.
 
 For each format (`user item` lines, JD micro-behaviour sessions, a CSV event
-log with a header, a timestamp and four side fields) and size of
+log with a header, a timestamp and four side fields, the same log as JSON
+lines) and size of
 the synthetic log (`scale.py`'s sizes, generated once into `--work-dir`),
 reads the file once with the vectorised reader and once line by line, each
 in a fresh process, and reports seconds, lines/s, events/s, the process's
@@ -22,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scale  # noqa: E402  (the sizes, the logs, a child's peak RSS)
 
-FORMATS = ("user-item", "jd", "csv")
+FORMATS = ("user-item", "jd", "csv", "jsonl")
 CSV_COLUMNS = {name: name for name in ("user", "item", "timestamp", "behavior", "category", "time_interval",
-                                      "dwell_time")}  # `SyntheticLog.write`'s header
+                                      "dwell_time")}  # `SyntheticLog.write`'s header (and JSON keys)
 READERS = ("vectorised", "line by line")
 
 
@@ -36,7 +37,10 @@ def _read(format: str, reader: str, path: str) -> dict:  # pylint: disable=redef
 
     path = Path(path)
     start = time.perf_counter()
-    if format == "csv":
+    if format == "jsonl":
+        data = (readers._read_jsonl_columns(path, readers._check_columns(CSV_COLUMNS, named=True))
+                if reader == "vectorised" else readers._read_jsonl_lines(path, CSV_COLUMNS, False))
+    elif format == "csv":
         first = readers._first_line(path)
         if reader == "vectorised":
             data = readers._read_delimited_columns(

@@ -1,5 +1,6 @@
 """Tests for tfrec_dyn.data.readers: every format, bad input, and the real files."""
 
+import json
 import re
 from pathlib import Path
 
@@ -522,6 +523,56 @@ def test_delimited_file_with_any_odd_line_is_read_line_by_line(tmp_path, bad):
     fast, slow = _delimited_both_ways(path, columns, "csv")
     assert fast is None
     assert read_log(path, columns).report == slow.report and slow.report.kept >= 2
+
+
+def _jsonl_both_ways(path, columns):
+    """(the vectorised reading or None, the line reader's) of a JSON-lines file."""
+    from tfrec_dyn.data.readers import _check_columns, _read_jsonl_columns, _read_jsonl_lines
+
+    return _read_jsonl_columns(path, _check_columns(columns, named=True)), _read_jsonl_lines(path, columns, False)
+
+
+def test_jsonl_vectorised_reader_equals_the_line_reader(tmp_path):
+    from tfrec_dyn.data.synthetic import LogSpec, generate_log
+
+    path = tmp_path / "log.jsonl"
+    generate_log(LogSpec(num_users=200, num_items=300, mean_length=6, seed=2)).write(str(path), "jsonl")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for n, record in enumerate(records):  # unmapped keys of every JSON kind, some records without them
+        if n % 3:
+            record["note"] = f" note {n % 5} "
+        record["count"] = n if n % 4 else None
+        if n % 5 == 0:
+            record["seen"] = n % 2 == 0
+        record["score"] = n + 0.25
+    path.write_text("".join(json.dumps(record) + ("\r\n" if n % 2 else "\n") for n, record in enumerate(records)))
+    fast, slow = _jsonl_both_ways(path, LOG_COLUMNS)
+    assert fast is not None  # the file takes the vectorised path
+    _same_interactions(fast, slow)
+    assert "note" in fast.side and fast.report.kept == len(records)
+    # Integer ids and timestamps are the line reader's text and seconds too.
+    ints = tmp_path / "ints.jsonl"
+    ints.write_text("".join(json.dumps({"user": n % 3, "item": 10 ** 12 + n, "timestamp": 100 - n}) + "\n"
+                            for n in range(9)))
+    columns = {"user": "user", "item": "item", "timestamp": "timestamp"}
+    fast, slow = _jsonl_both_ways(ints, columns)
+    assert fast is not None
+    _same_interactions(fast, slow)
+
+
+@pytest.mark.parametrize("bad", ["", "[1]", '"text"', "{", '{"item": "i1", "dwell": 5}', '{"user": null, "item": "i1"}',
+                                 '{"user": 1.5, "item": "i1"}', '{"user": true, "item": "i1"}',
+                                 '{"user": "u1", "item": "i1", "dwell": "5"}', '{"user": "u1", "item": " "}',
+                                 '{"user": "u1", "item": "i1", "dwell": NaN}', '{"user": "u1", "item": "i1", "x": [1]}',
+                                 '{"user": "u1", "item": "i1", "x": 2}', '{"user": "u1", "user": "u2", "item": "i1"}',
+                                 '{"user": 123456789012345678901, "item": "i1"}', '{"user": "ü", "item": "i1"}'])
+def test_jsonl_file_with_any_odd_line_is_read_line_by_line(tmp_path, bad):
+    path = write(tmp_path / "log.jsonl", '{"user": "u1", "item": "i0", "dwell": 4, "x": 1.5}\n' + bad + "\n"
+                 + '{"user": "u2", "item": "i2", "dwell": 6.5, "x": 2.5}\n')
+    columns = {"user": "user", "item": "item", "dwell_time": "dwell"}
+    fast, slow = _jsonl_both_ways(path, columns)
+    assert fast is None
+    _same_interactions(read_log(path, columns), slow)
 
 
 @pytest.mark.parametrize("text", [

@@ -943,11 +943,16 @@ def jsonl_parser(columns: Mapping[str, Union[str, int]]) -> Tuple[LineParser, Li
 
 
 def _read_jsonl(path: Path, columns: Mapping[str, Union[str, int]], strict: bool) -> Interactions:
-    parse, names = jsonl_parser(columns)
     if _first_line(path).lstrip().startswith("["):
         raise DataFormatError(
             f"{path}: looks like a JSON array; read_log reads JSON lines (one object per line)"
         )
+    data = _read_jsonl_columns(path, _check_columns(columns, named=True))
+    return data if data is not None else _read_jsonl_lines(path, columns, strict)
+
+
+def _read_jsonl_lines(path: Path, columns: Mapping[str, Union[str, int]], strict: bool) -> Interactions:
+    parse, names = jsonl_parser(columns)
     report = ReadReport(source=str(path))
     rows = _read_lines(path, parse, report, strict=strict, layout="JSON objects, one per line")
     extra_keys: Dict[str, None] = {}  # unmapped keys, in order of first appearance
@@ -956,3 +961,103 @@ def _read_jsonl(path: Path, columns: Mapping[str, Union[str, int]], strict: bool
             extra_keys.setdefault(key, None)
     rows = [(*row[:-1], *(row[-1].get(key) for key in extra_keys)) for row in rows]
     return _build(rows, names + extra_field_names(extra_keys), report)
+
+
+def _arrow_categorical(column):
+    """An Arrow string or integer column as a pandas categorical of its text
+    (one string per distinct value); None for another type or a null."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if column.null_count:
+        return None
+    if pa.types.is_integer(column.type):
+        codes, distinct = pd.factorize(column.to_numpy())
+        return pd.Series(pd.Categorical.from_codes(codes, distinct.astype(str)))
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.combine_chunks().dictionary_encode().to_pandas()
+    return None
+
+
+def _json_mapped_values(column, convert: Callable[[Any], Any]) -> Optional[np.ndarray]:
+    """A mapped JSON key's values as `convert` gives them record by record
+    (`_column_values` of Arrow's column); None where they might not be."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if convert in (_number, _timestamp) and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        if column.null_count:
+            return None
+        return _column_values(convert, pd.Series(column.to_numpy().astype(np.float64)))
+    if pa.types.is_floating(column.type):
+        return None  # an id that JSON wrote as a float, or an int too big for int64: Python's text differs
+    categorical = _arrow_categorical(column)
+    return None if categorical is None else _column_values(convert, categorical)
+
+
+def _json_raw_values(column) -> Optional[np.ndarray]:
+    """An unmapped JSON key's values as `json.loads` gives them (None where a
+    record lacks the key or has null); None for lists, objects, date-times
+    Arrow inferred, and floats that might have been written as ints."""
+    import pyarrow as pa
+
+    kind, missing = column.type, column.is_null().to_numpy(zero_copy_only=False)
+    if pa.types.is_null(kind):
+        return np.full(len(column), None, dtype=object)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        values = _column_values(str, column.fill_null("").combine_chunks().dictionary_encode().to_pandas())
+    elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        values = column.fill_null(pa.scalar(0).cast(kind)).to_numpy().astype(object)  # Python ints, bools
+    elif pa.types.is_floating(kind):
+        numbers = column.fill_null(0.5).to_numpy()
+        if (numbers == np.round(numbers)).any():  # `1` in a column with `2.5`: Python keeps the int
+            return None
+        values = numbers.astype(object)
+    else:
+        return None
+    values[missing] = None
+    return values
+
+
+@_gc_paused()
+def _read_jsonl_columns(path: Path, columns: List[Tuple[str, Union[str, int]]]) -> Optional[Interactions]:
+    """`read_log` of a clean plain-ASCII JSON-lines file, whole-file and
+    vectorised with Arrow's JSON reader; None for any other file, which the
+    line reader then reads with the same result: a blank, malformed or
+    non-object line, a mapped key a record lacks or has null, a value that
+    would not convert, a column whose types vary, or a value `json.loads` and
+    Arrow might read apart (see `_json_mapped_values`, `_json_raw_values`)."""
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+
+    data = path.read_bytes()
+    found = _plain_text_layout(data)
+    if found is None or not len(found[4]) or (found[4] == 0).any():
+        return None
+    line_starts = found[3]
+    del found
+    longest = int(np.diff(np.r_[line_starts, len(data)]).max())
+    try:
+        # Blocks larger than any line: a record never straddles two.
+        table = pa_json.read_json(io.BytesIO(data), read_options=pa_json.ReadOptions(block_size=max(1 << 20,
+                                                                                                   4 * longest)))
+    except pa.ArrowInvalid:
+        return None
+    del data
+    if table.num_rows != len(line_starts) or any(source not in table.column_names for _, source in columns):
+        return None
+    values = {}
+    for name, source in columns:
+        values[name] = _json_mapped_values(table.column(source), _converter(name))
+        if values[name] is None:
+            return None
+    sources = {source for _, source in columns}
+    extra_keys = [key for key in table.column_names if key not in sources]
+    for name, key in zip(extra_field_names(extra_keys), extra_keys):
+        values[name] = _json_raw_values(table.column(key))
+        if values[name] is None:
+            return None
+    del table
+    report = ReadReport(source=str(path), lines_read=len(line_starts), kept=len(line_starts))
+    users, items = values.pop("user"), values.pop("item")
+    return Interactions.from_events(users, items, values, order_by="timestamp", report=report)
