@@ -579,6 +579,9 @@ def test_jsonl_file_with_any_odd_line_is_read_line_by_line(tmp_path, bad):
     "user,item,note\nu1,i1,5,7\nu2,i2,6,8\nu3,i3,9\n",  # a field too many (pandas' index inference)
     "user,item,note\nu1,i1,5,7\nu2,i2,6\n",  # ... on the first line only
     'user,item,note\nu1,i1,"x,y"\nu2,i2,"z",w\n',  # ... beside a quoted delimiter
+    'user,item,note\nu1,i1,TV 55" black, 65" silver\nu2,i2,radio\n',  # quotes inside a field: text
+    'user,item,note\nu0,i0,z"\nu1,"a,b,c"\n',
+    'user,item,note\nu1,i1,x\ry\nu2,i2,z\n',  # a lone carriage return (csv refuses the line)
     "user,item,note\nu1,i1,x\nu2,i2\n",  # a field too few, in a column of strings
     *(f"user,item,timestamp\nu1,i1,2024-03-01T10:00\nu2,i2,{stamp}\n" for stamp in [
         "2024-02-30", "2024-03-01T24:00", "2024-03-01T10:00:60", "2024-03-01Z", "2024-03-01+02:00",
@@ -590,3 +593,15 @@ def test_delimited_file_the_vectorised_reader_cannot_take_exactly_is_read_line_b
     fast, slow = _delimited_both_ways(path, columns, "csv")
     assert fast is None
     _same_interactions(read_log(path, columns), slow)
+
+
+def test_delimited_iso_times_with_and_without_offsets_and_long_delimiters(tmp_path):
+    # pandas alone would read the naive time in the offset of the one before it.
+    path = write(tmp_path / "log.csv", "user,item,ts\nu1,i1,2024-03-01T09:00:00+02:00\nu1,i2,2024-03-01T10:00:00\n")
+    fast, slow = _delimited_both_ways(path, {"user": "user", "item": "item", "timestamp": "ts"}, "csv")
+    assert fast is not None
+    _same_interactions(fast, slow)
+    np.testing.assert_array_equal(fast.side["timestamp"][0], [1709276400.0, 1709287200.0])
+    # A delimiter of two characters: the line reader's.
+    path = write(tmp_path / "log.tsv", "user::item::note\nu1::i1::x\n")
+    assert read_log(path, {"user": "user", "item": "item"}, delimiter="::").side["note"][0].tolist() == ["x"]

@@ -42,6 +42,7 @@ import io
 import json
 import math
 import os
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -741,12 +742,18 @@ def _delimited_layout(first_line: str, columns: Mapping[str, Union[str, int]], f
     delimiter = delimiter or ("," if fmt == "csv" else "\t")
     if fmt == "csv":
         def split(text: str) -> List[str]:
-            return next(csv.reader([text], delimiter=delimiter))
+            try:
+                return next(csv.reader([text], delimiter=delimiter))
+            except csv.Error as error:  # such as a lone carriage return outside quotes
+                raise BadLine("malformed CSV", f"malformed CSV ({error})") from None
     else:
         def split(text: str) -> List[str]:
             return text.split(delimiter)
 
-    first = [field.strip() for field in split(first_line)]
+    try:
+        first = [field.strip() for field in split(first_line)]
+    except BadLine as error:
+        raise DataFormatError(f"{source}: the first line {first_line!r} is {error.detail}") from None
     sources: List[Union[str, int]] = first if header else list(range(len(first)))
     absent = [source_ for _, source_ in columns if source_ not in sources]
     if absent:
@@ -805,6 +812,33 @@ def _read_delimited_lines(path: Path, first_line: str, columns, fmt: str, delimi
     return _build(rows, names, report)
 
 
+def _field_delimiters(codes: np.ndarray, delimiter: str, quoted: bool) -> Optional[np.ndarray]:
+    """The bytes of a CSV/TSV file that are field delimiters (in CSV, those
+    outside quotes); None when a quote is anywhere Python's csv and pandas
+    might read apart: a quote that neither opens a field, closes one nor is
+    doubled inside one (`ab"c` is text to both, and would flip every
+    count after it), or a quoted field that runs past its line."""
+    delimiters = codes == ord(delimiter)
+    quotes = codes == ord('"')
+    if not quoted or not quotes.any():
+        return delimiters
+    inside = np.cumsum(quotes, dtype=np.uint8)  # quotes up to each byte, mod 256: the parity holds
+    np.bitwise_and(inside, 1, out=inside)
+    inside = inside.view(bool)  # inside a quoted field after this byte
+    where = np.flatnonzero(quotes)
+    del quotes
+    before = np.r_[ord("\n"), codes][where]
+    after = np.r_[codes, ord("\n")][where + 1]
+    opening = inside[where]
+    starts_field = np.isin(before, [ord(delimiter), ord("\n"), ord('"')])
+    ends_field = np.isin(after, [ord(delimiter), ord("\n"), ord("\r"), ord('"')])
+    if not (starts_field[opening].all() and ends_field[~opening].all()) or inside[codes == ord("\n")].any():
+        return None
+    np.logical_not(inside, out=inside)
+    delimiters &= inside
+    return delimiters
+
+
 # ISO 8601 date-times that Python's `datetime.fromisoformat` and pandas read alike: years
 # well inside pandas' nanosecond range (1677-2262), an offset only after a time.
 _ISO_DATE_TIME = r"(?:1[7-9]|2[01])\d{2}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?"
@@ -835,13 +869,20 @@ def _column_values(convert: Callable[[Any], Any], column) -> Optional[np.ndarray
     stripped = spellings.str.strip()  # timestamps that are not all numbers: ISO 8601 date-times?
     if not stripped.str.fullmatch(_ISO_DATE_TIME).all():
         return None
-    try:
-        moments = pd.to_datetime(stripped, format="ISO8601", utc=True)  # naive ones as UTC, as `_timestamp`
-    except ValueError:  # such as 2024-02-30 or a leap second: the line reader quarantines the line
-        return None
-    # Whole microseconds since the epoch over 10^6, as `datetime.timestamp` computes it.
-    micros = (moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
-    return (micros.to_numpy(np.int64) / 1e6)[codes]
+    seconds = np.empty(len(stripped))
+    with_offset = np.asarray(stripped.str.contains(r"(?:Z|[+-]\d{2}:\d{2})$"), bool)
+    # Apart: pandas reads a naive date-time after one with an offset in that offset.
+    for group in (with_offset, ~with_offset):
+        if not group.any():
+            continue
+        try:
+            moments = pd.to_datetime(stripped[group], format="ISO8601", utc=True)  # naive ones as UTC
+        except ValueError:  # such as 2024-02-30 or a leap second: the line reader quarantines the line
+            return None
+        # Whole microseconds since the epoch over 10^6, as `datetime.timestamp` computes it.
+        micros = (moments - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+        seconds[group] = micros.to_numpy(np.int64) / 1e6
+    return seconds[codes]
 
 
 @_gc_paused()
@@ -859,6 +900,8 @@ def _read_delimited_columns(path: Path, fields: _DelimitedLayout, header: bool) 
     that is not all numbers is read again as strings (ISO 8601)."""
     import pandas as pd
 
+    if len(fields.delimiter) != 1:
+        return None
     data = path.read_bytes()
     found = _plain_text_layout(data)
     if found is None or len(found[4]) <= header or (found[4] == 0).any():
@@ -866,16 +909,11 @@ def _read_delimited_columns(path: Path, fields: _DelimitedLayout, header: bool) 
     codes, line_starts = found[0], found[3]
     del found
     num_rows = len(line_starts) - header
-    # Fields per line from the bytes (pandas would fill a short line with empty
-    # strings, and take the first field of a long one for an index): the
-    # delimiters outside quotes, where an even number of quotes comes before.
-    delimiters = codes == ord(fields.delimiter)
-    if fields.quoted:
-        quotes = codes == ord('"')
-        if quotes.any():
-            delimiters &= (np.cumsum(quotes, dtype=np.uint8) & 1) == 0  # (mod 256 keeps the parity)
-            del quotes
-    if (np.add.reduceat(delimiters.view(np.uint8), line_starts, dtype=np.int64) != fields.width - 1).any():
+    # Fields per line from the bytes: pandas would fill a short line with empty
+    # strings and cut a long one to the header's width.
+    delimiters = _field_delimiters(codes, fields.delimiter, fields.quoted)
+    if delimiters is None or (np.add.reduceat(delimiters.view(np.uint8), line_starts, dtype=np.int64)
+                              != fields.width - 1).any():
         return None
     del codes, delimiters, line_starts
     numeric = {position for position, convert in zip(fields.positions, fields.converters)
@@ -886,15 +924,19 @@ def _read_delimited_columns(path: Path, fields: _DelimitedLayout, header: bool) 
     frame = None
     for strings in (set(), timestamps):
         try:
-            frame = pd.read_csv(io.BytesIO(data), sep=fields.delimiter, header=None, names=range(fields.width),
-                                index_col=False, skiprows=1 if header else 0, na_filter=False,
-                                skip_blank_lines=False, float_precision="round_trip",
-                                dtype={p: np.float64 if p in numeric - strings else "category"
-                                       for p in range(fields.width)},
-                                quoting=csv.QUOTE_MINIMAL if fields.quoted else csv.QUOTE_NONE, engine="c",
-                                on_bad_lines="error")
+            with warnings.catch_warnings():
+                # (A line too long for the names is cut with only a warning: never expected after the
+                # count above, but a cut line must not pass.)
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(io.BytesIO(data), sep=fields.delimiter, header=None, names=range(fields.width),
+                                    index_col=False, skiprows=1 if header else 0, na_filter=False,
+                                    skip_blank_lines=False, float_precision="round_trip",
+                                    dtype={p: np.float64 if p in numeric - strings else "category"
+                                           for p in range(fields.width)},
+                                    quoting=csv.QUOTE_MINIMAL if fields.quoted else csv.QUOTE_NONE, engine="c",
+                                    on_bad_lines="error")
             break
-        except (pd.errors.ParserError, ValueError):  # a value that is not a number
+        except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError):  # a value that is not a number
             if not timestamps:
                 return None
     if frame is None:

@@ -154,6 +154,7 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
         barrier(strategy)
         if is_chief(strategy):
             shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing to resume (the recorded config too)
+        barrier(strategy)  # and gone before any worker starts another training on the same backup_dir
     return model, history, time.perf_counter() - start
 
 
