@@ -52,7 +52,8 @@ def pipeline_report(config: PipelineConfig, port: int = 8501) -> str:
     if evaluation is not None:
         figures = evaluation_figures(evaluation.uri)
         shown = {k: round(v, 4) for k, v in sorted(figures.items()) if isinstance(v, float)}
-        lines.append(f"evaluation (eval split, full protocol, as `tfrec-dyn evaluate`): {shown}")
+        sample = f" of {config.eval_users} users" if config.eval_users else ""
+        lines.append(f"evaluation ({config.eval_split} split{sample}, full protocol, as `tfrec-dyn evaluate`): {shown}")
     blessed = blessing is not None and _property(blessing, "blessed") == 1
     lines.append(f"blessed: {blessed}")
     destination: Optional[str] = _property(pushed, "pushed_destination") if pushed is not None else None

@@ -427,6 +427,16 @@ def test_missing_file_names_it(tmp_path):
         read_movielens_100k(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"ratings\.dat"):
         read_movielens_1m(tmp_path)
+    # A folder of logs (the pipeline's data root, which its run directories name): its one file,
+    # and a clear error when it holds several.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write(logs / "part-0", "u1 i1\nu1 i2\n")
+    (logs / ".hidden").write_text("x")
+    assert read_user_item(logs).items[0].tolist() == ["i1", "i2"]
+    write(logs / "part-1", "u2 i3\n")
+    with pytest.raises(FileNotFoundError, match=r"is a folder of 2 files, not one file"):
+        read_user_item(logs)
 
 
 def test_byte_order_mark_is_ignored(tmp_path):

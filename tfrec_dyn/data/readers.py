@@ -170,10 +170,18 @@ def _gc_paused():
 
 
 def _existing_file(path: PathLike, default_name: Optional[str] = None) -> Path:
-    """`path` itself, or `path / default_name` when `path` is a folder."""
+    """`path` itself, or when `path` is a folder `path / default_name`, or
+    without a default name the one file the folder holds (the pipeline reads
+    a folder of logs: its run directories name the folder)."""
     path = Path(path)
     if default_name is not None and path.is_dir():
         path = path / default_name
+    elif path.is_dir():
+        files = [entry for entry in sorted(path.iterdir()) if entry.is_file() and not entry.name.startswith(".")]
+        if len(files) != 1:
+            raise FileNotFoundError(errno.ENOENT, f"is a folder of {len(files)} files, not one file: name the file",
+                                    str(path))
+        path = files[0]
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "no such interaction file"
         raise FileNotFoundError(errno.ENOENT, what, str(path))
