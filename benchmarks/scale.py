@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -91,15 +92,25 @@ def _rss() -> int:
 
 def log_path(work_dir: str, size: str, format: str = "user-item") -> str:  # pylint: disable=redefined-builtin
     """The size's synthetic log in `format` (`SyntheticLog.write`'s), generated on first use."""
-    from tfrec_dyn.data.synthetic import LogSpec, generate_log
-
     path = os.path.join(work_dir, f"synthetic_{size}." + ("txt" if format == "user-item" else format))
     if not os.path.exists(path):
         os.makedirs(work_dir, exist_ok=True)
-        log = generate_log(LogSpec(mean_length=MEAN_LENGTH, seed=0, **SIZES[size]))
-        log.write(path + ".part", format)
-        os.rename(path + ".part", path)
+        # In a child of its own: generating M takes gigabytes, and a child started later by this
+        # process reports this process's high-water mark as its own peak RSS (Linux keeps it
+        # across the vfork + exec that starts a subprocess).
+        child = multiprocessing.get_context("spawn").Process(target=_write_log, args=(path, size, format))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"generating {path} failed (exit {child.exitcode})")
     return path
+
+
+def _write_log(path: str, size: str, format: str) -> None:  # pylint: disable=redefined-builtin
+    from tfrec_dyn.data.synthetic import LogSpec, generate_log
+
+    generate_log(LogSpec(mean_length=MEAN_LENGTH, seed=0, **SIZES[size])).write(path + ".part", format)
+    os.rename(path + ".part", path)
 
 
 def _matmul_users_per_second(dim: int, vocab_size: int, users: int) -> float:
