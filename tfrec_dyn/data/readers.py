@@ -446,9 +446,9 @@ def read_user_item(path: PathLike, strict: bool = False) -> Interactions:
 # UTF-8) and the control characters `str.split` also treats as whitespace.
 _ASCII_WHITESPACE = np.zeros(256, bool)
 _ASCII_WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
-_NOT_PLAIN = np.ones(256, bool)
-_NOT_PLAIN[32:127] = False
-_NOT_PLAIN[list(b"\t\n\r\x0b\x0c")] = False
+_PLAIN_BYTES = bytes(range(32, 127)) + b"\t\n\r\x0b\x0c"
+# `bytes.translate` tables: whitespace to 1, every other byte to 0.
+_WHITESPACE_FLAGS = _ASCII_WHITESPACE.astype(np.uint8).tobytes()
 # A JD file as CSV: one micro-behaviour a row, its five '+'-separated parts as columns.
 _JD_TO_CSV = bytes.maketrans(b"+ \t\r\x0b\x0c", b",\n\n\n\n\n")
 
@@ -456,19 +456,29 @@ _JD_TO_CSV = bytes.maketrans(b"+ \t\r\x0b\x0c", b",\n\n\n\n\n")
 def _plain_text_layout(data: bytes):
     """The vectorised readers' first pass over a file's bytes: None when any
     byte is not plain ASCII (the line reader takes such files), else (codes,
-    whitespace mask, token-start mask, line starts, tokens per line)."""
-    codes = np.frombuffer(data, np.uint8)
-    if _NOT_PLAIN[codes].any():
+    whitespace mask, token-start mask, line starts, tokens per line).
+
+    Memory: about three bytes per byte of the file besides the file itself.
+    Byte classes come from `bytes.translate` (one byte out per byte in), not
+    from indexing a lookup table with the codes, which numpy does through an
+    8-byte index per byte (ten times the file at its peak)."""
+    if data.translate(None, _PLAIN_BYTES):  # the bytes left are not plain ASCII
         return None
-    space = _ASCII_WHITESPACE[codes]
+    codes = np.frombuffer(data, np.uint8)
+    space = np.frombuffer(data.translate(_WHITESPACE_FLAGS), np.bool_)
     token_start = ~space
     token_start[1:] &= space[:-1]
     line_starts = np.r_[0, np.flatnonzero(codes == ord("\n")) + 1]
     line_starts = line_starts[line_starts < len(codes)]  # no line after a final newline
-    # (Summing a bool array's uint8 view is several times faster than summing the bools.)
-    tokens_per_line = (np.add.reduceat(token_start.view(np.uint8), line_starts, dtype=np.int64) if len(codes)
-                       else np.zeros(0, np.int64))
-    return codes, space, token_start, line_starts, tokens_per_line
+    return codes, space, token_start, line_starts, _counts_from(token_start, line_starts)
+
+
+def _counts_from(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """How many of `mask` are set from each of the ascending `starts` up to
+    the next (the last up to the end).  Eight bytes per set element: an
+    `np.add.reduceat` that sums in int64 first casts the whole mask to it."""
+    positions = np.flatnonzero(mask)
+    return np.diff(np.searchsorted(positions, starts), append=len(positions))
 
 
 def _line_text(data: bytes, line_starts: np.ndarray, line: int) -> str:
@@ -593,7 +603,7 @@ def _read_jd_columns(path: Path) -> Optional[Interactions]:
     token_starts = np.flatnonzero(token_start)
     num_tokens = len(token_starts)
     # '+' only occur inside tokens, so the ones from a token's start to the next token's are its own.
-    if not num_tokens or np.any(np.add.reduceat(plus.view(np.uint8), token_starts, dtype=np.int32) != len(_JD_FIELDS) - 2):
+    if not num_tokens or np.any(_counts_from(plus, token_starts) != len(_JD_FIELDS) - 2):
         return None
     separator = space | plus  # a '+' beside a separator or an end leaves an empty part
     if np.any(plus & (np.r_[True, separator[:-1]] | np.r_[separator[1:], True])):
@@ -920,7 +930,7 @@ def _read_delimited_columns(path: Path, fields: _DelimitedLayout, header: bool) 
     # Fields per line from the bytes: pandas would fill a short line with empty
     # strings and cut a long one to the header's width.
     delimiters = _field_delimiters(codes, fields.delimiter, fields.quoted)
-    if delimiters is None or (np.add.reduceat(delimiters.view(np.uint8), line_starts, dtype=np.int64)
+    if delimiters is None or (_counts_from(delimiters, line_starts)
                               != fields.width - 1).any():
         return None
     del codes, delimiters, line_starts
