@@ -42,6 +42,7 @@ import numpy as np
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from tfrec_dyn.models.registry import MODELS as MODEL_CLASSES
 from tfrec_dyn.training import PreparedData, TrainConfig, train
+from tfrec_dyn.training.config import OPTIMIZERS
 
 MODELS = ("poprec", "gru4rec", "caser", "sasrec")
 # Epoch budgets: PopRec only counts (one pass is exact); GRU4Rec and Caser at the
@@ -89,7 +90,7 @@ def configs(args):
     return {name: TrainConfig(model=name, data="ml-100k", max_len=args.max_len, epochs=epochs[name],
                               loss=losses.get(name), hyperparameters=hps.get(name, {}),
                               validate_every=args.validate_every if name != "poprec" else 0,
-                              restore_best=False)
+                              restore_best=False, optimizer=args.optimizer)
             for name in args.models}
 
 
@@ -293,6 +294,8 @@ def main(argv=None):
                              "bce for Caser and SASRec)")
     parser.add_argument("--hp", nargs="*", default=[], metavar="MODEL.NAME=VALUE",
                         help="model hyperparameter, e.g. sasrec.dropout=0.5")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                        help="adam, or lazy_adam (what the scale benchmarks train with)")
     parser.add_argument("--validate-every", type=int, default=0, metavar="N",
                         help="also report validation HR@10 / NDCG@10 every N epochs (the epoch sweep); "
                              "the test figures stay those of the last epoch")

@@ -25,9 +25,12 @@ and measures:
   `tfrec_dyn.training.optimizers`);
 * evaluate: users/s of the full protocol (`tfrec_dyn.metrics.evaluate`,
   the whole catalogue ranked a chunk at a time) on a seeded sample of
-  `--eval-users` test users, against a plain matmul of the same shape
-  ([256 users, d] x [d, V] in chunks of 8192 items, summed) timed in the
-  same process: the machine's limit for that arithmetic.  "ranking users/s"
+  `--eval-users` test users, after an untimed pass over a full batch and
+  one of the last batch's size (each batch shape is traced once), against a
+  plain matmul of the same shape ([256 users × K, d] x [d, V] in chunks of
+  8192 items, summed; K the vectors a user is scored with: 1, RDRSR's
+  interests, AdaSplit's sub-sequences) timed in the same process: the
+  machine's limit for that arithmetic.  "ranking users/s"
   leaves out the model's forward pass (the user states of the same
   batches, timed alone): what the chunked ranking itself costs;
 * export: size of the SavedModel (`export_saved_model`);
@@ -113,12 +116,13 @@ def _write_log(path: str, size: str, format: str) -> None:  # pylint: disable=re
     os.rename(path + ".part", path)
 
 
-def _matmul_users_per_second(dim: int, vocab_size: int, users: int) -> float:
-    """Users/s of [256, d] x [d, V] in chunks of 8192 items (summed, so nothing V-sized is kept)."""
+def _matmul_users_per_second(dim: int, vocab_size: int, users: int, vectors_per_user: int = 1) -> float:
+    """Users/s of [256 × vectors_per_user, d] x [d, V] in chunks of 8192 items (summed, so nothing
+    V-sized is kept)."""
     import tensorflow as tf
 
     table = tf.random.normal([MATMUL_CHUNK, dim])
-    batch = tf.random.normal([EVAL_BATCH, dim])
+    batch = tf.random.normal([EVAL_BATCH * vectors_per_user, dim])
     chunk = tf.function(lambda u: tf.reduce_sum(tf.matmul(u, table, transpose_b=True)))
     chunk(batch).numpy()  # trace
     chunks = -(-vocab_size // MATMUL_CHUNK)
@@ -189,7 +193,11 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
     rows = sample_users(arrays.user_ids, args.eval_users)
     histories, targets = arrays.histories[rows], arrays.targets[rows]
     scorer = Scorer(model)
-    evaluate(scorer, histories[:EVAL_BATCH], targets[:EVAL_BATCH], batch_size=EVAL_BATCH)  # trace
+    # Trace every batch shape of the timed pass: a full batch and the last one (a retrace in the timed
+    # pass cost as much as the whole ranking of 2,000 users at S).
+    last = len(rows) % EVAL_BATCH if len(rows) > EVAL_BATCH else 0
+    warm_up = np.r_[0:min(EVAL_BATCH, len(rows)), len(rows) - last:len(rows)]
+    evaluate(scorer, histories[warm_up], targets[warm_up], batch_size=EVAL_BATCH)
     start = time.perf_counter()
     result = evaluate(scorer, histories, targets, batch_size=EVAL_BATCH)
     eval_seconds = time.perf_counter() - start
@@ -201,8 +209,11 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
         tf.nest.map_structure(lambda t: t.numpy(), scorer.state({"item_ids": histories[first:first + EVAL_BATCH]}))
     row["ranking_users_per_s"] = len(rows) / max(eval_seconds - (time.perf_counter() - start), 1e-9)
     row["eval_NDCG@10"] = result.metrics["NDCG@10"]
+    state = scorer.state({"item_ids": histories[:1]})
+    # The allocation models score with several vectors a user (the episode's `active` [B, K]).
+    row["vectors_per_user"] = int(state["active"].shape[-1]) if isinstance(state, dict) and "active" in state else 1
     row["matmul_users_per_s"] = _matmul_users_per_second(int(model.output_embeddings().shape[-1]), vocab_size,
-                                                         len(rows))
+                                                         len(rows), row["vectors_per_user"])
 
     with tempfile.TemporaryDirectory(dir=args.work_dir) as exported:
         version = os.path.join(exported, "model", "1")
@@ -347,18 +358,18 @@ def report(results, command: str) -> str:
              f"load average at the end {os.getloadavg()[0]:.2f}; batch {BATCH}, max_len {MAX_LEN}, "
              f"optimizer {', '.join(sorted({r.get('optimizer', 'adam') for r in results}))}.", "",
              "| size | model | loss | users | items | interactions | lines/s read | prepare s | train seq/s | "
-             "eval users/s | ranking users/s | matmul users/s | ranking ÷ matmul | export MB | serve p50 ms | serve p99 ms | "
+             "eval users/s | ranking users/s | vectors a user | matmul users/s | ranking ÷ matmul | export MB | serve p50 ms | serve p99 ms | "
              "peak RSS MB | read RSS/interaction B |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if "failed" in r:
-            lines.append(f"| {r['size']} | {r['model']} | {r['loss']} | failed: {r['failed']} |" + " |" * 14)
+            lines.append(f"| {r['size']} | {r['model']} | {r['loss']} | failed: {r['failed']} |" + " |" * 15)
             continue
         lines.append(
             f"| {r['size']} | {r['model']} | {r['loss']} | {r['users']:,} | {r['items']:,} | {r['interactions']:,} | "
             f"{r['lines_per_s']:,.0f} | {r['prepare_s']:.1f} | {r['train_sequences_per_s']:,.0f} | "
             f"{r['eval_users_per_s']:,.0f} | {r.get('ranking_users_per_s', float('nan')):,.0f} | "
-            f"{r['matmul_users_per_s']:,.0f} | {r.get('ranking_users_per_s', float('nan')) / r['matmul_users_per_s']:.2f} | {_mb(r['export_bytes'])} | "
+            f"{r.get('vectors_per_user', 1)} | {r['matmul_users_per_s']:,.0f} | {r.get('ranking_users_per_s', float('nan')) / r['matmul_users_per_s']:.2f} | {_mb(r['export_bytes'])} | "
             f"{r['serve_p50_ms']:.1f} | {r['serve_p99_ms']:.1f} | {_mb(r['peak_rss'])} | "
             f"{r['read_rss_per_interaction']:.0f} |")
     sizes = [s for s in SIZES if any(r["size"] == s for r in done)]
