@@ -194,7 +194,7 @@ def measure(size: str, model_name: str, loss: str, args) -> dict:
     histories, targets = arrays.histories[rows], arrays.targets[rows]
     scorer = Scorer(model)
     # Trace every batch shape of the timed pass: a full batch and the last one (a retrace in the timed
-    # pass cost as much as the whole ranking of 2,000 users at S).
+    # pass was most of the time of ranking 2,000 users at S).
     last = len(rows) % EVAL_BATCH if len(rows) > EVAL_BATCH else 0
     warm_up = np.r_[0:min(EVAL_BATCH, len(rows)), len(rows) - last:len(rows)]
     evaluate(scorer, histories[warm_up], targets[warm_up], batch_size=EVAL_BATCH)
