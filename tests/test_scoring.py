@@ -62,6 +62,10 @@ def test_chunked_ranks_and_top_k_equal_the_dense_ones(name, kwargs):
             masked[row, history] = -np.inf
         # Best first, ties to the smaller id: a stable sort of the negated scores.
         np.testing.assert_array_equal(top, np.argsort(-masked, axis=1, kind="stable")[:, :6])
+        # One pass for both: the same ranks and lists.
+        both = evaluate(model, histories, targets, ks=(5,), chunk_size=chunk_size, batch_size=5, top_k=6)
+        np.testing.assert_array_equal(both.ranks, result.ranks)
+        np.testing.assert_array_equal(both.top_k_items, top)
 
 
 def test_the_transfer_trainer_scores_like_its_model():
@@ -196,3 +200,12 @@ def test_small_batches_take_bigger_chunks_with_the_same_top_k():
     at = lambda chunk: top_k_over_chunks(lambda ids: tf.gather(scores, ids, axis=1), 3, 2, 40, 5, chunk)  # noqa: E731
     for fixed, chosen in zip(at(7), at(tf.constant(7))):
         np.testing.assert_array_equal(fixed, chosen)
+
+
+def test_top_k_lists_come_only_with_the_full_protocol():
+    model = build_model("sasrec", V, L)
+    histories, targets = _histories(3)
+    for protocol, top_k in (("full", -1), ("full", True), ("sampled", 5)):
+        with pytest.raises(ValueError, match="top_k"):
+            evaluate(model, histories, targets, protocol=protocol, top_k=top_k,
+                     negatives=np.full((USERS, 3), 2) if protocol == "sampled" else None)

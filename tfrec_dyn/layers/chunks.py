@@ -56,15 +56,23 @@ def top_k_over_chunks(score_chunk, rows, start, stop, k, chunk_size):
     is O(rows × (k + chunk)) memory.
     """
     k = tf.convert_to_tensor(k, tf.int32)
+    step = lambda ids, best: merge_top_k(best, ids, score_chunk(ids), k)  # noqa: E731
+    return fold_chunks(step, empty_top_k(rows, k), start, stop, chunk_size)
 
-    def step(ids, best):
-        values, best_ids = best
-        scores = tf.cast(score_chunk(ids), tf.float32)
-        # The running best come first: on equal values top_k keeps the earlier column, the smaller id.
-        merged_values = tf.concat([values, scores], 1)
-        merged_ids = tf.concat([best_ids, tf.broadcast_to(ids[tf.newaxis], tf.shape(scores))], 1)
-        top = tf.math.top_k(merged_values, k=k)
-        return top.values, tf.gather(merged_ids, top.indices, batch_dims=1)
 
-    initial = (tf.fill(tf.stack([rows, k]), tf.constant(-float("inf"))), tf.fill(tf.stack([rows, k]), -1))
-    return fold_chunks(step, initial, start, stop, chunk_size)
+def empty_top_k(rows, k):
+    """The running top-k before any chunk: (values -inf [rows, k], ids -1 [rows, k])."""
+    shape = tf.stack([rows, k])
+    return tf.fill(shape, tf.constant(-float("inf"))), tf.fill(shape, -1)
+
+
+def merge_top_k(best, ids, scores, k):
+    """The running top-k `best` (values, ids) merged with a chunk's `scores`
+    [rows, c] of `ids` [c], which follow every id seen before."""
+    values, best_ids = best
+    scores = tf.cast(scores, tf.float32)
+    # The running best come first: on equal values top_k keeps the earlier column, the smaller id.
+    merged_values = tf.concat([values, scores], 1)
+    merged_ids = tf.concat([best_ids, tf.broadcast_to(ids[tf.newaxis], tf.shape(scores))], 1)
+    top = tf.math.top_k(merged_values, k=k)
+    return top.values, tf.gather(merged_ids, top.indices, batch_dims=1)

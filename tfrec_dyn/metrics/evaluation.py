@@ -28,7 +28,7 @@ from tfrec_dyn.data.input_pipeline import feature_name
 from tfrec_dyn.data.splits import sample_users
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, Vocabulary
 from tfrec_dyn.metrics.beyond import gini_index, head_tail_items, item_coverage, tail_share
-from tfrec_dyn.metrics.protocols import DEFAULT_NUM_NEGATIVES, EvaluationResult, SampledNegatives, evaluate, top_k_items
+from tfrec_dyn.metrics.protocols import DEFAULT_NUM_NEGATIVES, EvaluationResult, SampledNegatives, evaluate
 from tfrec_dyn.metrics.ranking import metrics_from_ranks, rank_of_target
 from tfrec_dyn.metrics.scoring import Scorer
 
@@ -36,6 +36,7 @@ from tfrec_dyn.metrics.scoring import Scorer
 # models trained with different seeds are scored against the same candidates.
 EVAL_NEGATIVES_SEED = 20240101
 EVAL_KS = (5, 10, 20, 50)
+BEYOND_K = 10  # the length of the lists Coverage, Gini and TailShare are measured on
 
 
 @dataclasses.dataclass
@@ -119,12 +120,13 @@ def evaluate_model(model, arrays: EvalArrays, vocab: Vocabulary, item_counts, pr
         if protocol == "sampled":
             drawn = split_negatives(full_split, vocab, item_counts, num_negatives, sampler, cache_dir)
             negatives = drawn if arrays is full_split else dataclasses.replace(drawn, negatives=drawn.negatives[rows])
+        # The full protocol's beyond-accuracy lists come from its own pass over the catalogue.
         results[protocol] = evaluate(scorer, arrays.histories, arrays.targets, protocol=protocol, ks=ks,
-                                     negatives=negatives, exclude_seen=exclude_seen, features=features)
+                                     negatives=negatives, exclude_seen=exclude_seen, features=features,
+                                     top_k=BEYOND_K if protocol == "full" else 0)
         results[protocol].negatives = negatives
         if protocol == "full":
-            results[protocol].metrics.update(
-                beyond_accuracy(scorer, arrays, vocab.size, item_counts, exclude_seen, features))
+            results[protocol].metrics.update(beyond_accuracy(results[protocol].top_k_items, vocab.size, item_counts))
     if hasattr(model, "category_scores") and "category" in arrays.target_side:
         results["category"] = evaluate_categories(model, arrays, features, ks)
     return results
@@ -149,11 +151,11 @@ def evaluate_categories(model, arrays: EvalArrays, features, ks=(5, 10, 20), bat
                             "category", tuple(ks))
 
 
-def beyond_accuracy(scoring, arrays: EvalArrays, vocab_size: int, item_counts, exclude_seen: bool,
-                    features=None, k: int = 10):
+def beyond_accuracy(top_k, vocab_size: int, item_counts):
     """Item coverage, Gini index and tail-item share of everyone's top-k list
-    (tail items: all but the 20 % most interacted-with training items)."""
-    top_k = top_k_items(scoring, arrays.histories, k=k, exclude_seen=exclude_seen, features=features)
+    `top_k` [U, k] (`evaluate(..., top_k=k).top_k_items`; tail items: all but
+    the 20 % most interacted-with training items)."""
+    k = top_k.shape[1]
     _, tail = head_tail_items(item_counts)
     return {f"Coverage@{k}": item_coverage(top_k, vocab_size),
             f"Gini@{k}": gini_index(top_k, vocab_size),

@@ -288,6 +288,8 @@ class EvaluationResult:
       ks: the cut-offs.
       negatives: "sampled", from `evaluation.evaluate_model`: the split's
         negatives the targets were ranked against (to store with a run).
+      top_k_items: "full" with `evaluate(..., top_k=k)`: int32 [U, k] each
+        user's k best candidates, as `top_k_items` gives them.
     """
 
     metrics: Dict[str, float]
@@ -296,6 +298,7 @@ class EvaluationResult:
     protocol: str
     ks: Tuple[int, ...]
     negatives: Optional["SampledNegatives"] = None
+    top_k_items: Optional[np.ndarray] = None
 
     def metrics_for(self, users) -> Dict[str, float]:
         """The same metrics over a subset of users (bool mask [U] or row indices),
@@ -378,7 +381,8 @@ def _negatives_array(negatives, num_users: int) -> Tuple[np.ndarray, Optional[in
 
 def evaluate(scoring, histories, targets, protocol: str = "full",
              ks: Iterable[int] = DEFAULT_KS, negatives=None, exclude_seen: bool = True,
-             batch_size: int = EVAL_BATCH_SIZE, features=None, chunk_size: Optional[int] = None) -> EvaluationResult:
+             batch_size: int = EVAL_BATCH_SIZE, features=None, chunk_size: Optional[int] = None,
+             top_k: int = 0) -> EvaluationResult:
     """Ranks every user's target with the named protocol and returns the metrics.
 
     Args:
@@ -403,6 +407,9 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
         the model with the item ids.
       chunk_size: items scored at a time by the full protocol (default: the
         model's `score_chunk_size`, else `scoring.DEFAULT_CHUNK_SIZE`).
+      top_k: "full" only: when > 0, also each user's `top_k` best candidates
+        (`top_k_items`'s lists) from the same pass over the catalogue, in
+        `.top_k_items`.
 
     Returns:
       `EvaluationResult` with `.metrics` (e.g. "HR@10", "NDCG@10", "MRR",
@@ -434,9 +441,13 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
     if protocol == "sampled":
         negatives, negatives_vocab = _negatives_array(negatives, histories.shape[0])
 
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0 \
+            or (top_k and protocol != "full"):
+        raise ValueError(f'`top_k` must be an integer >= 0, and 0 unless protocol="full"; got {top_k!r}')
     scorer = Scorer.of(scoring, chunk_size)
     ranks = np.empty(histories.shape[0], np.int64)
     num_candidates = np.empty(histories.shape[0], np.int64)
+    top_lists = np.zeros((histories.shape[0], int(top_k)), np.int32) if top_k else None
     for start, item_ids, state in _scored_batches(scorer, histories, batch_size, features):
         if start == 0:
             vocab_size = scorer.vocab_size
@@ -446,7 +457,11 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
                                           or negatives_vocab not in (None, vocab_size)):
                 raise ValueError(f"negatives were drawn for another vocabulary than V = {vocab_size}")
         batch_targets = targets[start:start + len(item_ids)]
-        if protocol == "full":
+        if protocol == "full" and top_k:
+            (batch_ranks, batch_counts), items = scorer.ranks_and_top_k(state, item_ids, batch_targets, int(top_k),
+                                                                        exclude_seen)
+            top_lists[start:start + len(item_ids), :items.shape[1]] = np.asarray(items)
+        elif protocol == "full":
             batch_ranks, batch_counts = scorer.ranks(state, item_ids, batch_targets, exclude_seen)
         else:
             batch_negatives = negatives[start:start + len(item_ids)]
@@ -462,7 +477,7 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
         ranks[start:start + len(item_ids)] = np.asarray(batch_ranks)
         num_candidates[start:start + len(item_ids)] = np.asarray(batch_counts)
     return EvaluationResult(metrics=metrics_from_ranks(ranks, ks), ranks=ranks,
-                            num_candidates=num_candidates, protocol=protocol, ks=ks)
+                            num_candidates=num_candidates, protocol=protocol, ks=ks, top_k_items=top_lists)
 
 
 def top_k_items(scoring, histories, k: int = 10, exclude_seen: bool = True,

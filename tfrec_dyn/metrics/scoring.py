@@ -12,7 +12,9 @@ items costs O(B × chunk) memory, never O(B × V):
   pessimistic rank of the target among every real item, the history's items
   removed when `exclude_seen`, the target never removed;
 * `top_k_recommendations`: the k best unseen items (beyond-accuracy figures,
-  `serving_default`).
+  `serving_default`);
+* `ranks_and_top_k`: both from one pass (the full protocol with its
+  beyond-accuracy lists).
 
 `Scorer` puts a model (or a plain function returning a [B, V] score matrix)
 behind these, compiled once.
@@ -32,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
-from tfrec_dyn.layers.chunks import fold_chunks, top_k_over_chunks
+from tfrec_dyn.layers.chunks import empty_top_k, fold_chunks, merge_top_k
 
 # Users evaluated at a time, and items scored at a time: a [256, 8192] float32 chunk is 8 MB.
 EVAL_BATCH_SIZE = 256
@@ -78,32 +80,9 @@ def full_protocol_ranks(scoring, state, item_ids, targets, vocab_size, exclude_s
     either way; both `tfrec-dyn evaluate` and the serving signature use this
     same function with the same chunk size, so they agree exactly.
     """
-    targets = tf.cast(targets, tf.int32)
-    target_scores = tf.cast(scoring.score_items(state, targets[:, tf.newaxis])[:, 0], tf.float32)
-    # A NaN target ranks like -inf: below every candidate, tied with the -inf ones, so all count.
-    everything = tf.math.is_nan(target_scores) | tf.equal(target_scores, -np.inf)
-    threshold = target_scores[:, tf.newaxis]
-    seen, keep = distinct_history(item_ids, exclude=targets)
-    keep &= tf.cast(exclude_seen, tf.bool)
-
-    def step(ids, counts):
-        ranks, others = counts
-        first, size = ids[0], tf.size(ids)
-        scores = tf.cast(scoring.score_items(state, ids), tf.float32)
-        above = tf.reduce_sum(tf.cast(scores >= threshold, tf.int32), 1)      # NaN scores are never >=
-        seen_local, seen_inside = _in_chunk(seen, first, size)
-        seen_inside &= keep
-        seen_above = seen_inside & (tf.gather(scores, seen_local, batch_dims=1) >= threshold)
-        target_local, target_inside = _in_chunk(targets, first, size)
-        target_above = target_inside & (tf.gather(scores, target_local[:, tf.newaxis], batch_dims=1)[:, 0]
-                                        >= target_scores)
-        in_chunk = size - tf.reduce_sum(tf.cast(seen_inside, tf.int32), 1) - tf.cast(target_inside, tf.int32)
-        counted = above - tf.reduce_sum(tf.cast(seen_above, tf.int32), 1) - tf.cast(target_above, tf.int32)
-        return ranks + tf.where(everything, in_chunk, counted), others + in_chunk
-
-    zeros = tf.zeros_like(targets)
-    ranks, others = fold_chunks(step, (zeros, zeros), NUM_RESERVED, vocab_size, chunk_size)
-    return ranks, others + 1
+    (ranks,) = _fold_catalogue(scoring, state, [_RankCount(scoring, state, item_ids, targets, exclude_seen)],
+                               vocab_size, chunk_size)
+    return ranks
 
 
 def top_k_recommendations(scoring, state, item_ids, vocab_size, k, exclude_seen=True,
@@ -116,21 +95,90 @@ def top_k_recommendations(scoring, state, item_ids, vocab_size, k, exclude_seen=
     clipped to [1, V - 2]; slots past the last candidate hold `PAD_ID` with
     score -inf.
     """
-    lowest = tf.constant(np.finfo(np.float32).min, tf.float32)
-    seen, keep = distinct_history(item_ids)
-    keep &= tf.cast(exclude_seen, tf.bool)
+    (top,) = _fold_catalogue(scoring, state, [_TopK(item_ids, vocab_size, k, exclude_seen)], vocab_size, chunk_size)
+    return top
 
-    def scored(ids):
+
+def ranks_and_top_k(scoring, state, item_ids, targets, vocab_size, k, exclude_seen=True,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE):
+    """((ranks, num_candidates), (top ids, top scores)): `full_protocol_ranks`
+    and `top_k_recommendations` from one pass over the catalogue, each chunk
+    scored once (the full protocol with its beyond-accuracy lists)."""
+    return tuple(_fold_catalogue(scoring, state, [_RankCount(scoring, state, item_ids, targets, exclude_seen),
+                                                  _TopK(item_ids, vocab_size, k, exclude_seen)],
+                                 vocab_size, chunk_size))
+
+
+def _fold_catalogue(scoring, state, folds, vocab_size, chunk_size):
+    """[fold.result(...)] of every fold, each fed every chunk's scores: one
+    `score_items` call per chunk, whatever the number of folds."""
+
+    def step(ids, carries):
         scores = tf.cast(scoring.score_items(state, ids), tf.float32)
-        scores = tf.where(scores >= lowest, scores, lowest)  # NaN and -inf: the lowest candidate score
-        local, inside = _in_chunk(seen, ids[0], tf.size(ids))
-        positions = tf.where(inside & keep)
-        indices = tf.stack([tf.cast(positions[:, 0], tf.int32), tf.gather_nd(local, positions)], 1)
-        return tf.tensor_scatter_nd_update(scores, indices, tf.fill(tf.shape(indices)[:1], -np.inf))
+        return tuple(fold.step(ids, scores, carry) for fold, carry in zip(folds, carries))
 
-    k = tf.clip_by_value(tf.cast(k, tf.int32), 1, tf.cast(vocab_size, tf.int32) - NUM_RESERVED)
-    values, ids = top_k_over_chunks(scored, tf.shape(item_ids)[0], NUM_RESERVED, vocab_size, k, chunk_size)
-    return tf.where(ids >= 0, ids, PAD_ID), values
+    carries = fold_chunks(step, tuple(fold.initial for fold in folds), NUM_RESERVED, vocab_size, chunk_size)
+    return [fold.result(carry) for fold, carry in zip(folds, carries)]
+
+
+class _RankCount:
+    """`full_protocol_ranks` as a fold over chunk scores: (ranks, others) counted so far."""
+
+    def __init__(self, scoring, state, item_ids, targets, exclude_seen):
+        self.targets = tf.cast(targets, tf.int32)
+        self.target_scores = tf.cast(scoring.score_items(state, self.targets[:, tf.newaxis])[:, 0], tf.float32)
+        # A NaN target ranks like -inf: below every candidate, tied with the -inf ones, so all count.
+        self.everything = tf.math.is_nan(self.target_scores) | tf.equal(self.target_scores, -np.inf)
+        self.seen, keep = distinct_history(item_ids, exclude=self.targets)
+        self.keep = keep & tf.cast(exclude_seen, tf.bool)
+        zeros = tf.zeros_like(self.targets)
+        self.initial = (zeros, zeros)
+
+    def step(self, ids, scores, counts):
+        ranks, others = counts
+        first, size = ids[0], tf.size(ids)
+        threshold = self.target_scores[:, tf.newaxis]
+        above = tf.reduce_sum(tf.cast(scores >= threshold, tf.int32), 1)      # NaN scores are never >=
+        seen_local, seen_inside = _in_chunk(self.seen, first, size)
+        seen_inside &= self.keep
+        seen_above = seen_inside & (tf.gather(scores, seen_local, batch_dims=1) >= threshold)
+        target_local, target_inside = _in_chunk(self.targets, first, size)
+        target_above = target_inside & (tf.gather(scores, target_local[:, tf.newaxis], batch_dims=1)[:, 0]
+                                        >= self.target_scores)
+        in_chunk = size - tf.reduce_sum(tf.cast(seen_inside, tf.int32), 1) - tf.cast(target_inside, tf.int32)
+        counted = above - tf.reduce_sum(tf.cast(seen_above, tf.int32), 1) - tf.cast(target_above, tf.int32)
+        return ranks + tf.where(self.everything, in_chunk, counted), others + in_chunk
+
+    @staticmethod
+    def result(counts):
+        ranks, others = counts
+        return ranks, others + 1
+
+
+_LOWEST = float(np.finfo(np.float32).min)
+
+
+class _TopK:
+    """`top_k_recommendations` as a fold over chunk scores: the running top-k."""
+
+    def __init__(self, item_ids, vocab_size, k, exclude_seen):
+        self.seen, keep = distinct_history(item_ids)
+        self.keep = keep & tf.cast(exclude_seen, tf.bool)
+        self.k = tf.clip_by_value(tf.cast(k, tf.int32), 1, tf.cast(vocab_size, tf.int32) - NUM_RESERVED)
+        self.initial = empty_top_k(tf.shape(item_ids)[0], self.k)
+
+    def step(self, ids, scores, best):
+        scores = tf.where(scores >= _LOWEST, scores, _LOWEST)  # NaN and -inf: the lowest candidate score
+        local, inside = _in_chunk(self.seen, ids[0], tf.size(ids))
+        positions = tf.where(inside & self.keep)
+        indices = tf.stack([tf.cast(positions[:, 0], tf.int32), tf.gather_nd(local, positions)], 1)
+        scores = tf.tensor_scatter_nd_update(scores, indices, tf.fill(tf.shape(indices)[:1], -np.inf))
+        return merge_top_k(best, ids, scores, self.k)
+
+    @staticmethod
+    def result(best):
+        values, ids = best
+        return tf.where(ids >= 0, ids, PAD_ID), values
 
 
 # The largest chunk `chunk_for_rows` gives a small batch: of 8,192, 32,768 and 131,072 items, the
@@ -192,8 +240,9 @@ class Scorer:
 
     Methods take a batch {"item_ids": int32 [B, L], side features...}:
     `state(batch)`, then `ranks(state, item_ids, targets, exclude_seen)`,
-    `candidate_scores(state, candidate_ids [B, n])` or `top_k(state,
-    item_ids, k, exclude_seen)`.
+    `candidate_scores(state, candidate_ids [B, n])`, `top_k(state,
+    item_ids, k, exclude_seen)` or both in one pass, `ranks_and_top_k(state,
+    item_ids, targets, k, exclude_seen)` -> ((ranks, counts), top ids).
     """
 
     def __init__(self, scoring, chunk_size: Optional[int] = None):
@@ -212,6 +261,7 @@ class Scorer:
         self.ranks = compile_(self._ranks)
         self.candidate_scores = compile_(lambda state, candidate_ids: self.source.score_items(state, candidate_ids))
         self.top_k = compile_(self._top_k)
+        self.ranks_and_top_k = compile_(self._ranks_and_top_k)
 
     @classmethod
     def of(cls, scoring, chunk_size: Optional[int] = None) -> "Scorer":
@@ -232,3 +282,8 @@ class Scorer:
     def _top_k(self, state, item_ids, k, exclude_seen):
         return top_k_recommendations(self.source, state, item_ids, self.vocab_size, k,
                                      exclude_seen, self.chunk_size)[0]
+
+    def _ranks_and_top_k(self, state, item_ids, targets, k, exclude_seen):
+        ranks, top = ranks_and_top_k(self.source, state, item_ids, targets, self.vocab_size, k,
+                                     exclude_seen, self.chunk_size)
+        return ranks, top[0]
