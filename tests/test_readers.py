@@ -615,3 +615,16 @@ def test_delimited_iso_times_with_and_without_offsets_and_long_delimiters(tmp_pa
     # A delimiter of two characters: the line reader's.
     path = write(tmp_path / "log.tsv", "user::item::note\nu1::i1::x\n")
     assert read_log(path, {"user": "user", "item": "item"}, delimiter="::").side["note"][0].tolist() == ["x"]
+
+
+@pytest.mark.parametrize("text", [b"", b"u1 i1", b"u1 i1\n", b"u1 i1\n\n  \nu2  i2 x\r\n", b"\n", b" a\tb \x0bc\n\nd"])
+def test_the_first_pass_counts_tokens_per_line_as_a_direct_sum(text):
+    from tfrec_dyn.data.readers import _plain_text_layout
+
+    codes, space, token_start, line_starts, counts = _plain_text_layout(text)
+    expected = [len(line.split()) for line in text.split(b"\n")]
+    if text.endswith(b"\n") or not text:
+        expected = expected[:-1]  # no line after a final newline
+    assert counts.tolist() == expected and line_starts.tolist() == [0, *np.flatnonzero(codes == 10) + 1][:len(expected)]
+    assert token_start.sum() == len(text.split()) and space.sum() == len(text) - len(b"".join(text.split()))
+    assert _plain_text_layout(b"caf\xc3\xa9 i1\n") is None
