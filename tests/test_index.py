@@ -6,7 +6,7 @@ import tensorflow as tf
 from graphs import whole_table_reads
 
 from tfrec_dyn.data import Vocabulary
-from tfrec_dyn.models import RDRSR, SASRec
+from tfrec_dyn.models import RDRSR, AdaSplit, SASRec
 from tfrec_dyn.serving.export import RecommenderModule, export_saved_model
 from tfrec_dyn.serving.index import ClusterIndexConfig, ServingIndex, build_cluster_index, index_recall
 
@@ -60,7 +60,9 @@ def _histories():
     return histories
 
 
-@pytest.mark.parametrize("cls, kwargs", [(SASRec, {}), (RDRSR, {"window_len": 4})], ids=["sasrec", "rdrsr"])
+@pytest.mark.parametrize("cls, kwargs", [(SASRec, {}), (RDRSR, {"window_len": 4}),
+                                         (AdaSplit, {"window_len": 4, "scoring": "max"})],
+                         ids=["sasrec", "rdrsr", "adasplit"])
 def test_probing_every_cluster_gives_the_exact_lists(cls, kwargs):
     model = _model(cls, **kwargs)
     vocab = Vocabulary([f"i{i}" for i in range(NUM_ITEMS)])

@@ -134,6 +134,14 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
             entropy_weight=entropy_weight, policy_hidden_dim=policy_hidden_dim, readout=readout, name="allocator")
 
     # ------------------------------------------------------------- episodes
+    def user_state(self, inputs, training=False):
+        """The episode without `reward_ids`, the batch's items drawn for the
+        rewards (training only): every entry is per row, as the serving index,
+        which ranks one row at a time, needs."""
+        state = dict(super().user_state(inputs, training=training))
+        del state["reward_ids"]
+        return state
+
     def _table(self):
         return self.embedding.item_embedding.embeddings
 
