@@ -6,14 +6,23 @@ Prints Markdown tables and the machine's CPU count; absolute seconds depend on
 the machine and on whatever else runs on it (the load average is printed too),
 the ratios much less.
 
-1. Throughput: training sequences per second and wall time per epoch for
-   SASRec at max_len 50 (the subject) and two baselines, GRU4Rec at max_len 50
-   and SASRec at max_len 200.  Each trains `--throughput-epochs` epochs through
-   `tfrec_dyn.training.trainer.fit` (the model, loss, input pipeline and
-   `model.fit` that `tfrec-dyn train` uses); the first epoch (graph tracing) is
-   dropped and the median of the others is taken.  One sequence is one user's
-   training sequence with a next-item target at every position, so an epoch is
-   every training user once.
+1. Throughput: training sequences per second of SASRec (at the settings of
+   the PyTorch comparison in issue 21: d 50, 2 blocks, 1 head, dropout 0.5),
+   GRU4Rec, RETR and RDRSR (their defaults), max_len 50, batch 128, each
+   through `tfrec_dyn.training.trainer.fit` (what `tfrec-dyn train` runs)
+   with `TrainConfig`'s defaults and, in the same run, with each of
+   `VARIANTS` (the step under XLA; 8 steps per call into the graph), as
+   ratios to the defaults: the measurement behind the defaults.  The first
+   epoch (tracing) is dropped and the median of the others is taken.  One
+   sequence is one user's training sequence with a next-item target at
+   every position, so an epoch is every training user once.  Also the
+   step's FLOPs (those of the products in the forward and backward pass on
+   a full batch, `matmul_flops`) and the GFLOP/s they make at the default
+   path's speed, against a plain float32 matmul measured in the same run
+   (the machine's limit).  On each `--data`: MovieLens-100K (943 users, 8
+   steps an epoch) and, with `--data ... synthetic:31013:23715:9.3`, a
+   generated log of the shape of the PyTorch comparison's data set (31,013
+   users, 23,715 items, 9.3 events a user).
 2. Time to result: wall time of what `tfrec_dyn.training.train` does (read
    and prepare the data, `fit`, evaluate on the test split) for SASRec with
    the settings of `benchmarks/baselines_ml100k.py` (200 epochs, loss "bce",
@@ -44,8 +53,10 @@ import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import tensorflow as tf
 import tf_keras as keras
 
+from tfrec_dyn.data.input_pipeline import trainable_rows
+from tfrec_dyn.data.synthetic import LogSpec, generate_log
 from tfrec_dyn.training import PreparedData, TrainConfig
-from tfrec_dyn.training.trainer import evaluate_split, fit
+from tfrec_dyn.training.trainer import evaluate_split, fit, training_batches
 
 TARGET = {"HR@10": 0.148, "NDCG@10": 0.066}
 BUDGET_SECONDS = 300.0
@@ -90,22 +101,147 @@ class TargetWatch(keras.callbacks.Callback):
         self.eval_seconds += time.perf_counter() - start
 
 
+# Issue 21's speed targets: SASRec at the settings of its PyTorch comparison (those of
+# pmixer/SASRec.pytorch), the others at their defaults.
+SPEED_MODELS = {"sasrec": {"embed_dim": 50, "num_blocks": 2, "num_heads": 1, "dropout": 0.5},
+                "gru4rec": {}, "retr": {}, "rdrsr": {}}
+# The settings measured against the defaults (`TrainConfig` fields).
+VARIANTS = {"XLA": {"jit_compile": True}, "8 steps a call": {"steps_per_execution": 8}}
+
+
 def num_training_sequences(data: PreparedData) -> int:
     """Users with an (input, target) pair: at least 2 training items."""
-    return sum(len(s) >= 2 for s in data.train_sequences)
+    return len(trainable_rows(data.train_sequences))
 
 
-def throughput(data: PreparedData, model, max_len: int, epochs: int, seed: int) -> dict:
-    """Median epoch seconds of `model` (a name, or a TrainConfig whose max_len/epochs/seed are replaced)."""
+def prepared_data(spec: str) -> PreparedData:
+    """A built-in data set by name, or `synthetic:USERS:ITEMS:MEAN_LENGTH`: a generated log of
+    that shape (`tfrec_dyn.data.synthetic`, seed 0, at least 5 events a user)."""
+    if not spec.startswith("synthetic:"):
+        return PreparedData.from_config(TrainConfig(data=spec))
+    _, users, items, mean_length = spec.split(":")
+    log = generate_log(LogSpec(num_users=int(users), num_items=int(items), mean_length=float(mean_length),
+                               min_length=5, seed=0))
+    return PreparedData.from_interactions(log.to_interactions())
+
+
+def median_seconds(function, *args, repeats: int = 20) -> float:
+    """Median wall seconds of `function(*args)` after two warm-up calls."""
+    def run():
+        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, function(*args))
+
+    run(), run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 1024) -> float:
+    """GFLOP/s of a float32 [n, n] x [n, n] matmul: what this machine's cores sustain."""
+    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+    return 2 * n ** 3 / median_seconds(tf.function(tf.matmul), a, b) / 1e9
+
+
+def gradient_function(model) -> tf.types.experimental.GenericFunction:
+    """The forward and backward pass of `model`'s loss on a batch (no optimizer update)."""
+    @tf.function
+    def gradients(batch):
+        with tf.GradientTape() as tape:
+            loss = model.sequence_loss(batch, training=True) + model.regularization_loss()
+        return loss, tape.gradient(loss, model.trainable_variables)
+    return gradients
+
+
+def matmul_flops(function, batch) -> float:
+    """Floating-point operations of the products (MatMul, BatchMatMul, Einsum:
+    2 × the size of the index space each multiplies over) in one call of the
+    `tf.function` `function` on `batch`; element-wise ops are not counted.
+    NaN when a product's shape is not static or the graph has a loop (a
+    recurrent layer: its body runs a number of times the graph does not say)."""
+    total = 0.0
+    for op in function.get_concrete_function(batch).graph.get_operations():
+        if op.type in ("While", "StatelessWhile"):
+            return float("nan")
+        if op.type not in ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum"):
+            continue
+        shapes = [x.shape for x in op.inputs]
+        if not all(shape.is_fully_defined() for shape in shapes):
+            return float("nan")
+        if op.type == "Einsum":
+            letters = {}
+            for term, shape in zip(op.get_attr("equation").decode().split("->")[0].split(","), shapes):
+                letters.update(zip(term.replace("...", ""), shape.as_list()[-len(term.replace("...", "")):]))
+            size = 1
+            for value in letters.values():
+                size *= value
+            total += 2.0 * size
+        else:
+            adjoint = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
+            inner = shapes[0][-2] if adjoint else shapes[0][-1]
+            total += 2.0 * op.outputs[0].shape.num_elements() * inner
+    return total
+
+
+def throughput(data: PreparedData, model, max_len: int, epochs: int, seed: int, flops: bool = False,
+               **settings) -> dict:
+    """Median epoch seconds of `model` (a name, or a TrainConfig whose max_len/epochs/seed are
+    replaced), with other `TrainConfig` `settings`; with `flops`, also the forward and backward
+    pass's product FLOPs on one full batch (`matmul_flops`)."""
     if isinstance(model, TrainConfig):
-        config = dataclasses.replace(model, max_len=max_len, epochs=epochs, seed=seed)
+        config = dataclasses.replace(model, max_len=max_len, epochs=epochs, seed=seed, **settings)
     else:
-        config = TrainConfig(model=model, max_len=max_len, epochs=epochs, seed=seed)
+        config = TrainConfig(model=model, max_len=max_len, epochs=epochs, seed=seed, **settings)
     timer = EpochTimer()
     net, _, _ = fit(config, data.train_sequences, data.vocab.size, data.item_counts, callbacks=[timer], verbose=0)
     per_epoch = statistics.median(timer.seconds[1:] or timer.seconds)
-    return {"name": f"{config.model}, max_len {max_len}, loss {net.loss_name}", "epoch_seconds": per_epoch,
-            "sequences_per_second": num_training_sequences(data) / per_epoch}
+    row = {"name": f"{config.model}, max_len {max_len}, loss {net.loss_name}", "loss": net.loss_name,
+           "epoch_seconds": per_epoch, "sequences_per_second": num_training_sequences(data) / per_epoch}
+    if flops:
+        batch = next(iter(training_batches(net, config, data.train_sequences, data.vocab.size, data.item_counts,
+                                           config.batch_size, range(1))))
+        row["batch_flops"] = matmul_flops(gradient_function(net), batch) * config.batch_size / len(batch["item_ids"])
+    return row
+
+
+def speed_table(data: PreparedData, name: str, epochs: int, seed: int, machine_gflops: float,
+                models=tuple(SPEED_MODELS), rounds: int = 3) -> list:
+    """Markdown rows: each of `SPEED_MODELS` with the defaults and with each of `VARIANTS`, in
+    `rounds` interleaved rounds (this machine's speed drifts by tens of percent between runs a
+    minute apart; each setting's median over the rounds is taken)."""
+    lines = [f"#### Training throughput on {name} ({num_training_sequences(data):,} training sequences, "
+             f"{data.vocab.size:,} items; batch 128, max_len 50, median of epochs 2-{epochs}, seed {seed}, "
+             f"median of {rounds} interleaved rounds)", "",
+             "| model | loss | default seq/s | " + " | ".join(f"{v} ÷ default" for v in VARIANTS) +
+             " | GFLOP a step | GFLOP/s | ÷ matmul |", "|---|---|---:|" + "---:|" * (len(VARIANTS) + 3)]
+    for model in models:
+        config = TrainConfig(model=model, hyperparameters=dict(SPEED_MODELS[model]))
+        settings = {"default": {}, **VARIANTS}
+        speeds = {variant: [] for variant in settings}
+        for _ in range(rounds):
+            for variant, overrides in settings.items():
+                if speeds[variant] is None:
+                    continue
+                try:
+                    row = throughput(data, config, 50, epochs, seed, flops=variant == "default", **overrides)
+                except ValueError as error:  # a setting the model refuses (XLA where it is not checked)
+                    print(f"{model} {overrides}: {error}", file=sys.stderr)
+                    speeds[variant] = None
+                    continue
+                speeds[variant].append(row["sequences_per_second"])
+                if variant == "default":
+                    loss, batch_flops = row["loss"], row["batch_flops"]
+        default = statistics.median(speeds["default"])
+        ratios = ["refused" if speeds[v] is None else f"{statistics.median(speeds[v]) / default:.2f}×"
+                  for v in VARIANTS]
+        gflops = batch_flops / 1e9 * default / config.batch_size
+        lines.append(f"| {model} | {loss} | {default:,.0f} | " + " | ".join(ratios) +
+                     f" | {batch_flops / 1e9:.3f} | {gflops:.1f} | {gflops / machine_gflops:.3f} |")
+    defaults = {field: getattr(TrainConfig(), field) for overrides in VARIANTS.values() for field in overrides}
+    return lines + ["", f"Defaults: {defaults}; variants: {VARIANTS}; plain float32 1024² matmul in the same run: "
+                        f"{machine_gflops:.1f} GFLOP/s; nan: a recurrent model (`matmul_flops`).", ""]
 
 
 def time_to_result(model: str, epochs: int, seed: int, check_every: int = 0) -> dict:
@@ -134,34 +270,28 @@ def machine() -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--throughput-epochs", type=int, default=6, help="per configuration; the first is dropped")
+    parser.add_argument("--throughput-epochs", type=int, default=4, help="per configuration; the first is dropped")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the throughput table")
+    parser.add_argument("--models", nargs="+", default=list(SPEED_MODELS), choices=list(SPEED_MODELS))
+    parser.add_argument("--data", nargs="+", default=["ml-100k"],
+                        help="data sets of the throughput tables: names, or synthetic:USERS:ITEMS:MEAN_LENGTH")
     parser.add_argument("--sasrec-epochs", type=int, default=200)
     parser.add_argument("--gru4rec-epochs", type=int, default=100)
     parser.add_argument("--check-every", type=int, default=10,
                         help="epochs between the informational test-split checks (0: none)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                         help="seeds of the time-to-result runs (throughput uses the first)")
-    parser.add_argument("--skip-time-to-result", action="store_true", help="throughput only (about a minute)")
+    parser.add_argument("--skip-time-to-result", action="store_true", help="throughput only")
     parser.add_argument("--out", help="also write the Markdown to this file")
     args = parser.parse_args(argv)
 
     command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/train_speed.py " + \
         " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     lines = [f"Command: `{command.strip()}`  ", f"Machine at start: {machine()}", ""]
-    data = PreparedData.from_config(TrainConfig())
-    n = num_training_sequences(data)
-
-    rows = [throughput(data, "sasrec", 50, args.throughput_epochs, args.seeds[0]),
-            throughput(data, "gru4rec", 50, args.throughput_epochs, args.seeds[0]),
-            throughput(data, "sasrec", 200, args.throughput_epochs, args.seeds[0])]
-    subject = rows[0]
-    lines += [f"#### Training throughput ({n} training sequences per epoch, batch 128, "
-              f"median of epochs 2-{args.throughput_epochs}, seed {args.seeds[0]})", "",
-              "| configuration | s / epoch | sequences / s | SASRec max_len 50 speed ÷ this |",
-              "|---|---:|---:|---:|"]
-    for row in rows:
-        lines.append(f"| {row['name']} | {row['epoch_seconds']:.3f} | {row['sequences_per_second']:.0f} | "
-                     f"{subject['sequences_per_second'] / row['sequences_per_second']:.2f}× |")
+    machine_gflops = matmul_gflops()
+    for spec in args.data:
+        lines += speed_table(prepared_data(spec), spec, args.throughput_epochs, args.seeds[0], machine_gflops,
+                             args.models, args.rounds)
 
     if not args.skip_time_to_result:
         sasrec = [time_to_result("sasrec", args.sasrec_epochs, seed, args.check_every) for seed in args.seeds]

@@ -35,9 +35,11 @@ def small_data(tmp_path_factory):
 def test_train_evaluate_recommend(small_data, tmp_path):
     run = str(tmp_path / "run")
     out = _cli("train", "--model", "gru4rec", "--data", small_data, "--epochs", "2", "--max-len", "20",
-               "--out", run, "--json", "--quiet")
+               "--steps-per-execution", "2", "--out", run, "--json", "--quiet")
     assert out.returncode == 0, out.stderr[-3000:]
     trained = json.loads(out.stdout.strip().splitlines()[-1])
+    with open(os.path.join(run, "config.json")) as f:
+        assert json.load(f)["steps_per_execution"] == 2  # the flag reached the run's config
     assert trained["model"] == "gru4rec" and trained["protocol"] == "full"
     assert {"HR@10", "NDCG@10", "MRR", "train_seconds"} <= set(trained)
 

@@ -258,6 +258,17 @@ def test_each_row_keeps_out_its_own_history_only():
     assert set(draws[1]) == {2, 3, 4, 5, 6}
 
 
+def test_negatives_are_uniform_over_the_items_outside_the_history():
+    # Rows 0 and 1 have seen 2, 3, 4 of items 2..9; row 2 nothing. Rejection redraws only the draws
+    # that hit, so each row's draws are uniform over what it has not seen.
+    sampler = NegativeSampler(10, [np.array([2, 3, 4]), np.array([4, 3, 2]), np.array([], np.int64)])
+    draws = sampler.sample(tf.constant([0, 1, 2]), [3, 6000], tf.constant([5, 6], tf.int64)).numpy()
+    for row, unseen in ((0, range(5, 10)), (1, range(5, 10)), (2, range(2, 10))):
+        counts = np.bincount(draws[row], minlength=10)[list(unseen)]
+        assert counts.sum() == 6000
+        np.testing.assert_allclose(counts / 6000, 1 / len(unseen), atol=0.02)
+
+
 def test_training_dataset_is_reproducible_from_its_seed():
     sequences = [np.arange(2, 12) + i for i in range(20)]
 

@@ -159,6 +159,34 @@ def test_sampled_negatives_are_fixed_per_split(ml100k_slice, tmp_path):
         assert not set(known) & set(negatives)
 
 
+@pytest.mark.parametrize("model, loss", [("sasrec", "bce"), ("gru4rec", "ce"), ("caser", "gbce")])
+def test_xla_and_several_steps_per_execution_train_the_same_model(ml100k_slice, model, loss):
+    # Dropout off: XLA draws its own dropout masks. Everything else is the same computation, so the
+    # weights after an epoch agree to float32 round-off. (Under XLA the full softmax's mean once
+    # counted every padded position.)
+    def trained(**settings):
+        config = TrainConfig(model=model, loss=loss, epochs=1, max_len=10, hyperparameters={"dropout": 0.0},
+                             **settings)
+        net, history, _ = fit(config, ml100k_slice.train_sequences, ml100k_slice.vocab.size,
+                              ml100k_slice.item_counts, verbose=0)
+        return net.get_weights(), history.history["loss"]
+
+    reference, reference_loss = trained(jit_compile=False, steps_per_execution=1)
+    for settings in ({"steps_per_execution": 3}, {"jit_compile": True}):
+        weights, losses = trained(**settings)
+        np.testing.assert_allclose(losses, reference_loss, rtol=1e-4)
+        for a, b in zip(weights, reference):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_xla_is_refused_where_it_is_not_checked(ml100k_slice):
+    with pytest.raises(ValueError, match="jit_compile: rdrsr's train step is not checked under XLA"):
+        fit(TrainConfig(model="rdrsr", epochs=1, jit_compile=True), ml100k_slice.train_sequences,
+            ml100k_slice.vocab.size, ml100k_slice.item_counts, verbose=0)
+    with pytest.raises(ValueError, match="jit_compile is for the 'standard' trainer"):
+        TrainConfig(trainer="tp", jit_compile=True)
+
+
 def test_prepared_data_keeps_every_item_rankable():
     data = Interactions(["u1", "u2"], [np.array(list("abcd"), object), np.array(list("bcde"), object)])
     prepared = PreparedData.from_interactions(data)

@@ -111,7 +111,9 @@ class NegativeSampler:
     """Draws item ids (2..V-1) uniformly or by popularity, never from a history.
 
     `sample(rows, shape, seed)` rejection-samples with stateless RNG: every
-    draw that hits its row's history is redrawn until none does. The
+    draw that hits its row's history is redrawn until none does (only those
+    draws, so each is uniform, or popularity-weighted, over the items
+    outside its row's history). The
     histories are either `sequences` (one per row, given once) or the
     `histories` of one call ([B, None] RaggedTensor, row i for `rows` i).
     Membership is one binary search in the sorted keys `row * V + item` of
@@ -156,25 +158,34 @@ class NegativeSampler:
         else:
             keys = tf.sort(histories.value_rowids() * self.vocab_size + tf.cast(histories.values, tf.int64))
         keys = tf.concat([[-1], keys], 0)  # a sentinel below every key: the search never falls off an empty set
+        per_row = tf.cast(tf.reduce_prod(shape[1:]), tf.int64)
 
-        def collisions(candidates):
-            flat = tf.reshape(candidates, [tf.shape(rows)[0], -1])
-            wanted = tf.reshape(rows[:, tf.newaxis] * self.vocab_size + tf.cast(flat, tf.int64), [-1])
-            position = tf.minimum(tf.searchsorted(keys, wanted, out_type=tf.int64), tf.size(keys, tf.int64) - 1)
-            return tf.reshape(tf.equal(tf.gather(keys, position), wanted), tf.shape(candidates))
+        def collisions(candidates, positions):
+            """Whether each draw (flat `positions` of the batch's draws) is in its row's history."""
+            wanted = tf.gather(rows, positions // per_row) * self.vocab_size + tf.cast(candidates, tf.int64)
+            found = tf.minimum(tf.searchsorted(keys, wanted, out_type=tf.int64), tf.size(keys, tf.int64) - 1)
+            return tf.equal(tf.gather(keys, found), wanted)
 
-        def redraw(round_, candidates):
-            fresh = self._draw(shape, seed + tf.cast(tf.stack([0, round_ + 1]), seed.dtype))
-            return round_ + 1, tf.where(collisions(candidates), fresh, candidates)
+        # Only the draws that hit a history are drawn again, each round: the work after the first
+        # pass is the hits', not the batch's (a few percent of it when histories are short).
+        candidates = tf.reshape(self._draw(shape, seed), [-1])
+        hits = tf.where(collisions(candidates, tf.range(tf.size(candidates, tf.int64))))[:, 0]
 
-        def pending(round_, candidates):
-            return tf.logical_and(round_ < _MAX_REJECTION_ROUNDS, tf.reduce_any(collisions(candidates)))
+        def redraw(round_, candidates, hits):
+            fresh = self._draw(tf.shape(hits), seed + tf.cast(tf.stack([0, round_ + 1]), seed.dtype))
+            candidates = tf.tensor_scatter_nd_update(candidates, hits[:, tf.newaxis], fresh)
+            return round_ + 1, candidates, tf.boolean_mask(hits, collisions(fresh, hits))
 
-        _, candidates = tf.while_loop(pending, redraw, (tf.constant(0), self._draw(shape, seed)))
+        def pending(round_, candidates, hits):
+            return tf.logical_and(round_ < _MAX_REJECTION_ROUNDS, tf.size(hits) > 0)
+
+        _, candidates, hits = tf.while_loop(
+            pending, redraw, (tf.constant(0), candidates, hits),
+            shape_invariants=(tf.TensorShape([]), candidates.shape, tf.TensorShape([None])))
         tf.debugging.assert_equal(
-            tf.reduce_any(collisions(candidates)), False,
+            tf.size(hits), 0,
             message="could not draw negatives outside a user's history: does a user have (almost) every item?")
-        return candidates
+        return tf.reshape(candidates, shape)
 
 
 class SharedNegativeSampler:

@@ -91,6 +91,7 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
     (TensorShape([1, 100]), TensorShape([1, 10]))
     """
 
+    supports_jit_compile = False  # its loss selects rows by a mask (see SequentialRecommender)
     supported_losses = ("ce", "sampled_softmax")
 
     def __init__(self, vocab_size, max_len, embed_dim=64, window_len=10, max_subsequences=4, allow_create=True,

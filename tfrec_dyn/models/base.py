@@ -137,6 +137,10 @@ class SequentialRecommender(keras.Model):
     supported_losses = LOSSES
     # Candidates `score_items` may take at once when ranking the catalogue (None: the protocols' default).
     score_chunk_size = None
+    # Whether the train step may be compiled with XLA (`TrainConfig.jit_compile`): checked equal to the
+    # plain step (tests/test_training.py). False where a loss keeps a data-dependent selection of its
+    # rows (`tf.boolean_mask`), which XLA pads to its upper bound.
+    supports_jit_compile = True
 
     def __init__(self, vocab_size, max_len, loss="bce", num_negatives=None, gbce_calibration=0.75,
                  logit_offset=None, **kwargs):
@@ -267,7 +271,11 @@ class SequentialRecommender(keras.Model):
             logits = tf.concat([tf.fill(tf.concat([tf.shape(logits)[:-1], [NUM_RESERVED]], 0), -1e9),
                                 logits[..., NUM_RESERVED:]], -1)
             per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.boolean_mask(targets, keep), logits)
-            return global_mean(per_position)
+            # The rows' sum over the number of targets counted on the unmasked weights: under XLA a
+            # boolean_mask result is padded to every position, and a mean over it would count those.
+            num_targets = tf.reduce_sum(weights)
+            return global_mean((tf.reduce_sum(per_position) / tf.maximum(num_targets, 1.0))[tf.newaxis],
+                               num_targets[tf.newaxis])
         if self.loss_name in ("gbce", "sampled_softmax"):
             return global_mean(self._many_negatives_loss(representations, targets, batch), weights)
         negatives = tf.cast(batch["negatives"], tf.int32)

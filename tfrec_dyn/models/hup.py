@@ -142,6 +142,7 @@ class HUP(SequentialRecommender):
     (TensorShape([1, 50]), TensorShape([1, 6]))
     """
 
+    supports_jit_compile = False  # its loss selects rows by a mask (see SequentialRecommender)
     supported_losses = ("cosine", "sampled_ce", "ce")
     side_fields = ("behavior", "category", "time_interval", "dwell_time")  # what the trainer feeds it
 

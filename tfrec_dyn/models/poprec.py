@@ -23,6 +23,8 @@ class PopRec(SequentialRecommender):
     TensorShape([1, 10])
     """
 
+    supports_jit_compile = False  # counting, not gradients: nothing for XLA to compile
+
     def __init__(self, vocab_size, max_len, loss="ce", **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, **kwargs)
         # Every replica adds the counts summed over all replicas (`train_step`): the copies stay equal.

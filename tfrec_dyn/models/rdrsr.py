@@ -87,6 +87,8 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
     (TensorShape([1, 100]), TensorShape([1, 10]))
     """
 
+    supports_jit_compile = False  # its loss selects rows by a mask (see SequentialRecommender)
+
     def __init__(self, vocab_size, max_len, embed_dim=64, window_len=10, max_interests=4, fixed_interests=None,
                  num_blocks=1, num_heads=1, dropout=0.2, temperature=10.0, policy_hidden_dim=None,
                  num_negatives=99, rl_weight=1.0, orthogonality_weight=1e-3, scoring="max", loss="sampled_ce",

@@ -44,6 +44,9 @@ class RETR(SequentialRecommender):
     (TensorShape([1, 100]), TensorShape([1, 2, 3]))
     """
 
+    # Not checked under XLA: its router's Gumbel noise is drawn another way there (see SequentialRecommender).
+    supports_jit_compile = False
+
     def __init__(self, vocab_size, max_len, embed_dim=64, num_blocks=2, num_heads=1, dropout=0.2,
                  temperature=0.8, use_router=True, hierarchical=True, router_hidden_dim=None,
                  keep_rate_weight=0.0, mask_keys=False, norm_first=False, loss="bpr", **kwargs):

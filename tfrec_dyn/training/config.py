@@ -61,6 +61,13 @@ class TrainConfig:
       strategy: "auto" (all visible GPUs, else CPU), "one_device",
         "mirrored" or "multi_worker" (see `tfrec_dyn.training.strategy`).
       mixed_precision: train in mixed_float16 (useful on GPUs).
+      jit_compile: compile the train step with XLA (`model.compile(jit_compile=...)`;
+        the "standard" trainer, models whose `supports_jit_compile`). Off by
+        default: on CPU it made no model's step faster (docs/performance.md).
+      steps_per_execution: training steps run by one call into the graph
+        (fewer host round trips; batch-level callbacks see every N-th step).
+        1 by default: on CPU 8 gained about 10 % on ML-100K's 8-step epochs and
+        nothing measurable on longer ones (docs/performance.md).
       eval_protocols: protocols for the final test evaluation.
       num_eval_negatives / eval_sampler: the sampled protocol's candidates.
       eval_users: evaluate a seeded sample of this many test users (None:
@@ -106,6 +113,8 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "auto"
     mixed_precision: bool = False
+    jit_compile: bool = False
+    steps_per_execution: int = 1
     eval_protocols: Tuple[str, ...] = ("full", "sampled")
     num_eval_negatives: int = 100
     eval_sampler: str = "uniform"
@@ -117,7 +126,7 @@ class TrainConfig:
     trainer_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("max_len", "epochs", "batch_size"):
+        for name in ("max_len", "epochs", "batch_size", "steps_per_execution"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {name}={getattr(self, name)}")
         if self.shuffle_buffer < 0:
@@ -130,6 +139,9 @@ class TrainConfig:
             raise ValueError(f"`split` must be one of {SPLITS}, got split={self.split!r}")
         if self.trainer not in TRAINERS:
             raise ValueError(f"`trainer` must be one of {TRAINERS}, got trainer={self.trainer!r}")
+        if self.jit_compile and self.trainer != "standard":
+            raise ValueError("jit_compile is for the 'standard' trainer; the 'tp' trainer's step is not checked "
+                             "under XLA")
         unknown = sorted(set(self.trainer_options) - set(TP_OPTION_NAMES))
         if unknown or (self.trainer_options and self.trainer != "tp"):
             raise ValueError(f"`trainer_options` are the 'tp' trainer's: {list(TP_OPTION_NAMES)}; got "

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any, Dict, Optional
 
@@ -33,7 +34,7 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     from tfrec_dyn.data.datasets import FORMAT_NAMES
     from tfrec_dyn.data.input_pipeline import SHARED_SAMPLERS
     from tfrec_dyn.models.registry import MODELS
-    from tfrec_dyn.training.config import OPTIMIZERS, SPLITS, TP_OPTION_NAMES, TRAINERS
+    from tfrec_dyn.training.config import OPTIMIZERS, SPLITS, TP_OPTION_NAMES, TRAINERS, TrainConfig
 
     losses = sorted({loss for model in MODELS.values() for loss in model.supported_losses})
     parser.add_argument("--model", default="sasrec", choices=sorted(MODELS))
@@ -70,6 +71,11 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true")
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=defaults["jit_compile"],
+                        help="compile the train step with XLA (default: %(default)s)")
+    parser.add_argument("--steps-per-execution", type=int, default=defaults["steps_per_execution"], metavar="N",
+                        help="training steps per call into the graph (default: %(default)s)")
     parser.add_argument("--validate-every", type=int, default=0)
     parser.add_argument("--eval-users", type=int, default=None, metavar="N",
                         help="evaluate a seeded sample of N test users (default: all; each user's figures are exact)")
@@ -85,5 +91,6 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
         "loss": args.loss, "negative_sampler": args.negative_sampler,
         "num_negatives": args.num_negatives, "hyperparameters": dict(args.hp),
         "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,
+        "jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution,
         "validate_every": args.validate_every, "eval_users": args.eval_users, "trainer": args.trainer,
         "trainer_options": dict(args.trainer_option)}

@@ -118,8 +118,12 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     sizes = {f"{field}_vocab_size": side_vocab_sizes[field] for field in fields if field in side_vocab_sizes}
     with strategy.scope(), precision_scope(config.mixed_precision):
         model = build_model(config.model, vocab_size, config.max_len, **{**sizes, **config.model_kwargs()})
+        if config.jit_compile and not getattr(model, "supports_jit_compile", False):
+            raise ValueError(f"jit_compile: {config.model}'s train step is not checked under XLA "
+                             f"({type(model).__name__}.supports_jit_compile); train it without --jit-compile")
         if config.trainer == "standard":
-            model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+            model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
+                          jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none)
     first_epoch = 0
     if backup_dir:
@@ -136,15 +140,8 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
                                     callbacks, verbose, first_epoch)
     else:
         global_batch = config.batch_size * strategy.num_replicas_in_sync
-        settings = dict(vocab_size=vocab_size, max_len=config.max_len, batch_size=global_batch,
-                        num_negatives=num_negatives, sampler=config.negative_sampler, item_counts=item_counts,
-                        negative_layout=model.negative_layout or "per_position", seed=config.seed,
-                        epochs=range(first_epoch, config.epochs))
-        if isinstance(sequences, UserStream):
-            dataset = streamed_training_dataset(sequences, side_fields=fields, shuffle_buffer=config.shuffle_buffer,
-                                                **settings)
-        else:
-            dataset = training_dataset(sequences, side={field: side[field] for field in fields}, **settings)
+        dataset = training_batches(model, config, sequences, vocab_size, item_counts, global_batch,
+                                   range(first_epoch, config.epochs), side, fields)
         history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
                             verbose=verbose, callbacks=callbacks)
     if backup_dir:
@@ -156,6 +153,21 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
             shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing to resume (the recorded config too)
         barrier(strategy)  # and gone before any worker starts another training on the same backup_dir
     return model, history, time.perf_counter() - start
+
+
+def training_batches(model, config: TrainConfig, sequences, vocab_size: int, item_counts, global_batch: int,
+                     epochs: range, side=None, fields=()) -> tf.data.Dataset:
+    """The batches `fit` trains `model` on: the next-item examples of
+    `sequences` (in memory or a `UserStream`) with the negatives the model's
+    loss needs, `fields` of the side fields, for the given `epochs`."""
+    settings = dict(vocab_size=vocab_size, max_len=config.max_len, batch_size=global_batch,
+                    num_negatives=getattr(model, "num_negatives", 0), sampler=config.negative_sampler,
+                    item_counts=item_counts, negative_layout=model.negative_layout or "per_position",
+                    seed=config.seed, epochs=epochs)
+    if isinstance(sequences, UserStream):
+        return streamed_training_dataset(sequences, side_fields=fields, shuffle_buffer=config.shuffle_buffer,
+                                         **settings)
+    return training_dataset(sequences, side={field: side[field] for field in fields}, **settings)
 
 
 BACKUP_CONFIG = "config.json"
@@ -208,7 +220,8 @@ def fit_transferrable(model, config: TrainConfig, strategy, sequences, vocab_siz
     dataset = dataset.batch(replicas).prefetch(tf.data.AUTOTUNE)  # one outer iteration per replica
     with strategy.scope(), precision_scope(config.mixed_precision):
         trainer = TransferrableTrainer(model, **options["TransferrableTrainer"])
-        trainer.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate))
+        trainer.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
+                        steps_per_execution=config.steps_per_execution)
         first = next(iter(dataset))
         trainer.build_for({key: value[0, 0] for key, value in first.items()})
     return trainer.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks)
