@@ -1,4 +1,4 @@
-"""SASRec training speed on MovieLens-100K, as ratios to baselines measured in the same run.
+"""Training speed, as ratios to baselines measured in the same run.
 
     TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/train_speed.py --out benchmarks/results/train_speed.md
 
@@ -6,6 +6,13 @@ Prints Markdown tables and the machine's CPU count; absolute seconds depend on
 the machine and on whatever else runs on it (the load average is printed too),
 the ratios much less.
 
+0. Now against before: the training sequences per second of each of
+   `SPEED_MODELS` with this library and with the library at git revision
+   `--against` (default `BASELINE_REVISION`, the state when issue 21 was
+   filed: its "today's path"), each measured by `throughput` in a fresh
+   process importing one or the other (the old one extracted with
+   `git archive`), the two alternating for `--rounds` rounds; the medians'
+   ratio against `SPEEDUP_TARGETS`, the issue's targets.
 1. Throughput: training sequences per second of SASRec (at the settings of
    the PyTorch comparison in issue 21: d 50, 2 blocks, 1 head, dropout 0.5),
    GRU4Rec, RETR and RDRSR (their defaults), max_len 50, batch 128, each
@@ -23,7 +30,12 @@ the ratios much less.
    steps an epoch) and, with `--data ... synthetic:31013:23715:9.3`, a
    generated log of the shape of the PyTorch comparison's data set (31,013
    users, 23,715 items, 9.3 events a user).
-2. Time to result: wall time of what `tfrec_dyn.training.train` does (read
+2. Evaluation: wall seconds of the full-ranking evaluation of every test user
+   of each of `SPEED_MODELS` trained one epoch: what `tfrec-dyn evaluate`
+   runs (`evaluate_split`, protocol "full", beyond-accuracy lists included;
+   its scorer is traced in the call), and the ranking alone with a scorer
+   traced before (median of `--rounds` calls), against issue 21's 1 s.
+3. Time to result: wall time of what `tfrec_dyn.training.train` does (read
    and prepare the data, `fit`, evaluate on the test split) for SASRec with
    the settings of `benchmarks/baselines_ml100k.py` (200 epochs, loss "bce",
    max_len 50), once per seed (`--seeds`, default 0 1 2 as there), with the
@@ -42,11 +54,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
+import json
 import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
@@ -56,7 +73,10 @@ import tf_keras as keras
 from tfrec_dyn.data.input_pipeline import trainable_rows
 from tfrec_dyn.data.synthetic import LogSpec, generate_log
 from tfrec_dyn.training import PreparedData, TrainConfig
-from tfrec_dyn.training.trainer import evaluate_split, fit, training_batches
+from tfrec_dyn.metrics.evaluation import model_features
+from tfrec_dyn.metrics.protocols import evaluate
+from tfrec_dyn.metrics.scoring import Scorer
+from tfrec_dyn.training.trainer import evaluate_split, fit
 
 TARGET = {"HR@10": 0.148, "NDCG@10": 0.066}
 BUDGET_SECONDS = 300.0
@@ -107,6 +127,10 @@ SPEED_MODELS = {"sasrec": {"embed_dim": 50, "num_blocks": 2, "num_heads": 1, "dr
                 "gru4rec": {}, "retr": {}, "rdrsr": {}}
 # The settings measured against the defaults (`TrainConfig` fields).
 VARIANTS = {"XLA": {"jit_compile": True}, "8 steps a call": {"steps_per_execution": 8}}
+# Issue 21's "today's path": the library as it was when the issue was filed, and its targets (sequences/s
+# of the library now ÷ at that revision).
+BASELINE_REVISION = "9ed9975"
+SPEEDUP_TARGETS = {"sasrec": 1.6, "gru4rec": 1.3, "retr": 1.3, "rdrsr": 1.3}
 
 
 def num_training_sequences(data: PreparedData) -> int:
@@ -200,6 +224,9 @@ def throughput(data: PreparedData, model, max_len: int, epochs: int, seed: int, 
     row = {"name": f"{config.model}, max_len {max_len}, loss {net.loss_name}", "loss": net.loss_name,
            "epoch_seconds": per_epoch, "sequences_per_second": num_training_sequences(data) / per_epoch}
     if flops:
+        # Imported here: `--child` runs `throughput` against a library from before `training_batches`.
+        from tfrec_dyn.training.trainer import training_batches  # pylint: disable=import-outside-toplevel
+
         batch = next(iter(training_batches(net, config, data.train_sequences, data.vocab.size, data.item_counts,
                                            config.batch_size, range(1))))
         row["batch_flops"] = matmul_flops(gradient_function(net), batch) * config.batch_size / len(batch["item_ids"])
@@ -244,6 +271,92 @@ def speed_table(data: PreparedData, name: str, epochs: int, seed: int, machine_g
                         f"{machine_gflops:.1f} GFLOP/s; nan: a recurrent model (`matmul_flops`).", ""]
 
 
+def library_at(revision: str, directory: str) -> str:
+    """Writes the `tfrec_dyn` package as of git `revision` of this repository into
+    `directory` and returns `directory` (a PYTHONPATH entry that imports it)."""
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    archive = subprocess.run(["git", "-C", repository, "archive", revision, "tfrec_dyn"], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory
+
+
+def child_throughput(library: str, model: str, spec: str, epochs: int, seed: int) -> float:
+    """Sequences/s of `model` (`SPEED_MODELS` settings, `TrainConfig` defaults) on `spec`,
+    measured by `throughput` in a fresh process that imports `tfrec_dyn` from `library`."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [library, os.environ.get("PYTHONPATH")])))
+    command = [sys.executable, os.path.abspath(__file__), "--child", model, "--data", spec,
+               "--throughput-epochs", str(epochs), "--seeds", str(seed)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} with PYTHONPATH={library} failed:\n{done.stderr[-3000:]}")
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    if not row["library"].startswith(os.path.abspath(library)):  # an installed copy shadowed PYTHONPATH
+        raise RuntimeError(f"the child imported tfrec_dyn from {row['library']}, not from {library}")
+    return row["sequences_per_second"]
+
+
+def against_table(spec: str, revision: str, epochs: int, seed: int, models=tuple(SPEED_MODELS),
+                  rounds: int = 3) -> list:
+    """Markdown rows: each model's sequences/s with the library at `revision` and now, each
+    measured in its own process, alternating in `rounds` rounds (medians), and the ratio
+    against `SPEEDUP_TARGETS`."""
+    repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    lines = [f"#### Sequences/s now ÷ at {revision} (issue 21's \"today's path\") on {spec}", "",
+             f"Batch 128, max_len 50, `TrainConfig` defaults, median of epochs 2-{epochs}, seed {seed}; "
+             f"each measurement a fresh process, the two libraries alternating, median of {rounds} rounds.", "",
+             f"| model | seq/s at {revision} | seq/s now | now ÷ {revision} | target | met? | each round, "
+             f"{revision} / now |", "|---|---:|---:|---:|---:|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="tfrec_baseline_") as directory:
+        libraries = {"before": library_at(revision, directory), "now": repository}
+        for model in models:
+            speeds = {name: [] for name in libraries}
+            for _ in range(rounds):
+                for name, library in libraries.items():
+                    speeds[name].append(child_throughput(library, model, spec, epochs, seed))
+            before, now = (statistics.median(speeds[name]) for name in libraries)
+            ratio, target = now / before, SPEEDUP_TARGETS[model]
+            rounds_text = ", ".join(f"{b:,.0f} / {n:,.0f}" for b, n in zip(speeds["before"], speeds["now"]))
+            lines.append(f"| {model} | {before:,.0f} | {now:,.0f} | {ratio:.2f}× | {target:.1f}× | "
+                         f"{'yes' if ratio >= target else 'no'} | {rounds_text} |")
+    return lines + [""]
+
+
+EVALUATION_BUDGET_SECONDS = 1.0  # issue 21: full ranking of every ML-100K user, per model (SASRec)
+
+
+def evaluation_table(data: PreparedData, spec: str, seed: int, models=tuple(SPEED_MODELS), repeats: int = 3) -> list:
+    """Markdown rows: for each model trained one epoch, the seconds of `evaluate_split` (protocol
+    "full", tracing included) and of the ranking alone with a traced scorer (median of `repeats`)."""
+    arrays = data.eval_arrays("test", 50)
+    lines = [f"#### Full-ranking evaluation of every test user on {spec} ({len(arrays.targets):,} users, "
+             f"{data.vocab.size:,} items)", "",
+             "| model | `evaluate_split` s (tracing included) | ranking s, traced scorer (median) | "
+             f"≤ {EVALUATION_BUDGET_SECONDS:.0f} s? | full HR@10 after one epoch |", "|---|---:|---:|---|---:|"]
+    for model in models:
+        config = TrainConfig(model=model, hyperparameters=dict(SPEED_MODELS[model]), max_len=50, epochs=1, seed=seed)
+        net, _, _ = fit(config, data.train_sequences, data.vocab.size, data.item_counts, verbose=0)
+        start = time.perf_counter()
+        figures = evaluate_split(net, data, config, protocols=("full",))["full"].metrics
+        whole = time.perf_counter() - start
+        scorer, features = Scorer(net), model_features(net, arrays.features)
+
+        def rank():
+            return evaluate(scorer, arrays.histories, arrays.targets, protocol="full", features=features, top_k=10)
+
+        rank()
+        ranking = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            rank()
+            ranking.append(time.perf_counter() - start)
+        ranking = statistics.median(ranking)
+        lines.append(f"| {model} | {whole:.2f} | {ranking:.2f} | "
+                     f"{'yes' if ranking <= EVALUATION_BUDGET_SECONDS else 'no'} | {figures['HR@10']:.4f} |")
+    return lines + [""]
+
+
 def time_to_result(model: str, epochs: int, seed: int, check_every: int = 0) -> dict:
     """What `tfrec_dyn.training.train` does without saving: prepare the data, `fit`,
     evaluate on the test split; wall time of all three."""
@@ -281,18 +394,34 @@ def main(argv=None):
                         help="epochs between the informational test-split checks (0: none)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                         help="seeds of the time-to-result runs (throughput uses the first)")
+    parser.add_argument("--against", default=BASELINE_REVISION,
+                        help="git revision whose library the throughput is compared with ('' to skip)")
+    parser.add_argument("--against-epochs", type=int, default=12,
+                        help="epochs of each measurement of the --against table (the first is dropped)")
+    parser.add_argument("--skip-variants", action="store_true", help="leave out the table of the options")
+    parser.add_argument("--skip-evaluation", action="store_true", help="leave out the evaluation table")
     parser.add_argument("--skip-time-to-result", action="store_true", help="throughput only")
     parser.add_argument("--out", help="also write the Markdown to this file")
+    parser.add_argument("--child", choices=list(SPEED_MODELS), help=argparse.SUPPRESS)  # see child_throughput
     args = parser.parse_args(argv)
+    if args.child:
+        config = TrainConfig(model=args.child, hyperparameters=dict(SPEED_MODELS[args.child]))
+        row = throughput(prepared_data(args.data[0]), config, 50, args.throughput_epochs, args.seeds[0])
+        print(json.dumps({**row, "library": os.path.dirname(os.path.abspath(tfrec_dyn.__file__))}))
+        return
 
     command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/train_speed.py " + \
         " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     lines = [f"Command: `{command.strip()}`  ", f"Machine at start: {machine()}", ""]
+    for spec in args.data if args.against else ():
+        lines += against_table(spec, args.against, args.against_epochs, args.seeds[0], args.models, args.rounds)
     machine_gflops = matmul_gflops()
-    for spec in args.data:
+    for spec in () if args.skip_variants else args.data:
         lines += speed_table(prepared_data(spec), spec, args.throughput_epochs, args.seeds[0], machine_gflops,
                              args.models, args.rounds)
 
+    if not args.skip_evaluation:
+        lines += evaluation_table(prepared_data(args.data[0]), args.data[0], args.seeds[0], args.models, args.rounds)
     if not args.skip_time_to_result:
         sasrec = [time_to_result("sasrec", args.sasrec_epochs, seed, args.check_every) for seed in args.seeds]
         gru = [time_to_result("gru4rec", args.gru4rec_epochs, seed) for seed in args.seeds]

@@ -11,10 +11,11 @@ def _flat(outputs):
     return list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
 
 
-def run_layer_test(layer_cls, init_kwargs, args, expected_shape, tmp_path):
+def run_layer_test(layer_cls, init_kwargs, args, expected_shape, tmp_path, has_weights=True):
     """`args`: the tensors the layer is called with, positionally.  A layer that
     returns a tuple gives a list of `expected_shape`s; every floating output
-    counts towards the gradient check."""
+    counts towards the gradient check.  A layer without weights
+    (`has_weights=False`) must pass gradients to its floating inputs instead."""
     layer = layer_cls(**init_kwargs)
     outputs = layer(*args)
     shapes = expected_shape if isinstance(outputs, (tuple, list)) else [expected_shape]
@@ -30,12 +31,15 @@ def run_layer_test(layer_cls, init_kwargs, args, expected_shape, tmp_path):
     for got, want in zip(_flat(clone(*args)), _flat(outputs)):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
-    # Gradients reach every trainable weight.
+    # Gradients reach every trainable weight (or, without weights, the floating inputs).
+    inputs = [t for t in args if t.dtype.is_floating]
     with tf.GradientTape() as tape:
+        tape.watch(inputs)
         loss = tf.add_n([tf.reduce_sum(tf.square(o)) for o in _flat(layer(*args, training=True)) if o.dtype.is_floating])
-    assert layer.trainable_weights, "layer has no trainable weights"
-    for weight, grad in zip(layer.trainable_weights, tape.gradient(loss, layer.trainable_weights)):
-        assert grad is not None, f"no gradient reaches {weight.name}"
+    assert bool(layer.trainable_weights) == has_weights, f"trainable weights: {layer.trainable_weights}"
+    sources = layer.trainable_weights if has_weights else inputs
+    for source, grad in zip(sources, tape.gradient(loss, sources)):
+        assert grad is not None, f"no gradient reaches {source.name}"
 
     # SavedModel round trip inside a functional model.
     symbolic = [keras.Input(shape=t.shape[1:], dtype=t.dtype) for t in args]

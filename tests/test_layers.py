@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from layer_harness import run_layer_test
-from tfrec_dyn.layers import CausalTransformerBlock, ItemPositionEmbedding, attention_mask, causal_mask, padding_mask
+from tfrec_dyn.layers import (ByteDropout, CausalTransformerBlock, ItemPositionEmbedding, LastAxisLayerNormalization,
+                              MatmulAttention, attention_mask, causal_mask, padding_mask)
 
 ITEMS = tf.constant([[0, 0, 4, 5, 6], [2, 3, 4, 5, 6]], tf.int32)
 
@@ -65,3 +67,78 @@ def test_transformer_block_does_not_look_ahead_or_at_padding():
 def test_transformer_block_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="num_heads=3"):
         CausalTransformerBlock(num_heads=3)(tf.zeros([1, 2, 8]), tf.constant([[1, 2]]))
+
+
+def test_byte_dropout(tmp_path):
+    x = tf.random.normal([2, 5, 8])
+    layer, out = run_layer_test(ByteDropout, {"rate": 0.5}, [x], (2, 5, 8), tmp_path, has_weights=False)
+    np.testing.assert_array_equal(out, x)  # not training: the identity
+    with pytest.raises(ValueError, match="rate"):
+        ByteDropout(1.0)
+
+
+@pytest.mark.parametrize("rate, dropped", [(0.5, 0.5), (0.2, 51 / 256)])
+def test_byte_dropout_drops_its_rate_and_keeps_the_expectation(rate, dropped):
+    tf.random.set_seed(0)
+    x = tf.ones([400, 1000])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = ByteDropout(rate)(x, training=True)
+    kept = out.numpy() != 0
+    # Kept elements are scaled so that the mean is the input's: 1 / (1 - the rate in 256ths).
+    np.testing.assert_allclose(out.numpy()[kept], 1 / (1 - dropped), rtol=1e-6)
+    # 400k Bernoulli draws: the share dropped is within 5 standard deviations of the rate.
+    assert abs((~kept).mean() - dropped) < 5 * np.sqrt(dropped * (1 - dropped) / kept.size)
+    # Each element's gradient is its mask times the scale; masks differ between calls.
+    np.testing.assert_allclose(tape.gradient(out, x), out)
+    assert (ByteDropout(rate)(x, training=True).numpy() != 0).tolist() != kept.tolist()
+
+
+def test_matmul_attention(tmp_path):
+    x = tf.random.normal([2, 5, 8])
+    run_layer_test(MatmulAttention, {"num_heads": 2, "key_dim": 4}, [x, x], (2, 5, 8), tmp_path)
+
+
+@pytest.mark.parametrize("num_heads", [1, 2])
+def test_matmul_attention_is_keras_attention_with_its_checkpoint(num_heads, tmp_path):
+    """A checkpoint of Keras' MultiHeadAttention loads into MatmulAttention, which
+    then gives Keras' outputs and attention scores."""
+    x, mask = tf.random.normal([2, 5, 8]), attention_mask(ITEMS)
+    keras_attention = keras.layers.MultiHeadAttention(num_heads, 8 // num_heads, dropout=0.3)
+    want, want_scores = keras_attention(x, x, attention_mask=mask, return_attention_scores=True)
+    path = tf.train.Checkpoint(attention=keras_attention).save(str(tmp_path / "ckpt"))
+    attention = MatmulAttention(num_heads, 8 // num_heads, dropout=0.3)
+    attention(x, x, attention_mask=mask)
+    tf.train.Checkpoint(attention=attention).restore(path).assert_consumed()
+    got, got_scores = attention(x, x, attention_mask=mask, return_attention_scores=True)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="attention_axes"):
+        MatmulAttention(1, 4, attention_axes=(2,))
+
+
+def test_last_axis_layer_normalization(tmp_path):
+    run_layer_test(LastAxisLayerNormalization, {"epsilon": 1e-8}, [tf.random.normal([2, 5, 8])], (2, 5, 8), tmp_path)
+    with pytest.raises(ValueError, match="axis"):
+        LastAxisLayerNormalization(axis=1)
+
+
+def test_last_axis_layer_normalization_is_keras_layer_normalization_with_its_gradient():
+    """Same outputs and gradients (inputs, gamma, beta) as Keras' layer with the same weights."""
+    x = tf.random.normal([3, 4, 8])
+    keras_norm = keras.layers.LayerNormalization(epsilon=1e-8)
+    keras_norm(x)
+    keras_norm.set_weights([np.random.default_rng(0).normal(size=8), np.random.default_rng(1).normal(size=8)])
+    norm = LastAxisLayerNormalization(epsilon=1e-8)
+    norm(x)
+    norm.set_weights(keras_norm.get_weights())
+    upstream = tf.random.normal(x.shape)
+    results = []
+    for layer in (keras_norm, norm):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * upstream)
+        results.append([y, *tape.gradient(loss, [x, *layer.trainable_weights])])
+    for got, want in zip(*results[::-1]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -1,11 +1,13 @@
-"""LazyAdam: Adam on the rows a sparse gradient touches, nothing on the others."""
+"""FusedAdam: Keras' Adam in one kernel a variable; LazyAdam: Adam on the rows a
+sparse gradient touches, nothing on the others."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from tfrec_dyn.training import TrainConfig
-from tfrec_dyn.training.optimizers import LazyAdam, make_optimizer
+from tfrec_dyn.training.optimizers import FusedAdam, LazyAdam, make_optimizer
 
 
 def _run(optimizer, gradients, shape=(6, 3)):
@@ -43,8 +45,21 @@ def test_dense_gradients_are_adams():
     np.testing.assert_array_equal(_run(LazyAdam(0.01), steps), _run(make_optimizer("adam", 0.01), steps))
 
 
+def test_fused_adam_is_keras_adam():
+    rng = np.random.default_rng(0)
+    dense = [tf.constant(rng.normal(size=(6, 3)), tf.float32) for _ in range(3)]
+    sparse = [tf.IndexedSlices(tf.constant(rng.normal(size=(3, 3)), tf.float32), tf.constant([1, 4, 1]))
+              for _ in range(3)]  # a repeated row: its gradients add up
+    for steps in (dense, sparse, dense + sparse):
+        np.testing.assert_allclose(_run(FusedAdam(0.01), steps), _run(keras.optimizers.Adam(0.01), steps),
+                                   rtol=1e-5, atol=1e-6)
+    assert isinstance(make_optimizer("adam", 0.01), FusedAdam)
+
+
 def test_an_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(model="sasrec", data="x", optimizer="sgd")
     with pytest.raises(ValueError, match="amsgrad"):
         LazyAdam(amsgrad=True)
+    with pytest.raises(ValueError, match="amsgrad"):
+        FusedAdam(amsgrad=True)

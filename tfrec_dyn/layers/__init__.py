@@ -1,13 +1,16 @@
 """Reusable Keras layers (all registered under the `tfrec_dyn` package)."""
 
+from tfrec_dyn.layers.attention import MatmulAttention
 from tfrec_dyn.layers.attention_gru import AttentionGRU
 from tfrec_dyn.layers.behavior_lstm import BehaviorLSTMCell
+from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.embedding import ItemPositionEmbedding
 from tfrec_dyn.layers.gumbel import gumbel_noise, gumbel_softmax
 from tfrec_dyn.layers.head_tail_discriminator import HeadTailDiscriminator, reverse_gradient
 from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
 from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator, active_interests
 from tfrec_dyn.layers.masks import attention_mask, causal_mask, padding_mask
+from tfrec_dyn.layers.normalization import LastAxisLayerNormalization
 from tfrec_dyn.layers.path_attention import PathMultiHeadAttention, PathTransformerBlock
 from tfrec_dyn.layers.pathway_router import PathwayRouter
 from tfrec_dyn.layers.pyramid import PrefixAttention, SegmentCell
@@ -19,12 +22,15 @@ from tfrec_dyn.layers.transformer import CausalTransformerBlock
 __all__ = [
     "AttentionGRU",
     "BehaviorLSTMCell",
+    "ByteDropout",
     "CategoricalPolicy",
     "CausalTransformerBlock",
     "DynamicInterestAllocator",
     "DynamicInterestDiscriminator",
     "HeadTailDiscriminator",
     "ItemPositionEmbedding",
+    "LastAxisLayerNormalization",
+    "MatmulAttention",
     "PathMultiHeadAttention",
     "PathTransformerBlock",
     "PathwayRouter",

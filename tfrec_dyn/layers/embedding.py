@@ -5,6 +5,7 @@ import math
 import tensorflow as tf
 import tf_keras as keras
 
+from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.masks import padding_mask
 
 
@@ -60,7 +61,7 @@ class ItemPositionEmbedding(keras.layers.Layer):
                 self.max_len, self.embed_dim,
                 embeddings_initializer=initializer(), name="position_embedding", dtype=self.dtype_policy)
             self.position_embedding.build((self.max_len,))
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout", dtype=self.dtype_policy)
+        self.dropout_layer = ByteDropout(self.dropout, name="dropout", dtype=self.dtype_policy)
         super().build(input_shape)
 
     def call(self, item_ids, training=None):

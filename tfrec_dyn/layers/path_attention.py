@@ -3,7 +3,10 @@
 import tensorflow as tf
 import tf_keras as keras
 
+from tfrec_dyn.layers.attention import MatmulAttention
+from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.masks import attention_mask, padding_mask
+from tfrec_dyn.layers.normalization import LastAxisLayerNormalization
 from tfrec_dyn.layers.pathway_router import PathwayRouter
 
 
@@ -49,7 +52,7 @@ class PathMultiHeadAttention(keras.layers.Layer):
         d = int(input_shape[-1])
         if d % self.num_heads:
             raise ValueError(f"input width {d} is not divisible by num_heads={self.num_heads}")
-        self.attention = keras.layers.MultiHeadAttention(
+        self.attention = MatmulAttention(
             self.num_heads, d // self.num_heads, dropout=self.dropout, name="attention", dtype=self.dtype_policy)
         # Built now, not lazily: weights created at call time are not restored from a SavedModel.
         self.attention._build_from_signature(query=input_shape, value=input_shape)
@@ -133,11 +136,11 @@ class PathTransformerBlock(keras.layers.Layer):
                                     self.keep_rate_weight, name="router", dtype=self.dtype_policy) if self.use_router else None
         self.path_attention = PathMultiHeadAttention(self.num_heads, self.dropout, mask_keys=self.mask_keys,
                                                      name="path_attention", dtype=self.dtype_policy)
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm", dtype=self.dtype_policy)
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm", dtype=self.dtype_policy)
+        self.attention_norm = LastAxisLayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm", dtype=self.dtype_policy)
+        self.ffn_norm = LastAxisLayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm", dtype=self.dtype_policy)
         self.ffn_hidden = keras.layers.Dense(ff_dim, activation="relu", name="ffn_hidden", dtype=self.dtype_policy)
         self.ffn_output = keras.layers.Dense(d, name="ffn_output", dtype=self.dtype_policy)
-        self.dropout_layer = keras.layers.Dropout(self.dropout, name="dropout", dtype=self.dtype_policy)
+        self.dropout_layer = ByteDropout(self.dropout, name="dropout", dtype=self.dtype_policy)
         if self.router is not None:
             self.router.build(input_shape)
         self.path_attention.build(input_shape)

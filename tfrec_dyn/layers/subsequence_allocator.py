@@ -5,6 +5,7 @@ import tf_keras as keras
 
 from tfrec_dyn.layers.attention_gru import AttentionGRU
 from tfrec_dyn.layers.masks import padding_mask
+from tfrec_dyn.layers.normalization import LastAxisLayerNormalization
 from tfrec_dyn.layers.policy import masked_log_softmax, orthogonality_reward, sample_action
 
 CURRICULA = ("exponential", "linear", "none")
@@ -194,7 +195,7 @@ class SubsequenceAllocator(keras.layers.Layer):
         self.gru = AttentionGRU(name="attention_gru", dtype=self.dtype_policy)
         self.gru.build((None, d))
         if self.readout_kind == "layer_norm":
-            self.readout_layer = keras.layers.LayerNormalization(epsilon=1e-8, name="readout", dtype=self.dtype_policy)
+            self.readout_layer = LastAxisLayerNormalization(epsilon=1e-8, name="readout", dtype=self.dtype_policy)
         elif self.readout_kind == "dense":
             self.readout_layer = dense(d, "readout")
         else:

@@ -3,7 +3,10 @@
 import tensorflow as tf
 import tf_keras as keras
 
+from tfrec_dyn.layers.attention import MatmulAttention
+from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.masks import attention_mask, padding_mask
+from tfrec_dyn.layers.normalization import LastAxisLayerNormalization
 
 
 @keras.utils.register_keras_serializable(package="tfrec_dyn")
@@ -47,13 +50,13 @@ class CausalTransformerBlock(keras.layers.Layer):
         if d % self.num_heads:
             raise ValueError(f"input width {d} is not divisible by num_heads={self.num_heads}")
         ff_dim = self.ff_dim or d
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm", dtype=self.dtype_policy)
-        self.attention = keras.layers.MultiHeadAttention(
+        self.attention_norm = LastAxisLayerNormalization(epsilon=self.layer_norm_epsilon, name="attention_norm", dtype=self.dtype_policy)
+        self.attention = MatmulAttention(
             self.num_heads, d // self.num_heads, dropout=self.dropout, name="attention", dtype=self.dtype_policy)
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm", dtype=self.dtype_policy)
+        self.ffn_norm = LastAxisLayerNormalization(epsilon=self.layer_norm_epsilon, name="ffn_norm", dtype=self.dtype_policy)
         self.ffn_hidden = keras.layers.Dense(ff_dim, activation="relu", name="ffn_hidden", dtype=self.dtype_policy)
         self.ffn_output = keras.layers.Dense(d, name="ffn_output", dtype=self.dtype_policy)
-        self.ffn_dropout = keras.layers.Dropout(self.dropout, name="ffn_dropout", dtype=self.dtype_policy)
+        self.ffn_dropout = ByteDropout(self.dropout, name="ffn_dropout", dtype=self.dtype_policy)
         self.attention_norm.build(input_shape)
         # Build attention now, not lazily at first call: weights created at call
         # time are not restored when a SavedModel is loaded.

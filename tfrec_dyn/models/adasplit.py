@@ -5,13 +5,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED
-from tfrec_dyn.layers import CausalTransformerBlock, ItemPositionEmbedding
+from tfrec_dyn.layers import CausalTransformerBlock, ItemPositionEmbedding, LastAxisLayerNormalization
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import discounted_returns, reinforce_loss
 from tfrec_dyn.layers.reduction import global_mean, replica_sum
 from tfrec_dyn.layers.tables import gather_rows
 from tfrec_dyn.layers.subsequence_allocator import SubsequenceAllocator
-from tfrec_dyn.models.base import SequentialRecommender, shared_softmax_loss
+from tfrec_dyn.models.base import SequentialRecommender, catalogue_cross_entropy, catalogue_rows, shared_softmax_loss
 from tfrec_dyn.models.episodes import EpisodeScoring, episode_windows, last_window, window_groups
 
 SCORINGS = ("policy", "max")
@@ -126,7 +126,7 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
                                                positions=self.position_embeddings, name="embedding")
         self.blocks = [CausalTransformerBlock(num_heads, dropout=dropout, causal=False, name=f"block_{i}")
                        for i in range(self.num_blocks)]
-        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-8, name="encoder_norm")
+        self.encoder_norm = LastAxisLayerNormalization(epsilon=1e-8, name="encoder_norm")
         self.allocator = SubsequenceAllocator(
             max_subsequences, allow_create=allow_create, create_logit=create_logit,
             learn_create_logit=learn_create_logit, curriculum=curriculum, curriculum_rate=curriculum_rate,
@@ -209,10 +209,8 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
             seq_loss = global_mean(shared_softmax_loss(chosen, targets, self._table(), negatives,
                                                        batch["shared_log_q"], target_log_q))
         else:
-            logits = tf.matmul(chosen, tf.cast(self._table(), tf.float32), transpose_b=True)  # full softmax: O(V)
-            # Padding and OOV are never targets: keep them out of the softmax.
-            logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
-            seq_loss = global_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits))  # eq. 20
+            logits = tf.matmul(chosen, tf.cast(catalogue_rows(self._table()), tf.float32), transpose_b=True)  # O(V)
+            seq_loss = global_mean(catalogue_cross_entropy(logits, targets))  # eq. 20
 
         # Target step reward: log P(target | p_routed) − mean_j log P(target | p_j), sampled softmax.
         target_logit = tf.einsum("nkd,nd->nk", interests, target_vectors)[..., tf.newaxis]

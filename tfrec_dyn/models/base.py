@@ -70,6 +70,19 @@ def shared_softmax_loss(representations, targets, table, negatives, negative_log
     return -tf.nn.log_softmax(tf.concat([positive[..., tf.newaxis], scores], -1), -1)[..., 0]
 
 
+def catalogue_rows(table) -> tf.Tensor:
+    """The rows of an item table [V, ...] (or bias [V] / [V, 1]) that a full softmax ranks: the
+    catalogue's items, ids NUM_RESERVED..V-1 (padding and OOV are never targets)."""
+    return table[NUM_RESERVED:]
+
+
+def catalogue_cross_entropy(logits, targets) -> tf.Tensor:
+    """Full-softmax cross-entropy [N] of targets [N] (item ids) from the scores [N, V - NUM_RESERVED] of
+    the `catalogue_rows` of the item table.  Leaving the reserved rows out of the product, rather
+    than masking their columns, spares a copy of the largest tensor of the step."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(targets, tf.int32) - NUM_RESERVED, logits)
+
+
 def gbce_beta(num_negatives: int, num_items: int, calibration: float) -> float:
     """gSASRec's β = α (t (1 - 1/α) + 1/α) with α = k / (|I| - 1), the negative
     sampling rate, and t the calibration (Petrov & Macdonald, RecSys 2023, eq. 9)."""
@@ -185,17 +198,19 @@ class SequentialRecommender(keras.Model):
         return None
 
     # -------------------------------------------------------------- scoring
-    def logits(self, representations: tf.Tensor) -> tf.Tensor:
-        """Scores [..., V] of representations [..., d] against every item."""
-        table = tf.cast(self.output_embeddings(), tf.float32)
+    def catalogue_logits(self, representations: tf.Tensor) -> tf.Tensor:
+        """Scores [..., V - NUM_RESERVED] of representations [..., d] against the catalogue's
+        items (`catalogue_rows`), as `catalogue_cross_entropy` takes them."""
+        table = tf.cast(catalogue_rows(self.output_embeddings()), tf.float32)
         scores = tf.matmul(tf.cast(representations, tf.float32), table, transpose_b=True)
         bias = self.output_bias()
-        return scores if bias is None else scores + tf.reshape(tf.cast(bias, tf.float32), [-1])
+        return scores if bias is None else scores + catalogue_rows(tf.reshape(tf.cast(bias, tf.float32), [-1]))
 
     def item_logits(self, representations: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
         """Scores of given items only: representations [B, L, d], item_ids [B, L, n] -> [B, L, n]."""
         vectors = gather_rows(self.output_embeddings(), item_ids)
-        scores = tf.einsum("bld,blnd->bln", tf.cast(representations, tf.float32), vectors)
+        # A product and a sum: on CPU an einsum of this shape costs more (docs/performance.md).
+        scores = tf.reduce_sum(tf.cast(representations, tf.float32)[..., tf.newaxis, :] * vectors, -1)
         bias = self.output_bias()
         return scores if bias is None else scores + bias_rows(bias, item_ids)
 
@@ -266,11 +281,8 @@ class SequentialRecommender(keras.Model):
             # Scores of every item only where there is a target: padded positions
             # would cost a full [V] row each and weigh 0.
             keep = weights > 0
-            logits = self.logits(tf.boolean_mask(representations, keep))
-            # Padding and OOV are never targets: keep them out of the softmax.
-            logits = tf.concat([tf.fill(tf.concat([tf.shape(logits)[:-1], [NUM_RESERVED]], 0), -1e9),
-                                logits[..., NUM_RESERVED:]], -1)
-            per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.boolean_mask(targets, keep), logits)
+            per_position = catalogue_cross_entropy(self.catalogue_logits(tf.boolean_mask(representations, keep)),
+                                                   tf.boolean_mask(targets, keep))
             # The rows' sum over the number of targets counted on the unmasked weights: under XLA a
             # boolean_mask result is padded to every position, and a mean over it would count those.
             num_targets = tf.reduce_sum(weights)

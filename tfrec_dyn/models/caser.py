@@ -3,6 +3,7 @@
 import tensorflow as tf
 import tf_keras as keras
 
+from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.models.base import SequentialRecommender
 
@@ -50,7 +51,7 @@ class Caser(SequentialRecommender):
         self.horizontal = [keras.layers.Conv1D(num_horizontal, h, padding="causal", activation="relu",
                                                name=f"horizontal_{h}") for h in range(1, self.window + 1)]
         self.vertical = keras.layers.Dense(num_vertical, use_bias=False, name="vertical")
-        self.fc_dropout = keras.layers.Dropout(dropout, name="fc_dropout")
+        self.fc_dropout = ByteDropout(dropout, name="fc_dropout")
         self.fc = keras.layers.Dense(embed_dim, activation="relu", name="fc")
         self.output_item_embedding = keras.layers.Embedding(vocab_size, embed_dim, name="output_item_embedding")
         self.output_item_bias = keras.layers.Embedding(vocab_size, 1, embeddings_initializer="zeros",

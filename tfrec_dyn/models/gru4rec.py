@@ -3,6 +3,7 @@
 import tensorflow as tf
 import tf_keras as keras
 
+from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.models.base import SequentialRecommender
 
@@ -38,7 +39,7 @@ class GRU4Rec(SequentialRecommender):
         self.num_layers = int(num_layers)
         self.dropout = float(dropout)
         self.item_embedding = keras.layers.Embedding(vocab_size, embed_dim, name="item_embedding")
-        self.input_dropout = keras.layers.Dropout(dropout, name="input_dropout")
+        self.input_dropout = ByteDropout(dropout, name="input_dropout")
         self.grus = [keras.layers.GRU(hidden_dim, return_sequences=True, dropout=dropout if i else 0.0,
                                       name=f"gru_{i}") for i in range(self.num_layers)]
         self.projection = keras.layers.Dense(embed_dim, name="projection")

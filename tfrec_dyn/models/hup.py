@@ -8,11 +8,12 @@ import tf_keras as keras
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.layers.behavior_lstm import BehaviorLSTMCell
 from tfrec_dyn.layers.chunks import top_k_over_chunks
+from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.pyramid import PrefixAttention, SegmentCell
 from tfrec_dyn.layers.reduction import global_mean
 from tfrec_dyn.layers.tables import gather_rows
-from tfrec_dyn.models.base import SequentialRecommender
+from tfrec_dyn.models.base import SequentialRecommender, catalogue_cross_entropy, catalogue_rows
 
 # Seconds; the buckets of the JD data's README (time interval 0-1, 1-15,
 # 15-40, 40-90, 90+; dwell time 0-15, 15-40, 40-100, 100-600, 600+).
@@ -191,7 +192,7 @@ class HUP(SequentialRecommender):
         self.behavior_embedding = embedding(self.behavior_vocab_size, side_dim, "behavior_embedding")
         self.interval_embedding = embedding(len(self.interval_boundaries) + 2, side_dim, "interval_embedding")
         self.dwell_embedding = embedding(len(self.dwell_boundaries) + 2, side_dim, "dwell_embedding")
-        self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
+        self.embedding_dropout = ByteDropout(dropout, name="embedding_dropout")
 
         def cell():
             return BehaviorLSTMCell(hidden_dim, time_gate=time_gate, behavior_gate=behavior_gate)
@@ -275,11 +276,6 @@ class HUP(SequentialRecommender):
         return self.item_embedding.embeddings
 
     # -------------------------------------------------------------- scoring
-    def logits(self, representations):
-        """Cosine similarity of profiles [..., d] with every item (the paper's ranking score)."""
-        table = tf.math.l2_normalize(tf.cast(self.output_embeddings(), tf.float32), -1)
-        return tf.matmul(tf.math.l2_normalize(tf.cast(representations, tf.float32), -1), table, transpose_b=True)
-
     def user_state(self, inputs, training=False):
         """The item-level profile (unit length) and, with `candidate_neighbors`,
         the window's unit item vectors and each one's neighbour threshold."""
@@ -359,12 +355,10 @@ class HUP(SequentialRecommender):
             per_position = -tf.nn.log_softmax(logits, -1)[..., 0]
             return global_mean(per_position, weights)
         # A full softmax over the table (categories; items with "ce"), on the weighted positions only.
-        table = tf.math.l2_normalize(tf.cast(table, tf.float32), -1)
+        table = tf.math.l2_normalize(tf.cast(catalogue_rows(table), tf.float32), -1)
         keep = weights > 0
-        logits = tf.matmul(tf.boolean_mask(profile, keep), table, transpose_b=True) / self.softmax_temperature
-        reserved = tf.concat([tf.fill([NUM_RESERVED], -1e9), tf.zeros([tf.shape(table)[0] - NUM_RESERVED])], 0)
-        per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.boolean_mask(targets, keep),
-                                                                      logits + reserved)
+        logits = tf.matmul(tf.boolean_mask(profile, keep) / self.softmax_temperature, table, transpose_b=True)
+        per_position = catalogue_cross_entropy(logits, tf.boolean_mask(targets, keep))
         return global_mean(per_position, tf.boolean_mask(weights, keep))
 
     def get_config(self):

@@ -4,15 +4,14 @@
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_dyn.data.vocabulary import NUM_RESERVED
-from tfrec_dyn.layers import ItemPositionEmbedding
+from tfrec_dyn.layers import ItemPositionEmbedding, LastAxisLayerNormalization
 from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
 from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator, active_interests
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.policy import orthogonality_reward, reinforce_loss
 from tfrec_dyn.layers.reduction import global_mean
 from tfrec_dyn.layers.tables import gather_rows
-from tfrec_dyn.models.base import SequentialRecommender
+from tfrec_dyn.models.base import SequentialRecommender, catalogue_cross_entropy, catalogue_rows
 from tfrec_dyn.models.episodes import EpisodeScoring, episode_windows, last_window, window_groups
 
 SCORINGS = ("max", "policy")
@@ -120,7 +119,7 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
         self.discriminator = DynamicInterestDiscriminator(
             max_interests, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout, temperature=temperature,
             fixed_interests=fixed_interests, name="discriminator")
-        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-8, name="encoder_norm")
+        self.encoder_norm = LastAxisLayerNormalization(epsilon=1e-8, name="encoder_norm")
         self.allocator = DynamicInterestAllocator(max_interests, policy_hidden_dim, name="allocator")
 
     # ------------------------------------------------------------- episodes
@@ -203,10 +202,8 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
 
         routed = target_interest if self.scoring == "policy" else None
         if self.loss_name == "ce":
-            logits = self._scores(episode, tf.cast(self._table(), tf.float32), routed)  # full softmax: O(V)
-            # Padding and OOV are never targets: keep them out of the softmax.
-            logits = tf.concat([tf.fill([tf.shape(logits)[0], NUM_RESERVED], -1e9), logits[:, NUM_RESERVED:]], 1)
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
+            logits = self._scores(episode, tf.cast(catalogue_rows(self._table()), tf.float32), routed)  # O(V)
+            ce = catalogue_cross_entropy(logits, targets)
         else:
             scores = (tf.gather(per_interest, target_interest, batch_dims=1) if routed is not None
                       else best_interest_scores(per_interest, active))

@@ -3,7 +3,7 @@
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_dyn.layers import ItemPositionEmbedding, PathTransformerBlock
+from tfrec_dyn.layers import ItemPositionEmbedding, LastAxisLayerNormalization, PathTransformerBlock
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.models.base import SequentialRecommender
 
@@ -72,7 +72,7 @@ class RETR(SequentialRecommender):
                                  norm_first=norm_first, name=f"block_{i}")
             for i in range(self.num_blocks)]
         # Post-norm blocks end in a LayerNorm already; pre-norm ones need a final one.
-        self.final_norm = (keras.layers.LayerNormalization(epsilon=1e-8, name="final_norm")
+        self.final_norm = (LastAxisLayerNormalization(epsilon=1e-8, name="final_norm")
                            if self.norm_first else None)
 
     def encode(self, inputs, training=False):

@@ -3,7 +3,7 @@
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_dyn.layers import CausalTransformerBlock, ItemPositionEmbedding
+from tfrec_dyn.layers import CausalTransformerBlock, ItemPositionEmbedding, LastAxisLayerNormalization
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.models.base import SequentialRecommender
 
@@ -37,7 +37,7 @@ class SASRec(SequentialRecommender):
         self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, max_len, dropout=dropout, name="embedding")
         self.blocks = [CausalTransformerBlock(num_heads, dropout=dropout, name=f"block_{i}")
                        for i in range(self.num_blocks)]
-        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-8, name="final_norm")
+        self.final_norm = LastAxisLayerNormalization(epsilon=1e-8, name="final_norm")
 
     def call(self, inputs, training=False):
         item_ids = inputs["item_ids"]
