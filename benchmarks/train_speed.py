@@ -18,7 +18,8 @@ the ratios much less.
    GRU4Rec, RETR and RDRSR (their defaults), max_len 50, batch 128, each
    through `tfrec_dyn.training.trainer.fit` (what `tfrec-dyn train` runs)
    with `TrainConfig`'s defaults and, in the same run, with each of
-   `VARIANTS` (the step under XLA; 8 steps per call into the graph), as
+   `VARIANTS` (the step under XLA; 8 steps per call into the graph; batches
+   not packed, which changes only SASRec's), as
    ratios to the defaults: the measurement behind the defaults.  The first
    epoch (tracing) is dropped and the median of the others is taken.  One
    sequence is one user's training sequence with a next-item target at
@@ -126,7 +127,8 @@ class TargetWatch(keras.callbacks.Callback):
 SPEED_MODELS = {"sasrec": {"embed_dim": 50, "num_blocks": 2, "num_heads": 1, "dropout": 0.5},
                 "gru4rec": {}, "retr": {}, "rdrsr": {}}
 # The settings measured against the defaults (`TrainConfig` fields).
-VARIANTS = {"XLA": {"jit_compile": True}, "8 steps a call": {"steps_per_execution": 8}}
+VARIANTS = {"XLA": {"jit_compile": True}, "8 steps a call": {"steps_per_execution": 8},
+            "unpacked": {"pack_sequences": False}}
 # Issue 21's "today's path": the library as it was when the issue was filed, and its targets (sequences/s
 # of the library now ÷ at that revision).
 BASELINE_REVISION = "9ed9975"
@@ -227,8 +229,9 @@ def throughput(data: PreparedData, model, max_len: int, epochs: int, seed: int, 
         # Imported here: `--child` runs `throughput` against a library from before `training_batches`.
         from tfrec_dyn.training.trainer import training_batches  # pylint: disable=import-outside-toplevel
 
+        # Unpacked: the FLOPs of a batch of `batch_size` users' full windows.
         batch = next(iter(training_batches(net, config, data.train_sequences, data.vocab.size, data.item_counts,
-                                           config.batch_size, range(1))))
+                                           config.batch_size, range(1), pack=False)))
         row["batch_flops"] = matmul_flops(gradient_function(net), batch) * config.batch_size / len(batch["item_ids"])
     return row
 

@@ -15,7 +15,8 @@ from tfrec_dyn.data import (
     session_split,
     training_dataset,
 )
-from tfrec_dyn.data.input_pipeline import NegativeSampler, UserStream, next_item_windows, streamed_training_dataset
+from tfrec_dyn.data.input_pipeline import (NegativeSampler, UserStream, next_item_windows, pack_rows,
+                                           streamed_training_dataset)
 
 
 def _interactions(sequences, **side):
@@ -301,3 +302,28 @@ def test_collapse_repeats_gives_the_item_level_of_a_micro_behaviour_log():
     assert collapsed.side["time_interval"][0].tolist() == [3.0, 4.0, 5.0, 7.0]  # from the run's last behaviour
     assert collapsed.items[1].tolist() == ["x"] and collapsed.side["dwell_time"][1].tolist() == [9.0]
     assert collapsed.items[2].tolist() == [] and collapsed.user_ids == data.user_ids
+
+
+def test_pack_rows_moves_every_position_once_into_fewer_rows():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 13, size=40)
+    items = np.zeros([40, 12], np.int32)
+    for user, length in enumerate(lengths):
+        items[user, 12 - length:] = rng.integers(2, 100, size=length)
+    negatives = rng.integers(2, 100, size=[40, 12, 3]).astype(np.int32) * (items > 0)[..., None]
+    packed = {k: v.numpy() for k, v in pack_rows({"item_ids": tf.constant(items), "negatives": tf.constant(negatives),
+                                                  "shared": tf.constant([7, 8])}).items()}
+    assert packed["shared"].tolist() == [7, 8]  # rank 1: kept
+    # First-fit decreasing needs at most 11/9 of the optimum plus one row.
+    assert -(-lengths.sum() // 12) <= len(packed["item_ids"]) <= 11 / 9 * -(-lengths.sum() // 12) + 1
+    real = packed["segments"] > 0
+    np.testing.assert_array_equal(real, packed["item_ids"] > 0)
+    users, columns = packed["segments"][real] - 1, packed["positions"][real]
+    assert len(set(zip(users.tolist(), columns.tolist()))) == real.sum() == lengths.sum()
+    np.testing.assert_array_equal(packed["item_ids"][real], items[users, columns])
+    np.testing.assert_array_equal(packed["negatives"][real], negatives[users, columns])
+    # A user's positions are one contiguous, increasing run within a row.
+    for row in range(len(packed["segments"])):
+        for user in set(packed["segments"][row][real[row]].tolist()):
+            where = np.nonzero(packed["segments"][row] == user)[0]
+            assert (np.diff(where) == 1).all() and (np.diff(packed["positions"][row][where]) == 1).all()

@@ -25,7 +25,9 @@ class ItemPositionEmbedding(keras.layers.Layer):
       scale: multiply item embeddings by sqrt(d) (SASRec's choice).
       positions: False leaves the position embedding out (no position table).
 
-    Input: int `item_ids` [B, L<=max_len]. Output: float [B, L, d].
+    Input: int `item_ids` [B, L<=max_len] and optionally `positions` [B, L],
+    each item's position (default: its column; packed rows give their own,
+    see `tfrec_dyn.data.input_pipeline.pack_rows`). Output: float [B, L, d].
 
     Example:
     >>> layer = ItemPositionEmbedding(vocab_size=10, embed_dim=4, max_len=3)
@@ -64,13 +66,15 @@ class ItemPositionEmbedding(keras.layers.Layer):
         self.dropout_layer = ByteDropout(self.dropout, name="dropout", dtype=self.dtype_policy)
         super().build(input_shape)
 
-    def call(self, item_ids, training=None):
+    def call(self, item_ids, positions=None, training=None):
         x = self.item_embedding(item_ids)
         if self.scale:
             x = x * math.sqrt(self.embed_dim)
-        if self.positions:
+        if self.positions and positions is None:
             # Positions count from the left edge of the (left-padded) window.
             x = x + self.position_embedding(tf.range(tf.shape(item_ids)[1]))[tf.newaxis]
+        elif self.positions:
+            x = x + self.position_embedding(positions)
         x = self.dropout_layer(x, training=training)
         return x * tf.cast(padding_mask(item_ids), x.dtype)[..., tf.newaxis]
 

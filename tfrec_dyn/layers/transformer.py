@@ -25,8 +25,10 @@ class CausalTransformerBlock(keras.layers.Layer):
       causal: if False the block is bidirectional (padding still masked).
       layer_norm_epsilon: epsilon of the layer norms.
 
-    Call: `block(x, item_ids, training=...)` with x [B, L, d] and the item ids
-    [B, L] that give the padding mask. Output [B, L, d].
+    Call: `block(x, item_ids, segments=None, training=...)` with x [B, L, d],
+    the item ids [B, L] that give the padding mask and, in packed rows, the
+    `segments` [B, L] attention stays within (`attention_mask`). Output
+    [B, L, d].
 
     Example:
     >>> block = CausalTransformerBlock(num_heads=2)
@@ -66,8 +68,8 @@ class CausalTransformerBlock(keras.layers.Layer):
         self.ffn_output.build(tuple(input_shape[:-1]) + (ff_dim,))
         super().build(input_shape)
 
-    def call(self, x, item_ids, training=None):
-        mask = attention_mask(item_ids, causal=self.causal)
+    def call(self, x, item_ids, segments=None, training=None):
+        mask = attention_mask(item_ids, causal=self.causal, segments=segments)
         query = self.attention_norm(x)
         x = query + self.attention(query, x, x, attention_mask=mask, training=training)
         y = self.ffn_norm(x)

@@ -154,6 +154,9 @@ class SequentialRecommender(keras.Model):
     # plain step (tests/test_training.py). False where a loss keeps a data-dependent selection of its
     # rows (`tf.boolean_mask`), which XLA pads to its upper bound.
     supports_jit_compile = True
+    # Whether `call` takes packed training rows (`tfrec_dyn.data.input_pipeline.pack_rows`: `positions`
+    # and `segments` in the batch) and computes on them what it computes unpacked (tests/test_models.py).
+    supports_packing = False
 
     def __init__(self, vocab_size, max_len, loss="bce", num_negatives=None, gbce_calibration=0.75,
                  logit_offset=None, **kwargs):

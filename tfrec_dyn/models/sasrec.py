@@ -39,11 +39,14 @@ class SASRec(SequentialRecommender):
                        for i in range(self.num_blocks)]
         self.final_norm = LastAxisLayerNormalization(epsilon=1e-8, name="final_norm")
 
+    supports_packing = True
+
     def call(self, inputs, training=False):
         item_ids = inputs["item_ids"]
-        x = self.embedding(item_ids, training=training)
+        # Packed rows (training, `pack_rows`) carry each item's position and segment.
+        x = self.embedding(item_ids, inputs.get("positions"), training=training)
         for block in self.blocks:
-            x = block(x, item_ids, training=training)
+            x = block(x, item_ids, inputs.get("segments"), training=training)
         x = self.final_norm(x)
         return x * tf.cast(padding_mask(item_ids), x.dtype)[..., tf.newaxis]
 

@@ -68,6 +68,11 @@ class TrainConfig:
         (fewer host round trips; batch-level callbacks see every N-th step).
         1 by default: on CPU 8 gained about 10 % on ML-100K's 8-step epochs and
         nothing measurable on longer ones (docs/performance.md).
+      pack_sequences: pack each training batch's windows into fewer rows
+        (`tfrec_dyn.data.input_pipeline.pack_rows`) where the model computes
+        the same on them (`supports_packing`: SASRec), its loss's negatives
+        are not per user ("gbce"), one replica trains and XLA is off: the same
+        users, positions and loss, on less padding (docs/performance.md).
       eval_protocols: protocols for the final test evaluation.
       num_eval_negatives / eval_sampler: the sampled protocol's candidates.
       eval_users: evaluate a seeded sample of this many test users (None:
@@ -115,6 +120,7 @@ class TrainConfig:
     mixed_precision: bool = False
     jit_compile: bool = False
     steps_per_execution: int = 1
+    pack_sequences: bool = True
     eval_protocols: Tuple[str, ...] = ("full", "sampled")
     num_eval_negatives: int = 100
     eval_sampler: str = "uniform"

@@ -76,6 +76,9 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
                         help="compile the train step with XLA (default: %(default)s)")
     parser.add_argument("--steps-per-execution", type=int, default=defaults["steps_per_execution"], metavar="N",
                         help="training steps per call into the graph (default: %(default)s)")
+    parser.add_argument("--pack-sequences", action=argparse.BooleanOptionalAction,
+                        default=defaults["pack_sequences"],
+                        help="pack short training windows into fewer rows where the model allows (default: %(default)s)")
     parser.add_argument("--validate-every", type=int, default=0)
     parser.add_argument("--eval-users", type=int, default=None, metavar="N",
                         help="evaluate a seeded sample of N test users (default: all; each user's figures are exact)")
@@ -92,5 +95,6 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
         "num_negatives": args.num_negatives, "hyperparameters": dict(args.hp),
         "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,
         "jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution,
+        "pack_sequences": args.pack_sequences,
         "validate_every": args.validate_every, "eval_users": args.eval_users, "trainer": args.trainer,
         "trainer_options": dict(args.trainer_option)}

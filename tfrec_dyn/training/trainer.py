@@ -140,8 +140,10 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
                                     callbacks, verbose, first_epoch)
     else:
         global_batch = config.batch_size * strategy.num_replicas_in_sync
+        # Packed rows split across replicas would not keep a batch's users on one step.
+        pack = strategy.num_replicas_in_sync == 1 and not config.jit_compile
         dataset = training_batches(model, config, sequences, vocab_size, item_counts, global_batch,
-                                   range(first_epoch, config.epochs), side, fields)
+                                   range(first_epoch, config.epochs), side, fields, pack=pack)
         history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
                             verbose=verbose, callbacks=callbacks)
     if backup_dir:
@@ -156,14 +158,16 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
 
 
 def training_batches(model, config: TrainConfig, sequences, vocab_size: int, item_counts, global_batch: int,
-                     epochs: range, side=None, fields=()) -> tf.data.Dataset:
+                     epochs: range, side=None, fields=(), pack: bool = True) -> tf.data.Dataset:
     """The batches `fit` trains `model` on: the next-item examples of
     `sequences` (in memory or a `UserStream`) with the negatives the model's
-    loss needs, `fields` of the side fields, for the given `epochs`."""
+    loss needs, `fields` of the side fields, for the given `epochs`; packed
+    (`config.pack_sequences`) where the model and its loss allow and `pack`."""
+    layout = model.negative_layout or "per_position"
     settings = dict(vocab_size=vocab_size, max_len=config.max_len, batch_size=global_batch,
                     num_negatives=getattr(model, "num_negatives", 0), sampler=config.negative_sampler,
-                    item_counts=item_counts, negative_layout=model.negative_layout or "per_position",
-                    seed=config.seed, epochs=epochs)
+                    item_counts=item_counts, negative_layout=layout, seed=config.seed, epochs=epochs,
+                    pack=pack and config.pack_sequences and model.supports_packing and layout != "per_sequence")
     if isinstance(sequences, UserStream):
         return streamed_training_dataset(sequences, side_fields=fields, shuffle_buffer=config.shuffle_buffer,
                                          **settings)
