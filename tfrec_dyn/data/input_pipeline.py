@@ -435,9 +435,6 @@ def _next_item_batches(epoch_batches, vocab_size, max_len, batch_size, num_negat
     return keys.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
-PACKING_KEYS = ("positions", "segments")  # what `pack_rows` adds to a batch
-
-
 def pack_rows(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """A batch of left-padded windows packed into as few rows as hold them.
 

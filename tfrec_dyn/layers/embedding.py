@@ -70,10 +70,10 @@ class ItemPositionEmbedding(keras.layers.Layer):
         x = self.item_embedding(item_ids)
         if self.scale:
             x = x * math.sqrt(self.embed_dim)
-        if self.positions and positions is None:
-            # Positions count from the left edge of the (left-padded) window.
-            x = x + self.position_embedding(tf.range(tf.shape(item_ids)[1]))[tf.newaxis]
-        elif self.positions:
+        if self.positions:
+            if positions is None:
+                # Positions count from the left edge of the (left-padded) window.
+                positions = tf.range(tf.shape(item_ids)[1])[tf.newaxis]
             x = x + self.position_embedding(positions)
         x = self.dropout_layer(x, training=training)
         return x * tf.cast(padding_mask(item_ids), x.dtype)[..., tf.newaxis]

@@ -27,6 +27,8 @@ class SASRec(SequentialRecommender):
     TensorShape([1, 100])
     """
 
+    supports_packing = True  # its attention and positions read `pack_rows`' segments and positions
+
     def __init__(self, vocab_size, max_len, embed_dim=64, num_blocks=2, num_heads=1,
                  dropout=0.2, loss="bce", **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, **kwargs)
@@ -38,8 +40,6 @@ class SASRec(SequentialRecommender):
         self.blocks = [CausalTransformerBlock(num_heads, dropout=dropout, name=f"block_{i}")
                        for i in range(self.num_blocks)]
         self.final_norm = LastAxisLayerNormalization(epsilon=1e-8, name="final_norm")
-
-    supports_packing = True
 
     def call(self, inputs, training=False):
         item_ids = inputs["item_ids"]
