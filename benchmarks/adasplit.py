@@ -82,7 +82,7 @@ def configs(names, data_name, epochs, max_len, validate_every, batch_size=None):
     batch_size = batch_size or (128 if movielens else JD_BATCH_SIZE)
     return {name: TrainConfig(model=VARIANTS[name][0], data=data_name, max_len=max_len,
                               epochs=epochs or budgets[VARIANTS[name][0]], hyperparameters=dict(VARIANTS[name][1]),
-                              validate_every=validate_every, restore_best=False, batch_size=batch_size,
+                              validate_every=validate_every, restore_best=False, patience=0, batch_size=batch_size,
                               exclude_seen=movielens)
             for name in names}
 

@@ -90,7 +90,7 @@ def configs(args):
     return {name: TrainConfig(model=name, data="ml-100k", max_len=args.max_len, epochs=epochs[name],
                               loss=losses.get(name), hyperparameters=hps.get(name, {}),
                               validate_every=args.validate_every if name != "poprec" else 0,
-                              restore_best=False, optimizer=args.optimizer)
+                              restore_best=False, patience=0, optimizer=args.optimizer)
             for name in args.models}
 
 

@@ -83,7 +83,7 @@ def configs(names, path, epochs, validate_every):
         out[name] = TrainConfig(model=model, data=path, data_format="jd", split="session", split_seed=0,
                                 max_len=MAX_LEN[model], epochs=epochs or own_epochs, loss=loss,
                                 hyperparameters=dict(hyperparameters), eval_protocols=("full",),
-                                validate_every=validate_every, restore_best=False)
+                                validate_every=validate_every, restore_best=False, patience=0)
     return out
 
 

@@ -61,9 +61,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json")
     parser.add_argument("pipeline_flags", nargs="*", metavar="FLAG",
                         help="after --: local_runner flags (default: --model sasrec --loss gbce --epochs 1 "
-                             "--optimizer lazy_adam --beam-mode multi_processing)")
+                             "--validate-every 0 --optimizer lazy_adam --beam-mode multi_processing)")
     args = parser.parse_args(argv)
-    flags = args.pipeline_flags or ["--model", "sasrec", "--loss", "gbce", "--epochs", "1", "--optimizer",
+    flags = args.pipeline_flags or ["--model", "sasrec", "--loss", "gbce", "--epochs", "1", "--validate-every", "0", "--optimizer",
                                     "lazy_adam", "--beam-mode", "multi_processing"]
     results = []
     for size in args.sizes:

@@ -52,7 +52,7 @@ PAPER = {"HR@10": 0.1480, "NDCG@10": 0.0660, "HR@50": 0.4390, "NDCG@50": 0.1290}
 def configs(names, epochs, max_len, validate_every):
     return {name: TrainConfig(model=VARIANTS[name][0], data="ml-100k", max_len=max_len,
                               epochs=epochs or VARIANTS[name][2], hyperparameters=dict(VARIANTS[name][1]),
-                              validate_every=validate_every, restore_best=False)
+                              validate_every=validate_every, restore_best=False, patience=0)
             for name in names}
 
 

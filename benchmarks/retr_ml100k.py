@@ -60,7 +60,7 @@ VARIANTS = {
 
 def configs(names, epochs, max_len):
     return {name: TrainConfig(model=VARIANTS[name][0], data="ml-100k", max_len=max_len, epochs=epochs,
-                              hyperparameters=dict(VARIANTS[name][1]), restore_best=False)
+                              hyperparameters=dict(VARIANTS[name][1]), validate_every=0)
             for name in names}
 
 

@@ -273,7 +273,7 @@ def complete(size: str, run: str, args) -> dict:
     try:
         with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
             trained = _timed(cli + ["train", "--data", log_path(args.work_dir, size, fmt), "--format", fmt,
-                                    "--model", model, "--loss", loss, "--epochs", "1", "--max-len", str(MAX_LEN),
+                                    "--model", model, "--loss", loss, "--epochs", "1", "--validate-every", "0", "--max-len", str(MAX_LEN),
                                     "--batch-size", str(BATCH), "--optimizer", args.optimizer,
                                     "--eval-users", str(args.eval_users), "--out", os.path.join(work, "run"),
                                     "--quiet", "--json", *extra], args.timeout)

@@ -83,7 +83,7 @@ def configs(names, epochs, max_len, validate_every):
         out[name] = TrainConfig(model=model, data="ml-100k", max_len=max_len,
                                 epochs=epochs or (TP_EPOCHS if tp else DEFAULT_EPOCHS)[model],
                                 trainer="tp" if tp else "standard", trainer_options=dict(options),
-                                validate_every=validate_every, restore_best=False, eval_protocols=("full",))
+                                validate_every=validate_every, restore_best=False, patience=0, eval_protocols=("full",))
     return out
 
 

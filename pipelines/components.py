@@ -70,6 +70,7 @@ def SequenceExampleGen(  # pylint: disable=invalid-name
     input_fingerprint: tfx.dsl.components.Parameter[str] = "",  # pylint: disable=redefined-outer-name
     max_events_per_user: tfx.dsl.components.Parameter[int] = beam_sequences.MAX_EVENTS_PER_USER,
     eval_users: tfx.dsl.components.Parameter[int] = 0,
+    collapse_repeats: tfx.dsl.components.Parameter[int] = -1,
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ):
     """Raw interaction logs -> leave-one-out sequence examples + quarantined rows.
@@ -78,12 +79,15 @@ def SequenceExampleGen(  # pylint: disable=invalid-name
     each user keeps its newest `max_events_per_user` events (the others are
     counted as truncated in the quarantine artifact's `counts`); `eval_users`
     > 0 adds the split `eval_sample`, the eval examples of the seeded sample
-    of that many users that `tfrec-dyn evaluate --eval-users` scores.
+    of that many users that `tfrec-dyn evaluate --eval-users` scores;
+    `collapse_repeats` 1 / 0: leave-one-out does / does not count runs of
+    events on one item as one (-1: the default for the log's fields).
     """
     del input_fingerprint  # only part of the cache key
     outputs = beam_pipeline | beam_sequences.RawLogsToSequenceExamples(
         _file_pattern(input_base, data_format), data_format, json.loads(columns) or None,
-        max_events_per_user=max_events_per_user, eval_users=eval_users or None)
+        max_events_per_user=max_events_per_user, eval_users=eval_users or None,
+        collapse_repeats=None if collapse_repeats < 0 else bool(collapse_repeats))
     beam_sequences.write_outputs(outputs, examples.uri, quarantine.uri)
     result = beam_pipeline.run()
     result.wait_until_finish()

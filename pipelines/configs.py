@@ -107,7 +107,7 @@ def add_pipeline_flags(parser, remote: bool = False) -> None:
     `local_runner.py` and `kubeflow_runner.py`; `remote`: data and roots are
     required (they are the cluster's paths)."""
     defaults = PipelineConfig()
-    add_train_flags(parser, epochs=200, data=None if remote else defaults.data_root,
+    add_train_flags(parser, data=None if remote else defaults.data_root,
                     data_help="folder (or file) of raw interaction logs" + (
                         ", as the cluster sees it, e.g. gs://BUCKET/logs" if remote else " (default: ML-100K)"))
     for flag, default in (("--pipeline-root", defaults.pipeline_root), ("--serving-root", defaults.serving_root)):

@@ -28,18 +28,20 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from tfrec_dyn.data.input_pipeline import USER_ITEMS, UserStream
+from tfrec_dyn.data.input_pipeline import USER_ITEMS, UserStream, pad_left
+from tfrec_dyn.data.splits import user_sample_keys
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, OOV_ID, Vocabulary
+from tfrec_dyn.metrics.evaluation import EvalArrays
 from tfrec_dyn.serving.export import category_table, export_saved_model
 from tfrec_dyn.serving.index import CONFIG_KEY, ClusterIndexConfig, build_model_index
 from tfrec_dyn.training import TrainConfig, make_strategy
 from tfrec_dyn.training.strategy import chief_dir
 from tfrec_dyn.training.run import save_run
-from tfrec_dyn.training.trainer import fit
+from tfrec_dyn.training.trainer import fit, history_record
 
 ITEM_VOCABULARY = "items"
-NUMERIC_MODEL_FIELDS = ("time_interval", "dwell_time")  # numeric side fields a model may read (HUP)
+NUMERIC_MODEL_FIELDS = ("time_interval", "dwell_time", "timestamp")  # numeric side fields a model may read (HUP, HSTU)
 
 
 # ------------------------------------------------------------------ Transform
@@ -65,7 +67,8 @@ def _vocabulary_over(history, target, name):
 def preprocessing_fn(inputs):
     """Vocabularies (most frequent first) over histories and targets: items
     always, behaviour types and categories when the logs have them (JD)."""
-    outputs = {}
+    # The Trainer samples its validation users by id (`SequenceExampleGen`'s examples always have one).
+    outputs = {"user_id": inputs["user_id"]} if "user_id" in inputs else {}
     outputs["item_ids"], outputs["target_item_id"] = _vocabulary_over(
         inputs["item_ids"], inputs["target_item_id"], ITEM_VOCABULARY)
     for field in CATEGORICAL_SIDE_FIELDS:  # behavior, category
@@ -99,6 +102,40 @@ def _training_users(file_pattern, data_accessor, schema, batch_size: int = 1024)
                 for name, history, target, dtype in fields if history in batch}
 
     return dataset.map(whole_sequences).unbatch()
+
+
+def _validation_arrays(file_pattern, data_accessor, schema, max_len: int, users=None,
+                       batch_size: int = 1024) -> EvalArrays:
+    """The transformed validation examples as `EvalArrays` (histories cut to
+    `max_len`, side-field windows by model input name), for the users that
+    `sample_users(ids, users)` draws: the smallest `user_sample_keys` are kept
+    as the examples stream by, so memory is the sample, not the split."""
+    from tfx_bsl.public import tfxio
+
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False), schema)
+    numeric = set(NUMERIC_MODEL_FIELDS)
+    kept = None
+    for batch in dataset:
+        ids = [u.decode() for u in np.asarray(batch["user_id"]).reshape(-1)]
+        histories = {name: pad_left(tf.RaggedTensor.from_sparse(values).numpy(), max_len,
+                                    dtype=np.float32 if name in numeric else np.int32)
+                     for name, values in batch.items() if isinstance(values, tf.SparseTensor)
+                     and not name.startswith("target_")}
+        part = {"keys": user_sample_keys(ids), "user_ids": np.asarray(ids, dtype=object),
+                "targets": np.asarray(batch["target_item_id"]).reshape(-1).astype(np.int32), **histories}
+        if kept is not None:
+            part = {name: np.concatenate([kept[name], values]) for name, values in part.items()}
+        if users is not None and len(part["keys"]) > users:
+            rows = np.sort(np.argsort(part["keys"], kind="stable")[:users])
+            part = {name: values[rows] for name, values in part.items()}
+        kept = part
+    if kept is None:
+        return EvalArrays([], np.zeros((0, max_len), np.int32), np.zeros(0, np.int32), [])
+    features = {name: values for name, values in kept.items() if name not in ("keys", "user_ids", "targets",
+                                                                              "item_ids")}
+    # known_items: the sampled protocol's (not used by validation, which ranks the whole catalogue).
+    return EvalArrays(list(kept["user_ids"]), kept["item_ids"], kept["targets"], [], features)
 
 
 def _scan_users(users: tf.data.Dataset, vocab_size: int, batch_size: int = 4096):
@@ -158,15 +195,18 @@ def run_fn(fn_args):
     counts, num_trainable, item_categories = _scan_users(users, vocab.size)
     # Streamed: memory is a shuffle buffer of users, whatever the size of the data.
     sequences, side = _in_memory(users) if config.trainer == "tp" else (UserStream(users, num_trainable), {})
+    validation = (_validation_arrays(fn_args.eval_files, fn_args.data_accessor, schema, config.max_len,
+                                     config.validation_users) if config.validate_every else None)
     model, history, train_seconds = fit(config, sequences, vocab.size, counts, verbose=2,
                                         backup_dir=backup_dir(fn_args), strategy=strategy, side=side,
-                                        side_vocab_sizes={field: v.size for field, v in side_vocabs.items()})
+                                        side_vocab_sizes={field: v.size for field, v in side_vocabs.items()},
+                                        validation=validation)
     index = build_model_index(model, ClusterIndexConfig(**index_settings)) if index_settings else None
     with chief_dir(fn_args.serving_model_dir, strategy) as export_dir:  # other workers: a temporary dir
         export_saved_model(model, vocab, counts, config.max_len, export_dir, side_vocabs=side_vocabs,
                            item_categories=item_categories, exclude_seen=config.exclude_seen, index=index)
     with chief_dir(run_dir(fn_args), strategy) as path:  # `tfrec-dyn evaluate PATH` evaluates this model
-        save_run(path, config, vocab, model, {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        save_run(path, config, vocab, model, history_record(history),
                  {"model": config.model, "data": config.data, "train_seconds": train_seconds,
                   "num_replicas": strategy.num_replicas_in_sync}, side_vocabs)
 

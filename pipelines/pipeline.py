@@ -50,7 +50,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     # Raw logs -> per-user sequence examples (train / eval), malformed rows quarantined.
     example_gen = SequenceExampleGen(
         input_base=config.data_root, data_format=config.data_format, columns=json.dumps(config.columns or {}),
-        input_fingerprint=input_fingerprint(config.data_root), eval_users=config.eval_users or 0)
+        input_fingerprint=input_fingerprint(config.data_root), eval_users=config.eval_users or 0,
+        collapse_repeats={None: -1, False: 0, True: 1}[config.train.get("collapse_repeats")])
     # Data statistics, an inferred schema, and anomalies against it.
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -60,12 +61,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     # split: the catalogue rule (tfrec_dyn.data.vocabulary), as in `tfrec-dyn train`.
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        **_user_code(config, "preprocessing_fn"), splits_config=tfx.proto.SplitsConfig(analyze=list(beam_sequences.SPLITS), transform=["train", "eval"]))
+        **_user_code(config, "preprocessing_fn"), splits_config=tfx.proto.SplitsConfig(analyze=list(beam_sequences.SPLITS), transform=["train", "validation"]))
     # Any tfrec_dyn model, by name, under the configured tf.distribute strategy.
     trainer = tfx.components.Trainer(
         **_user_code(config, "run_fn"), examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["validation"]),
         custom_config=config.train_config())
     # The last blessed model, for the Evaluator's change threshold.
     baseline = tfx.dsl.Resolver(

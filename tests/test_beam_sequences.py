@@ -115,31 +115,43 @@ def test_several_files_some_gzipped(tmp_path):
 
 
 # ------------------------------------------------------------- leave-one-out
-def test_leave_one_out_and_the_short_user_rule():
+@pytest.mark.parametrize("collapse_repeats", [True, False])
+def test_leave_one_out_and_the_short_user_rule(collapse_repeats):
     """Users with 1, 2, 3 and 5 events, and with runs of events on one item,
-    straight from events (no files)."""
+    straight from events (no files); runs count once with `collapse_repeats`
+    (micro-behaviour logs), every event without (this log's default: it has
+    no behaviour field)."""
     def events(user, items):
         return [(user, ((0.0, "f", line, 0), item, {"category": f"c{item}"})) for line, item in enumerate(items)]
 
     data = events("one", ["a"]) + events("two", ["a", "b"]) + events("three", ["a", "b", "c"]) \
         + events("five", ["a", "b", "c", "d", "e"]) \
-        + events("runs", ["a", "b", "b", "c", "c"]) + events("two runs", ["a", "a", "b"])  # repeats count once
+        + events("runs", ["a", "b", "b", "c", "c"]) + events("two runs", ["a", "a", "b"])
+    if collapse_repeats:
+        train = [("runs", ["a"]), ("two runs", ["a", "a", "b"])]
+        validation = [("runs", ["a"], ["b"])]
+        evaluation = [("runs", ["a", "b", "b"], ["c"], ["ca", "cb", "cb"], ["cc"])]
+    else:
+        train = [("runs", ["a", "b", "b"]), ("two runs", ["a"])]
+        validation = [("runs", ["a", "b", "b"], ["c"]), ("two runs", ["a"], ["a"])]
+        evaluation = [("runs", ["a", "b", "b", "c"], ["c"], ["ca", "cb", "cb", "cc"], ["cc"]),
+                      ("two runs", ["a", "a"], ["b"], ["ca", "ca"], ["cb"])]
     with test_pipeline.TestPipeline() as pipeline:
-        splits = pipeline | beam.Create(data) | EventsToSequenceExamples()
+        splits = pipeline | beam.Create(data) | EventsToSequenceExamples(
+            collapse_repeats=True if collapse_repeats else None)
         decoded = {split: splits[split] | f"Decode-{split}" >> beam.Map(_decode) for split in SPLITS}
         # Train: history + target = all but the last two (short users: everything).
         assert_that(decoded["train"] | beam.Map(lambda f: (f["user_id"][0], f["item_ids"] + f["target_item_id"])),
-                    equal_to([("one", ["a"]), ("two", ["a", "b"]), ("three", ["a"]), ("five", ["a", "b", "c"]),
-                              ("runs", ["a"]), ("two runs", ["a", "a", "b"])]),
+                    equal_to([("one", ["a"]), ("two", ["a", "b"]), ("three", ["a"]), ("five", ["a", "b", "c"])]
+                             + train),
                     label="Train")
         assert_that(decoded["validation"] | beam.Map(lambda f: (f["user_id"][0], f["item_ids"], f["target_item_id"])),
-                    equal_to([("three", ["a"], ["b"]), ("five", ["a", "b", "c"], ["d"]), ("runs", ["a"], ["b"])]),
+                    equal_to([("three", ["a"], ["b"]), ("five", ["a", "b", "c"], ["d"])] + validation),
                     label="Validation")
         assert_that(decoded["eval"] | beam.Map(lambda f: (f["user_id"][0], f["item_ids"], f["target_item_id"],
                                                           f["category"], f["target_category"])),
                     equal_to([("three", ["a", "b"], ["c"], ["ca", "cb"], ["cc"]),
-                              ("five", ["a", "b", "c", "d"], ["e"], ["ca", "cb", "cc", "cd"], ["ce"]),
-                              ("runs", ["a", "b", "b"], ["c"], ["ca", "cb", "cb"], ["cc"])]),
+                              ("five", ["a", "b", "c", "d"], ["e"], ["ca", "cb", "cc", "cd"], ["ce"])] + evaluation),
                     label="Eval")
 
 

@@ -80,6 +80,21 @@ def test_leave_one_out_holds_out_moves_to_another_item():
     assert split.test.targets.side["behavior"][0].tolist() == ["4"]
 
 
+def test_leave_one_out_without_collapsing_holds_out_the_last_two_events():
+    """A `user item` log keeps the next-event task (the SASRec protocol); a
+    micro-behaviour log (a `behavior` field) collapses runs by default."""
+    from tfrec_dyn.training import PreparedData
+
+    items = [["a", "b", "b", "c", "c"], ["a", "a", "b"]]
+    split = leave_one_out(_interactions(items), collapse_repeats=False)
+    assert split.num_short_users == 0
+    assert split.test.inputs.items[0].tolist() == ["a", "b", "b", "c"] and split.test.target_items().tolist() == ["c", "b"]
+    assert split.validation.target_items().tolist() == ["c", "a"] and split.train.items[1].tolist() == ["a"]
+    assert not PreparedData.from_interactions(_interactions(items)).collapse_repeats
+    micro = PreparedData.from_interactions(_interactions(items, behavior=[list("12345"), list("123")]))
+    assert micro.collapse_repeats and micro.split.num_short_users == 1
+
+
 def test_k_core_iterates_until_stable():
     # Item "z" appears once; removing it leaves user u2 with one item, which
     # then has to go too, and with it the last "y".

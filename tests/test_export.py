@@ -133,8 +133,8 @@ def _example(history, target=None):
 
 
 def test_tf_example_target_rank_is_the_full_protocol_rank(exported):
-    """The Evaluator's ranks are `evaluate`'s: a seen target still ranked (not
-    masked), an unknown or missing target a miss at every cut-off."""
+    """The Evaluator's ranks are `evaluate`'s: a seen target ranked last among the
+    unseen items, an unknown or missing target a miss at every cut-off."""
     from tfrec_dyn.metrics import evaluate
 
     model, vocab, path = exported
@@ -146,7 +146,46 @@ def test_tf_example_target_rank_is_the_full_protocol_rank(exported):
     histories = pad_left([vocab.encode(h) for h, _ in cases], MAX_LEN)
     expected = evaluate(lambda batch: model.score(batch), histories, vocab.encode([t for _, t in cases])).ranks
     np.testing.assert_array_equal(out["target_rank"].numpy(), list(expected) + [20, 20])
-    assert expected[1] < 20  # the seen target competes with the unseen items
+    assert expected[1] == 20 - 3  # a seen target is a miss: after the 17 unseen items (protocols, "repeat targets")
+
+
+def test_hstu_serves_and_evaluates_with_the_timestamps_it_trained_on(tmp_path):
+    """HSTU's time bias reads `timestamp` in both signatures (int64 in the pipeline's
+    examples, float seconds in requests): the served lists and the Evaluator's ranks
+    are the model's with those timestamps, and left out they fall back to position only."""
+    from tfrec_dyn.metrics import evaluate
+    from tfrec_dyn.models import HSTU
+
+    vocab = Vocabulary([f"item{i}" for i in range(20)])
+    model = HSTU(vocab.size, MAX_LEN, embed_dim=8)
+    model({"item_ids": tf.zeros([1, MAX_LEN], tf.int32)})
+    for block in model.blocks:  # time buckets that matter
+        block.relative_bias.time_bias.assign(tf.range(129, dtype=tf.float32) / 5.0)
+    path = str(tmp_path / "1")
+    export_saved_model(model, vocab, np.ones(vocab.size, np.int64), MAX_LEN, path)
+    cases = [(["item4", "item9", "item1"], [0, 60, 86400], "item3"), (["item2", "item5"], [100, 100000], "item7")]
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        "item_ids": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode() for t in history])),
+        "timestamp": tf.train.Feature(int64_list=tf.train.Int64List(value=stamps)),
+        "target_item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[target.encode()]))}))
+        .SerializeToString() for history, stamps, target in cases]
+    loaded = tf.saved_model.load(path)
+    ranks = loaded.signatures["serving_tf_example"](examples=tf.constant(examples))["target_rank"].numpy()
+    histories = pad_left([vocab.encode(h) for h, _, _ in cases], MAX_LEN)
+    stamps = pad_left([np.array(s, np.float32) for _, s, _ in cases], MAX_LEN, np.float32)
+    targets = vocab.encode([t for _, _, t in cases])
+    np.testing.assert_array_equal(ranks, evaluate(model, histories, targets, features={"timestamp": stamps}).ranks)
+
+    # A Python call of a signature passes every input; TF Serving and `tfrec-dyn serve` fill in the defaults.
+    unknown = dict(k=tf.constant(5), exclude_seen=tf.constant(True), timestamp=tf.constant([[-1.0]]))
+    serve = loaded.signatures["serving_default"]
+    served = serve(item_ids=tf.constant([cases[0][0]]),
+                   **{**unknown, "timestamp": tf.constant([cases[0][1]], tf.float32)})
+    with_time = model.recommend({"item_ids": histories[:1], "timestamp": stamps[:1]}, k=5)[0][0].numpy()
+    assert [t.decode() for t in served["item_ids"].numpy()[0]] == vocab.decode(with_time)
+    without = serve(item_ids=tf.constant([cases[0][0]]), **unknown)
+    position_only = model.recommend({"item_ids": histories[:1]}, k=5)[0][0].numpy()
+    assert [t.decode() for t in without["item_ids"].numpy()[0]] == vocab.decode(position_only)
 
 
 def test_tfma_metrics_average_the_ranking_functions():

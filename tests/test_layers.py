@@ -4,8 +4,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from layer_harness import run_layer_test
-from tfrec_dyn.layers import (ByteDropout, CausalTransformerBlock, ItemPositionEmbedding, LastAxisLayerNormalization,
-                              MatmulAttention, attention_mask, causal_mask, padding_mask)
+from tfrec_dyn.layers import (ByteDropout, CausalTransformerBlock, HSTUBlock, ItemPositionEmbedding,
+                              LastAxisLayerNormalization, MatmulAttention, RelativeAttentionBias, attention_mask,
+                              causal_mask, padding_mask)
 
 ITEMS = tf.constant([[0, 0, 4, 5, 6], [2, 3, 4, 5, 6]], tf.int32)
 
@@ -142,3 +143,39 @@ def test_last_axis_layer_normalization_is_keras_layer_normalization_with_its_gra
         results.append([y, *tape.gradient(loss, [x, *layer.trainable_weights])])
     for got, want in zip(*results[::-1]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_hstu_block_through_the_harness(tmp_path):
+    x = tf.random.normal([2, 5, 8])
+    timestamps = tf.constant([[0.0, 0.0, 10.0, 100.0, 5000.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
+    run_layer_test(HSTUBlock, {"max_len": 5, "num_heads": 2}, [x, ITEMS, timestamps], (2, 5, 8), tmp_path)
+
+
+def test_hstu_block_does_not_look_ahead_or_at_padding():
+    block = HSTUBlock(max_len=5, num_heads=2)
+    x = tf.random.normal([1, 5, 8])
+    items = tf.constant([[0, 3, 4, 5, 6]])
+    base = block(x, items)
+    changed = block(tf.tensor_scatter_nd_update(x, [[0, 4]], [tf.ones(8)]), items)
+    np.testing.assert_allclose(changed[0, :4], base[0, :4], atol=1e-6)  # the future does not leak
+    padded = block(tf.tensor_scatter_nd_update(x, [[0, 0]], [tf.ones(8)]), items)
+    np.testing.assert_allclose(padded, base, atol=1e-6)  # nor does a padding position
+    np.testing.assert_array_equal(base[0, 0], 0.0)
+
+
+def test_relative_attention_bias_is_position_plus_time_bucket(tmp_path):
+    run_layer_test(RelativeAttentionBias, {"max_len": 3}, [tf.constant([[0, 5, 6]]), tf.constant([[0.0, 1.0, 30.0]])],
+                   (1, 3, 3), tmp_path)
+    bias = RelativeAttentionBias(max_len=3, num_time_buckets=4)
+    bias.build(None)
+    bias.position_bias.assign([1.0, 2.0, 3.0])
+    bias.time_bias.assign([0.0, 10.0, 20.0, 30.0, 40.0])
+    # Gaps 1 s -> bucket 0, 2 s -> ln 2 / 0.301 = 2.3 -> 2, 100 s -> 15.3 -> clipped to 4.
+    got = bias(tf.constant([[2, 3, 4]]), tf.constant([[0.0, 2.0, 102.0]])).numpy()[0]
+    want = [[1 + 0, 2 + 20, 3 + 40],
+            [2 + 20, 1 + 0, 2 + 40],
+            [3 + 40, 2 + 40, 1 + 0]]
+    # Keys after the query (j > i) get the distance-0 position bias; attention masks them anyway.
+    np.testing.assert_allclose(np.tril(got), np.tril(want))
+    np.testing.assert_allclose(bias(tf.constant([[2, 3, 4]])).numpy()[0], np.tril([[1, 0, 0], [2, 1, 0], [3, 2, 1]])
+                               + np.triu(np.ones((3, 3)), 1))

@@ -148,14 +148,15 @@ TARGETS = np.array([6, 5])
 def test_full_exclude_seen_by_hand():
     result = evaluate(MatrixScorer(HISTORIES, SCORES), HISTORIES, TARGETS, ks=(1, 2))
     # user 0: candidates 2,3,5,6 (4 seen) -> nothing >= 0.7 -> rank 0; pad/OOV columns (9.0) never count
-    # user 1: candidates 2,4,6 + the target 5 itself (seen, but kept) -> 2 ties 0.5 -> rank 1
-    np.testing.assert_array_equal(result.ranks, [0, 1])
+    # user 1: the target 5 is a seen item, so not a candidate either: a miss, ranked last among 2,4,6 + 5
+    np.testing.assert_array_equal(result.ranks, [0, 3])
     np.testing.assert_array_equal(result.num_candidates, [4, 4])
     assert isinstance(result, EvaluationResult) and result.protocol == "full"
     assert result.metrics["HR@1"] == pytest.approx(0.5)                       # (1 + 0) / 2
-    assert result.metrics["NDCG@2"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
-    assert result.metrics["MRR"] == pytest.approx(0.75)                       # (1 + 1/2) / 2
-    assert result.metrics["Recall@2"] == result.metrics["HR@2"] == 1.0
+    assert result.metrics["NDCG@2"] == pytest.approx(0.5)                     # (1 + 0) / 2
+    assert result.metrics["MRR"] == pytest.approx((1 + 1 / 4) / 2)
+    assert result.metrics["RepeatShare"] == 0.5
+    assert result.by_target() == {"repeat": result.metrics_for([1]), "novel": result.metrics_for([0])}
 
 
 def test_full_without_exclude_seen_counts_seen_items():
@@ -178,12 +179,14 @@ def test_full_ranking_is_independent_of_batch_size_and_accepts_tf_scores():
     a = evaluate(scorer, histories, targets, batch_size=7)
     b = evaluate(lambda batch: tf.constant(scorer(batch)), histories, targets, batch_size=256)
     np.testing.assert_array_equal(a.ranks, b.ranks)
-    # cross-check with the numpy rank on the same candidate sets
+    # cross-check with the numpy rank on the same candidate sets (a repeat target: last, a miss)
     mask = np.zeros_like(matrix, bool)
     mask[:, 2:] = True
     for u, h in enumerate(histories):
         mask[u, h] = False
-    np.testing.assert_array_equal(a.ranks, rank_of_target(matrix, targets, mask))
+    repeats = (histories == targets[:, None]).any(1)
+    assert 0 < repeats.sum() < len(repeats)
+    np.testing.assert_array_equal(a.ranks, np.where(repeats, mask.sum(1), rank_of_target(matrix, targets, mask)))
 
 
 def test_metrics_for_a_subset_of_users():
@@ -193,14 +196,52 @@ def test_metrics_for_a_subset_of_users():
 
 
 # ------------------------------------------------------- sampled protocol
+@pytest.mark.parametrize("protocol", ["full", "sampled"])
+def test_repeat_targets_never_give_the_answer_away(protocol):
+    """A log where a known 30 % of the targets repeat a window item, scored by a
+    "recommend what they had" ranker (seen items first, else random): the old rule
+    (seen items out but the target kept) would credit it with every repeat.
+    With seen items excluded the repeats are misses, so it is at chance level;
+    kept as candidates, a repeat competes with the other seen items."""
+    rng = np.random.default_rng(0)
+    users, length, vocab = 1000, 10, 500
+    histories = np.stack([rng.choice(np.arange(2, vocab), length, replace=False) for _ in range(users)]).astype(np.int32)
+    repeats = rng.random(users) < 0.3
+    targets = np.where(repeats, histories[np.arange(users), rng.integers(0, length, users)],
+                       [rng.choice(np.setdiff1d(np.arange(2, vocab), h)) for h in histories])
+
+    def seen_first(batch):
+        item_ids = np.asarray(batch["item_ids"])
+        scores = rng.random((len(item_ids), vocab)).astype(np.float32)
+        np.put_along_axis(scores, item_ids, 10.0 + np.arange(length, dtype=np.float32), axis=1)
+        return scores
+
+    negatives = SampledNegatives.draw(np.concatenate([histories, targets[:, None]], 1), vocab, 100, seed=0) \
+        if protocol == "sampled" else None
+    result = evaluate(seen_first, histories, targets, protocol=protocol, negatives=negatives, ks=(10,))
+    assert result.metrics["RepeatShare"] == pytest.approx(repeats.mean())
+    np.testing.assert_array_equal(result.repeats, repeats)
+    groups = result.by_target()
+    assert groups["repeat"]["HR@10"] == 0.0  # never credited
+    chance = 10 / (vocab - 2 - length) if protocol == "full" else 10 / 101
+    assert groups["novel"]["HR@10"] == pytest.approx(chance, abs=0.05)
+    if protocol == "full":
+        kept = evaluate(seen_first, histories, targets, exclude_seen=False, ks=(10,)).by_target()
+        assert kept["repeat"]["HR@10"] == 1.0 and kept["novel"]["HR@10"] == 0.0  # 10 seen items fill the top 10
+
+
 def test_sampled_by_hand():
     negatives = np.array([[2, 3, 5], [4, 6, 2]])
     result = evaluate(MatrixScorer(HISTORIES, SCORES), HISTORIES, TARGETS, protocol="sampled",
                       negatives=negatives, ks=(1,))
-    # user 0: target 0.7 vs 0.1, 0.5, 0.3 -> rank 0; user 1: 0.5 vs 0.2, 0.1, 0.5 (tie) -> rank 1
-    np.testing.assert_array_equal(result.ranks, [0, 1])
+    # user 0: target 0.7 vs 0.1, 0.5, 0.3 -> rank 0; user 1: its target 5 is a seen item -> a miss
+    np.testing.assert_array_equal(result.ranks, [0, 3])
     np.testing.assert_array_equal(result.num_candidates, [4, 4])
-    assert result.metrics["MRR"] == pytest.approx(0.75)
+    assert result.metrics["MRR"] == pytest.approx((1 + 1 / 4) / 2)
+    # Seen items kept as candidates: user 1's 0.5 vs 0.2, 0.1, 0.5 (tie) -> rank 1
+    kept = evaluate(MatrixScorer(HISTORIES, SCORES), HISTORIES, TARGETS, protocol="sampled",
+                    negatives=negatives, ks=(1,), exclude_seen=False)
+    np.testing.assert_array_equal(kept.ranks, [0, 1])
 
 
 def test_sampled_rejects_negatives_that_hit_target_or_history():

@@ -13,9 +13,11 @@ V, L = 30, 8
 ITEMS = tf.constant([[0, 0, 0, 4, 5, 6, 7, 8], [2, 3, 4, 5, 6, 7, 8, 9]], tf.int32)
 BATCH = {"item_ids": ITEMS, "targets": tf.concat([ITEMS[:, 1:], tf.constant([[9], [10]])], 1),
          "negatives": tf.fill([2, L, 1], 20)}
-NEURAL = ["sasrec", "gru4rec", "caser", "retr"]
-# Arguments a model needs to fit the tiny batch above (the default windows of 10 and o=99 do not).
-SMALL = {"rdrsr": {"window_len": 4, "num_negatives": 1}, "adasplit": {"window_len": 4}}
+NEURAL = ["sasrec", "gru4rec", "caser", "retr", "hstu"]
+# Arguments a model needs to fit the tiny batch above (the default windows of 10 and o=99 do not;
+# its negatives are one per position).
+SMALL = {"rdrsr": {"window_len": 4, "num_negatives": 1}, "adasplit": {"window_len": 4},
+         "gsasrec": {"loss": "bce"}, "hstu": {"loss": "bce"}}
 
 
 @pytest.mark.parametrize("name", NEURAL)
@@ -38,8 +40,9 @@ def test_gradients_reach_every_weight(name, loss):
         value = model.sequence_loss(BATCH, training=True)
     grads = tape.gradient(value, model.trainable_variables)
     assert np.isfinite(value.numpy())
-    missing = [v.name for v, g in zip(model.trainable_variables, grads) if g is None]
-    # Caser's output bias only gets gradients through scored items; all others always.
+    # HSTU's time buckets learn only from timestamps, which BATCH has not (see
+    # test_hstu_reads_timestamps_through_its_time_bias); every other weight always learns.
+    missing = [v.name for v, g in zip(model.trainable_variables, grads) if g is None and "time_bias" not in v.name]
     assert not missing, missing
 
 
@@ -134,11 +137,30 @@ def test_mixed_precision_reaches_every_sublayer(name):
     from tfrec_dyn.training.strategy import precision_scope
 
     with precision_scope(True):
-        model = build_model(name, V, L)
+        model = build_model(name, V, L, **SMALL.get(name, {}))
     value = model.sequence_loss(BATCH, training=True)
     assert np.isfinite(value.numpy())
     policies = {layer.name: layer.dtype_policy.name for layer in model._flatten_layers(include_self=False)}
     assert set(policies.values()) == {"mixed_float16"}, policies
+
+
+def test_hstu_reads_timestamps_through_its_time_bias():
+    """With timestamps the representations change (the time-gap bias), gradients
+    reach the time buckets, and a window without them is scored by position only."""
+    from tfrec_dyn.models import HSTU
+
+    model = HSTU(V, L, dropout=0.0, loss="bce")
+    timestamps = tf.cast(tf.range(L)[tf.newaxis] * tf.constant([[60], [86400]]), tf.float32)
+    with_time = {"item_ids": ITEMS, "timestamp": timestamps}
+    model(with_time)
+    for block in model.blocks:  # non-zero time buckets, so that the gaps matter
+        block.relative_bias.time_bias.assign(tf.range(129, dtype=tf.float32) / 10.0)
+    assert not np.allclose(model(with_time), model({"item_ids": ITEMS}), atol=1e-4)
+    with tf.GradientTape() as tape:
+        value = model.sequence_loss({**BATCH, "timestamp": timestamps}, training=True)
+    time_biases = [block.relative_bias.time_bias for block in model.blocks]
+    assert all(g is not None and np.any(tf.convert_to_tensor(g).numpy() != 0)
+               for g in tape.gradient(value, time_biases))
 
 
 def test_sasrec_computes_the_same_on_packed_rows():

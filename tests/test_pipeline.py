@@ -129,6 +129,11 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
     assert len(versions) == 1 and versions[0].isdigit()
     assert os.path.exists(serving / "sasrec" / versions[0] / "saved_model.pb")
     assert len(_serve_pushed(serving / "sasrec" / versions[0])) == 5
+    # The Trainer validated on the pipeline's validation split every epoch, and kept the curve.
+    with open(os.path.join(_latest_artifact(metadata, "ModelRun").uri, "run", "history.json")) as f:
+        validation = json.load(f)["validation"]
+    assert validation["epoch"] == list(range(1, 11)) and validation["users"] == 300, validation
+    assert max(validation["NDCG@10"]) > 0.3, validation
 
     # The same model, the same data, one protocol: the same figures.
     evaluator = evaluation_figures(_latest_artifact(metadata, "ModelEvaluation").uri)
@@ -172,7 +177,7 @@ def test_pipeline_rerun_after_sigkill_resumes_the_trainer(tmp_path):
     _patterned_log(data, num_users=3000)
     epochs = 30
     command = [sys.executable, os.path.join(REPO, "pipelines", "local_runner.py"), "--data", str(data),
-               "--epochs", str(epochs), "--max-len", "20", "--pipeline-root", str(root),
+               "--epochs", str(epochs), "--patience", "0", "--max-len", "20", "--pipeline-root", str(root),
                "--serving-root", str(serving), "--beam-mode", "in_memory", "--hr-threshold", "0"]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     with open(tmp_path / "first.log", "w") as log:
@@ -197,6 +202,7 @@ def test_pipeline_rerun_after_sigkill_resumes_the_trainer(tmp_path):
     history = json.loads(open(os.path.join(_latest_artifact(str(root / "metadata.sqlite"), "ModelRun").uri,
                                            "run", "history.json")).read())
     assert len(history["loss"]) == epochs - int(resumed.group(1))  # only the epochs that were left
+    assert history["validation"]["epoch"] == list(range(1, epochs + 1))  # the curve continues across the kill
     assert "blessed: True" in second.stdout
 
 
@@ -212,6 +218,7 @@ def test_other_models_and_the_tp_trainer_plug_into_one_pipeline(tmp_path):
     # it would add three minutes to the suite.)
     runs = [("retr", ("--index-probes", "4")),  # served from an approximate index: the lists still come
             ("rdrsr", ()),
+            ("hstu", ()),  # its time bias reads the timestamps the examples carry
             # The transferrable-parameters trainer, on another model.
             ("gru4rec", ("--trainer", "tp", "--trainer-option", "windows_per_user=4"))]
     for model, extra in runs:
@@ -230,6 +237,7 @@ def test_other_models_and_the_tp_trainer_plug_into_one_pipeline(tmp_path):
 
     assert hasattr(tf.saved_model.load(str(versions["retr"])), "index")  # --index-probes reached the export
     assert not hasattr(tf.saved_model.load(str(versions["rdrsr"])), "index")
+    assert "timestamp" in tf.saved_model.load(str(versions["hstu"])).signatures["serving_default"].structured_input_signature[1]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from tfrec_dyn.training.transfer import TransferrableTrainer
 
 V, L, USERS = 30, 8, 12
 # Every model, and the variants whose scoring differs (policy routing, best interest, retrieval).
-CONFIGS = [("poprec", {}), ("sasrec", {}), ("gru4rec", {}), ("caser", {}), ("retr", {}),
+CONFIGS = [("poprec", {}), ("sasrec", {}), ("gru4rec", {}), ("caser", {}), ("retr", {}), ("hstu", {}),
            ("rdrsr", {"window_len": 4}), ("rdrsr", {"window_len": 4, "scoring": "policy"}),
            ("adasplit", {"window_len": 4}), ("adasplit", {"window_len": 4, "scoring": "max"}),
            ("hup", {"category_vocab_size": 6, "behavior_vocab_size": 5}),
@@ -31,18 +31,21 @@ def _histories(seed=0):
         length = rng.integers(1, L + 1)
         histories[row, L - length:] = rng.integers(2, V, length)
     targets = rng.integers(2, V, USERS).astype(np.int32)
-    targets[:3] = histories[:3, -1]  # a target the user has seen stays a candidate
+    targets[:3] = histories[:3, -1]  # targets the user has seen: misses, ranked last
     return histories, targets
 
 
 def _dense_ranks(scores, histories, targets):
-    """The full protocol by its definition, on the [U, V] score matrix."""
+    """The full protocol by its definition, on the [U, V] score matrix: seen items
+    are not candidates, and a seen target is ranked after every candidate."""
     candidates = np.zeros_like(scores, bool)
     candidates[:, 2:] = True
     for row, history in enumerate(histories):
         candidates[row, history] = False
+    others = candidates.sum(1) - candidates[np.arange(len(targets)), targets]
+    repeats = (histories == targets[:, None]).any(1)
     candidates[np.arange(len(targets)), targets] = True
-    return rank_of_target(scores, targets, candidates)
+    return np.where(repeats, others, rank_of_target(scores, targets, candidates))
 
 
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}-{'-'.join(map(str, k.values()))}" for n, k in CONFIGS])
@@ -97,6 +100,7 @@ def test_sampled_protocol_scores_only_its_candidates():
     scores = model.score({"item_ids": histories}).numpy()
     candidates = np.concatenate([targets[:, None], negatives], 1)
     expected = rank_of_target(np.take_along_axis(scores, candidates, 1), np.zeros(USERS, int))
+    expected[:3] = 4  # seen targets: misses, after the 4 negatives
     np.testing.assert_array_equal(sampled.ranks, expected)
 
 

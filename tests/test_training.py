@@ -12,6 +12,8 @@ import tensorflow as tf
 import tf_keras
 
 from tfrec_dyn.data import Interactions
+from tfrec_dyn.data.splits import sample_users
+from tfrec_dyn.metrics import evaluate
 from tfrec_dyn.training import PreparedData, Run, TrainConfig, train
 from tfrec_dyn.training.strategy import make_strategy
 from tfrec_dyn.training.trainer import fit
@@ -31,7 +33,12 @@ def test_sasrec_end_to_end_loss_falls_and_beats_random(ml100k_slice, tmp_path):
     result = train(config, out_dir=str(tmp_path / "run"), verbose=0, data=ml100k_slice)
     losses = result.history["loss"]
     assert losses[-1] < losses[0]
-    assert len(result.history["val_NDCG@10"]) == 2
+    assert result.history["validation"]["epoch"] == [4, 8]
+    with open(tmp_path / "run" / "history.json") as f:
+        assert json.load(f)["validation"] == result.history["validation"]  # the curve is saved with the run
+    with open(tmp_path / "run" / "metrics.json") as f:  # the protocol is recorded with the figures
+        protocol = json.load(f)["protocol"]
+    assert protocol["collapse_repeats"] is False and protocol["exclude_seen"] is True
     # A random ranker's expected full-ranking HR@10 is about 10 / #candidates.
     random_hr = 10 / (ml100k_slice.vocab.size - 2 - config.max_len)
     assert result.metrics["full"]["HR@10"] > 2 * random_hr
@@ -72,19 +79,44 @@ def test_interrupted_training_resumes_where_it_stopped(ml100k_slice, tmp_path, t
                          hyperparameters={"dropout": 0.0},
                          trainer_options={"windows_per_user": 4} if trainer == "tp" else {})
     args = (config, ml100k_slice.train_sequences, ml100k_slice.vocab.size, ml100k_slice.item_counts)
+    validation = ml100k_slice.eval_arrays("validation", config.max_len)
     first = _Recorder(stop_at=2)
     with pytest.raises(_Interrupt):
-        fit(*args, callbacks=[first], verbose=0, backup_dir=str(tmp_path / "backup"))
+        fit(*args, callbacks=[first], verbose=0, backup_dir=str(tmp_path / "backup"), validation=validation)
     second = _Recorder()
-    resumed, history, _ = fit(*args, callbacks=[second], verbose=0, backup_dir=str(tmp_path / "backup"))
+    resumed, history, _ = fit(*args, callbacks=[second], verbose=0, backup_dir=str(tmp_path / "backup"),
+                              validation=validation)
     assert first.epochs == [0, 1] and second.epochs == [2, 3]
     assert len(history.history["loss"]) == 2
     assert not os.path.exists(tmp_path / "backup")  # removed once training finished
-    # The resumed run is the uninterrupted one: same batches, same optimizer state, same weights.
-    uninterrupted, full_history, _ = fit(*args, verbose=0)
+    # The resumed run is the uninterrupted one: same batches, same optimizer state, same weights,
+    # the same validation curve and best epoch (the early-stopping state is backed up too).
+    uninterrupted, full_history, _ = fit(*args, verbose=0, validation=validation)
     np.testing.assert_allclose(history.history["loss"], full_history.history["loss"][2:], rtol=1e-5)
+    assert history.validation["epoch"] == [1, 2, 3, 4]
+    assert history.validation["best_epoch"] == full_history.validation["best_epoch"]
+    np.testing.assert_allclose(history.validation["NDCG@10"], full_history.validation["NDCG@10"], atol=1e-6)
     for a, b in zip(resumed.get_weights(), uninterrupted.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_validation_stops_training_and_restores_the_best_weights(ml100k_slice):
+    """Two epochs of normal training, then a learning rate that wrecks the model:
+    validation NDCG@10 falls, training stops `patience` checks after the best one,
+    and the model that comes back scores the best check's figure, not the last one's."""
+    config = TrainConfig(model="sasrec", epochs=20, max_len=20, patience=2, validation_users=200)
+    validation = ml100k_slice.eval_arrays("validation", config.max_len)
+    wreck = tf_keras.callbacks.LearningRateScheduler(lambda epoch, lr: 1e-2 if epoch < 2 else 5.0)
+    model, history, _ = fit(config, ml100k_slice.train_sequences, ml100k_slice.vocab.size, ml100k_slice.item_counts,
+                            callbacks=[wreck], verbose=0, validation=validation)
+    curve = history.validation
+    assert curve["stopped_epoch"] == curve["best_epoch"] + config.patience < config.epochs
+    assert len(history.history["loss"]) == curve["stopped_epoch"] == curve["epoch"][-1]
+    assert curve["users"] == 200
+    assert curve["NDCG@10"][-1] < curve["best_NDCG@10"] == max(curve["NDCG@10"])
+    sample = validation.rows(sample_users(validation.user_ids, 200))
+    restored = evaluate(model, sample.histories, sample.targets, ks=(10,)).metrics["NDCG@10"]
+    assert restored == pytest.approx(curve["best_NDCG@10"], abs=1e-6)
 
 
 def test_a_backup_of_other_settings_is_refused(ml100k_slice, tmp_path):

@@ -133,6 +133,7 @@ def _train(args) -> dict:
 
 
 def _evaluate(args) -> dict:
+    from tfrec_dyn.metrics.evaluation import metrics_by_protocol
     from tfrec_dyn.training import PreparedData, Run, evaluate_split
 
     run = Run.load(args.run)
@@ -140,14 +141,15 @@ def _evaluate(args) -> dict:
     data = PreparedData.from_config(config, vocab=run.vocab, side_vocabs=run.side_vocabs)
     protocols = PROTOCOL_CHOICES if args.protocol == "all" else (args.protocol,)
     results = evaluate_split(run.model, data, config, which=args.split, protocols=protocols)
-    for protocol, result in results.items():
-        users = f", {len(result.ranks)} users" if config.eval_users else ""
-        _print_metrics(f"{run.config.model} on {run.config.data}, {args.split} split{users}, protocol={protocol}:",
-                       result.metrics)
     first = protocols[0]
+    figures = metrics_by_protocol(results)
+    for protocol, metrics in figures.items():
+        users = f", {len(results[first].ranks)} users" if config.eval_users else ""
+        _print_metrics(f"{run.config.model} on {run.config.data}, {args.split} split{users}, protocol={protocol}:",
+                       metrics)
     return {"model": run.config.model, "data": run.config.data, "protocol": first, "split": args.split,
             "users": len(results[first].ranks), **results[first].metrics, "train_seconds": run.metrics().get("train_seconds"),
-            "protocols": {p: r.metrics for p, r in results.items()}}
+            "protocols": figures}
 
 
 def _recommend(args) -> dict:

@@ -143,7 +143,8 @@ import numpy as np
 from apache_beam.io import fileio
 
 from tfrec_dyn.data.datasets import FORMAT_NAMES, canonical_format
-from tfrec_dyn.data.splits import EVAL_USERS_SEED, check_eval_users, leave_one_out_cuts, user_sample_keys
+from tfrec_dyn.data.splits import (EVAL_USERS_SEED, check_eval_users, collapse_repeats_default, leave_one_out_cuts,
+                                   user_sample_keys)
 
 from tfrec_dyn.data.readers import (
     BLANK_LINE,
@@ -410,9 +411,10 @@ class NewestEvents(beam.CombineFn):
         return count, [event for _, event in sorted(heap, key=lambda e: e[0])]
 
 
-def build_examples(element: Tuple[str, Tuple[int, List[Event]]]):
+def build_examples(element: Tuple[str, Tuple[int, List[Event]]], collapse_repeats: Optional[bool] = None):
     """`(user, (count, newest events in order))` -> serialized examples tagged with
-    their split (see the module docstring)."""
+    their split (see the module docstring); `collapse_repeats`: leave-one-out's
+    (None: `collapse_repeats_default` of the user's side fields)."""
     user, (count, events) = element
     if count > len(events):
         _count("truncated users")
@@ -423,7 +425,10 @@ def build_examples(element: Tuple[str, Tuple[int, List[Event]]]):
             fields.setdefault(name, None)
     _count("users")
     # The Python path's rule: history + target of the train example = the training sequence.
-    train_end, validation, test = leave_one_out_cuts(np.array([item for _, item, _ in events], dtype=object))
+    if collapse_repeats is None:
+        collapse_repeats = collapse_repeats_default(fields)
+    train_end, validation, test = leave_one_out_cuts(np.array([item for _, item, _ in events], dtype=object),
+                                                     collapse_repeats)
     ends = {"train": train_end - 1}
     if validation is None:
         _count("short users (train only)")
@@ -468,17 +473,20 @@ class EvalUserSample(beam.PTransform):
 class EventsToSequenceExamples(beam.PTransform):
     """`(user, Event)` -> `{split: serialized tf.train.Examples}` for the splits `SPLITS`
     (and `EVAL_SAMPLE`, the eval examples of a seeded sample of `eval_users`
-    users, when that is given); each user keeps its newest `max_events_per_user` events."""
+    users, when that is given); each user keeps its newest `max_events_per_user` events;
+    `collapse_repeats`: leave-one-out's (`build_examples`)."""
 
-    def __init__(self, max_events_per_user: int = MAX_EVENTS_PER_USER, eval_users: Optional[int] = None):
+    def __init__(self, max_events_per_user: int = MAX_EVENTS_PER_USER, eval_users: Optional[int] = None,
+                 collapse_repeats: Optional[bool] = None):
         super().__init__()
+        self._collapse_repeats = collapse_repeats
         self._newest = NewestEvents(max_events_per_user)
         self._sample = EvalUserSample(eval_users) if eval_users is not None else None
 
     def expand(self, events):
         examples = (events
                     | "NewestEventsPerUser" >> beam.CombinePerKey(self._newest)
-                    | "BuildExamples" >> beam.FlatMap(build_examples).with_outputs(*SPLITS))
+                    | "BuildExamples" >> beam.FlatMap(build_examples, self._collapse_repeats).with_outputs(*SPLITS))
         splits = {split: examples[split] for split in SPLITS}
         if self._sample is not None:
             splits[EVAL_SAMPLE] = splits["eval"] | "EvalUserSample" >> self._sample
@@ -498,6 +506,8 @@ class RawLogsToSequenceExamples(beam.PTransform):
         counted as truncated).
       eval_users: also output `EVAL_SAMPLE`, the eval examples of a seeded
         sample of this many users (`EvalUserSample`); None: not.
+      collapse_repeats: leave-one-out's rule (`tfrec_dyn.data.splits.Split`;
+        None: the default for the log's fields).
 
     Apply it to the pipeline (`pipeline | RawLogsToSequenceExamples(...)`).
     """
@@ -505,10 +515,11 @@ class RawLogsToSequenceExamples(beam.PTransform):
     def __init__(self, file_pattern: str, format: str,  # pylint: disable=redefined-builtin
                  columns: Optional[Mapping[str, Union[str, int]]] = None,
                  delimiter: Optional[str] = None, header: bool = True,
-                 max_events_per_user: int = MAX_EVENTS_PER_USER, eval_users: Optional[int] = None):
+                 max_events_per_user: int = MAX_EVENTS_PER_USER, eval_users: Optional[int] = None,
+                 collapse_repeats: Optional[bool] = None):
         super().__init__()
         self._parse = ParseRawLogs(file_pattern, format, columns, delimiter, header)
-        self._examples = EventsToSequenceExamples(max_events_per_user, eval_users)
+        self._examples = EventsToSequenceExamples(max_events_per_user, eval_users, collapse_repeats)
 
     def expand(self, pbegin):
         parsed = pbegin | "ParseRawLogs" >> self._parse

@@ -43,11 +43,14 @@ class Split:
     i_1..i_{n-1}.  Users with fewer than 3 interactions are too short to hold
     out both a validation and a test item: by the rule here they are kept in
     `train` only (they help training and are never evaluated); their count is
-    in `num_short_users`. Consecutive events on one item (a micro-behaviour
-    log: view, then read the comments, then add to cart) count as one: what is
-    held out is the first event of each of the last two such runs, so a
-    target is always a move to another item. See `session_split` for the
-    other protocol.
+    in `num_short_users`. With `collapse_repeats` (`collapse_repeats_default`:
+    micro-behaviour logs), consecutive events on one item (view, then read
+    the comments, then add to cart) count as one: what is held out is the
+    first event of each of the last two such runs, so a target is always a
+    move to another item and users are counted by runs.  Without it (the
+    SASRec protocol every `user item` / MovieLens result reports) the last
+    two events are held out, whatever they repeat. See `session_split` for
+    the other protocol.
     """
 
     train: Interactions
@@ -70,20 +73,31 @@ def _held_out(data: Interactions, rows: List[int], cuts: List[int]) -> EvalSplit
     return EvalSplit(inputs=_cut(data, rows, cuts, False), targets=_cut(data, rows, cuts, True))
 
 
-def leave_one_out_cuts(items) -> Tuple[int, Optional[int], Optional[int]]:
+def collapse_repeats_default(side_fields) -> bool:
+    """Whether leave-one-out collapses runs of events on one item when the
+    setting is left unset: for micro-behaviour logs (a `behavior` field, as
+    in JD's), where the community predicts the next item moved to; not for
+    `user item` / MovieLens-style logs, where it predicts the next event."""
+    return "behavior" in side_fields
+
+
+def leave_one_out_cuts(items, collapse_repeats: bool = True) -> Tuple[int, Optional[int], Optional[int]]:
     """THE leave-one-out rule for one user's time-ordered items, used by
     `leave_one_out` and by the Beam step (`beam_sequences.build_examples`):
-    (train_end, validation_target, test_target) positions. Targets are the
-    first events of runs of events on one item (see `Split`); a user with
-    fewer than `MIN_LOO_LENGTH` runs trains on everything and is not held out
+    (train_end, validation_target, test_target) positions. With
+    `collapse_repeats` targets are the first events of runs of events on one
+    item (see `Split`), else the last two events; a user with fewer than
+    `MIN_LOO_LENGTH` runs (events) trains on everything and is not held out
     (both targets None).
 
     >>> leave_one_out_cuts(np.array(["a", "b", "b", "c", "c"], dtype=object))
     (1, 1, 3)
+    >>> leave_one_out_cuts(np.array(["a", "b", "b", "c", "c"], dtype=object), collapse_repeats=False)
+    (3, 3, 4)
     >>> leave_one_out_cuts(np.array(["a", "a", "b"], dtype=object))
     (3, None, None)
     """
-    starts = item_run_starts(np.asarray(items))
+    starts = item_run_starts(np.asarray(items)) if collapse_repeats else np.arange(len(items))
     if len(starts) < MIN_LOO_LENGTH:
         return len(items), None, None
     return int(starts[-2]), int(starts[-2]), int(starts[-1])
@@ -93,11 +107,11 @@ def leave_one_out_cuts(items) -> Tuple[int, Optional[int], Optional[int]]:
 EVAL_USERS_SEED = 20240102
 
 
-def check_eval_users(eval_users) -> None:
+def check_eval_users(eval_users, name: str = "eval_users") -> None:
     """`eval_users` is None (all users) or a positive integer."""
     if eval_users is not None and (isinstance(eval_users, bool) or not isinstance(eval_users, (int, np.integer))
                                    or eval_users <= 0):
-        raise ValueError(f"`eval_users` must be a positive number of users, got {eval_users!r}")
+        raise ValueError(f"`{name}` must be a positive number of users, got {eval_users!r}")
 
 
 def user_sample_keys(user_ids: Sequence[str], seed: int = EVAL_USERS_SEED) -> np.ndarray:
@@ -123,7 +137,7 @@ def sample_users(user_ids: Sequence[str], eval_users: Optional[int], seed: int =
     return np.sort(np.argsort(user_sample_keys(user_ids, seed), kind="stable")[:int(eval_users)])
 
 
-def leave_one_out(data: Interactions) -> Split:
+def leave_one_out(data: Interactions, collapse_repeats: bool = True) -> Split:
     """Splits every user's sequence; see `Split` for the rule on short users and item runs.
 
     >>> data = Interactions(["u"], [np.array(["a", "b", "c", "d"], dtype=object)])
@@ -134,7 +148,7 @@ def leave_one_out(data: Interactions) -> Split:
     >>> runs.train.items[0].tolist(), runs.test.inputs.items[0].tolist(), runs.test.target_items().tolist()
     (['a'], ['a', 'b', 'b'], ['c'])
     """
-    cuts = [leave_one_out_cuts(s) for s in data.items]
+    cuts = [leave_one_out_cuts(s, collapse_repeats) for s in data.items]
     long_rows = [i for i, (_, validation, _) in enumerate(cuts) if validation is not None]
     return Split(
         train=_cut(data, list(range(data.num_users)), [end for end, _, _ in cuts], False),

@@ -7,6 +7,7 @@ from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.embedding import ItemPositionEmbedding
 from tfrec_dyn.layers.gumbel import gumbel_noise, gumbel_softmax
 from tfrec_dyn.layers.head_tail_discriminator import HeadTailDiscriminator, reverse_gradient
+from tfrec_dyn.layers.hstu import HSTUBlock, RelativeAttentionBias
 from tfrec_dyn.layers.interest_allocator import DynamicInterestAllocator
 from tfrec_dyn.layers.interest_discriminator import DynamicInterestDiscriminator, active_interests
 from tfrec_dyn.layers.masks import attention_mask, causal_mask, padding_mask
@@ -27,6 +28,7 @@ __all__ = [
     "CausalTransformerBlock",
     "DynamicInterestAllocator",
     "DynamicInterestDiscriminator",
+    "HSTUBlock",
     "HeadTailDiscriminator",
     "ItemPositionEmbedding",
     "LastAxisLayerNormalization",
@@ -35,6 +37,7 @@ __all__ = [
     "PathTransformerBlock",
     "PathwayRouter",
     "PrefixAttention",
+    "RelativeAttentionBias",
     "SegmentCell",
     "SubsequenceAllocator",
     "active_interests",

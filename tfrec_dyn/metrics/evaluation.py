@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -46,7 +47,7 @@ class EvalArrays:
     user_ids: List[str]
     histories: np.ndarray  # [U, max_len] left-padded encoded inputs
     targets: np.ndarray  # [U] encoded target ids
-    known_items: List[np.ndarray]  # every encoded item of the user (for sampled negatives)
+    known_items: List[np.ndarray]  # every encoded item of the user (sampled negatives; [] where not needed)
     # Side-field windows aligned with `histories`, by model input name (`behavior_ids`, `dwell_time`, ...).
     features: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     # Encoded side fields of each target, by field name (e.g. "category": [U] ids).
@@ -55,7 +56,7 @@ class EvalArrays:
     def rows(self, rows) -> "EvalArrays":
         """The same split restricted to the given row indices."""
         return EvalArrays([self.user_ids[r] for r in rows], self.histories[rows], self.targets[rows],
-                          [self.known_items[r] for r in rows], {n: v[rows] for n, v in self.features.items()},
+                          [self.known_items[r] for r in rows] if self.known_items else [], {n: v[rows] for n, v in self.features.items()},
                           {n: v[rows] for n, v in self.target_side.items()})
 
 
@@ -129,7 +130,31 @@ def evaluate_model(model, arrays: EvalArrays, vocab: Vocabulary, item_counts, pr
             results[protocol].metrics.update(beyond_accuracy(results[protocol].top_k_items, vocab.size, item_counts))
     if hasattr(model, "category_scores") and "category" in arrays.target_side:
         results["category"] = evaluate_categories(model, arrays, features, ks)
+    share = next(iter(results.values())).metrics.get("RepeatShare", 0.0) if results else 0.0
+    if share >= REPEAT_WARNING_SHARE:
+        warnings.warn(
+            f"{share:.0%} of the evaluated targets repeat an item of the user's window: " + (
+                "with seen items excluded they count as misses, so the figures measure novel-item prediction "
+                "(exclude_seen=False / --include-seen measures the next event, repeats included)" if exclude_seen
+                else "the sampled protocol's negatives are never seen items, so its figures on those targets are "
+                     "optimistic") + "; see the figures on novel and repeat targets apart", stacklevel=2)
     return results
+
+
+REPEAT_WARNING_SHARE = 0.2  # `evaluate_model` warns from this share of repeat targets on
+
+
+def metrics_by_protocol(results: Dict[str, EvaluationResult]) -> Dict[str, Dict[str, float]]:
+    """{protocol: metrics} of `evaluate_model`'s results, plus "<protocol>:novel" and
+    "<protocol>:repeat" (the same figures on novel and on repeat targets) where
+    the split has both (what runs record and the CLI prints)."""
+    out = {}
+    for protocol, result in results.items():
+        out[protocol] = result.metrics
+        groups = result.by_target() if result.repeats is not None else {}
+        if len(groups) == 2:
+            out.update({f"{protocol}:{group}": figures for group, figures in groups.items()})
+    return out
 
 
 def evaluate_categories(model, arrays: EvalArrays, features, ks=(5, 10, 20), batch_size: int = 256):

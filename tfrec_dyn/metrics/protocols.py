@@ -5,20 +5,29 @@
   (`tfrec_dyn.metrics.scoring`: memory O(users × chunk), whatever the
   catalogue).
   With ``exclude_seen=True`` (the default) the items of the user's input
-  history are not candidates, **except the target itself, which is never
-  removed**.  Filtering consumed items is the usual full-ranking practice (a
-  deployed recommender would not re-recommend them, and a model should not be
-  rewarded or punished for scoring them); keeping the target matters on data
-  with repeat consumption (re-purchases, JD sessions), where the next item can
-  already be in the history: removing it would leave the target unrankable
-  and silently drop exactly those users.  Here such a target competes against
-  the unseen items, and `EvaluationResult.num_candidates` tells how many
-  candidates each user had.
+  history are not candidates: the usual full-ranking practice (a deployed
+  recommender would not re-recommend them, and a model should not be
+  rewarded or punished for scoring them).
 * ``"sampled"``: each target is ranked against N negatives (100 by default)
   that are not in the user's known sequence.  The negatives are drawn **once
   per data split** with `SampledNegatives.draw` from a seed, saved next to the
   split (`save` / `load`, npz) and passed in, so every model and every re-run
   is scored against the same candidates.  Only those candidates are scored.
+
+**Repeat targets.**  On logs with repeat consumption (edits, listens,
+re-purchases) the next item is often one the user already had.  Every
+evaluation reports the share of such targets (``RepeatShare``: the target is
+an item of the model's input window) and `EvaluationResult.by_target()` the
+metrics on repeat and on novel targets apart.  With ``exclude_seen=True`` a
+repeat target is not a candidate either and counts as a miss (ranked last):
+the protocol measures novel-item prediction.  Keeping it, as the one seen
+item among unseen candidates, would give the answer away (a model that just
+scores seen items first would "find" every repeat).  To measure the next
+event, repeats included, keep seen items as candidates
+(``exclude_seen=False``, `tfrec-dyn ... --include-seen`); the sampled
+protocol's negatives are never seen items, so its repeat-target figures
+stay optimistic there (read them from ``by_target()["novel"]``).  A high
+share prints a warning (`evaluation.evaluate_model`).
 
 Ranks are pessimistic (ties count against the target; see
 `tfrec_dyn.metrics.ranking`).  Example, with a score function that always
@@ -282,6 +291,8 @@ class EvaluationResult:
       metrics: {"HR@k", "NDCG@k", "MRR@k", "Recall@k" for every k, "MRR"}
         averaged over all users (`Recall@k` = `HR@k`: one target per user).
       ranks: int64 [U] pessimistic 0-based rank of each user's target.
+      repeats: bool [U] whether the target is an item of the user's input
+        window (a repeat target; see the module docstring).
       num_candidates: int64 [U] number of candidates each target was ranked
         among, itself included.
       protocol: "full" or "sampled".
@@ -299,6 +310,14 @@ class EvaluationResult:
     ks: Tuple[int, ...]
     negatives: Optional["SampledNegatives"] = None
     top_k_items: Optional[np.ndarray] = None
+    repeats: Optional[np.ndarray] = None
+
+    def by_target(self) -> Dict[str, Dict[str, float]]:
+        """{"repeat": metrics on the users whose target repeats a window item,
+        "novel": on the others}; a group without users is left out."""
+        repeats = np.zeros(len(self.ranks), bool) if self.repeats is None else self.repeats
+        return {name: self.metrics_for(mask) for name, mask in (("repeat", repeats), ("novel", ~repeats))
+                if mask.any()}
 
     def metrics_for(self, users) -> Dict[str, float]:
         """The same metrics over a subset of users (bool mask [U] or row indices),
@@ -398,9 +417,10 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
       ks: cut-offs for HR / NDCG / MRR / Recall.
       negatives: "sampled" only: a `SampledNegatives` or an int array [U, N]
         drawn once per split, none equal to the target or in the history.
-      exclude_seen: "full" only: drop the history items from the candidates
-        (never the target itself; see the module docstring).  The sampled
-        negatives already exclude them.
+      exclude_seen: drop the history items from the candidates, and count a
+        target that repeats one of them as a miss (module docstring,
+        "Repeat targets").  The sampled negatives exclude history items
+        either way.
       batch_size: users scored per call of `score_fn`.
       features: optional {name: [U, L, ...]} model inputs aligned with the
         histories (side fields: `behavior_ids`, `dwell_time`, ...), passed to
@@ -476,8 +496,12 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
             batch_counts = np.full(len(item_ids), candidate_ids.shape[1])
         ranks[start:start + len(item_ids)] = np.asarray(batch_ranks)
         num_candidates[start:start + len(item_ids)] = np.asarray(batch_counts)
-    return EvaluationResult(metrics=metrics_from_ranks(ranks, ks), ranks=ranks,
-                            num_candidates=num_candidates, protocol=protocol, ks=ks, top_k_items=top_lists)
+    repeats = (histories == targets[:, np.newaxis]).any(axis=1)
+    if protocol == "sampled" and exclude_seen:
+        ranks[repeats] = num_candidates[repeats] - 1  # a miss, as `full_protocol_ranks` ranks it
+    metrics = {**metrics_from_ranks(ranks, ks), "RepeatShare": float(repeats.mean())}
+    return EvaluationResult(metrics=metrics, ranks=ranks, num_candidates=num_candidates, protocol=protocol, ks=ks,
+                            top_k_items=top_lists, repeats=repeats)
 
 
 def top_k_items(scoring, histories, k: int = 10, exclude_seen: bool = True,

@@ -65,7 +65,9 @@ def full_protocol_ranks(scoring, state, item_ids, targets, vocab_size, exclude_s
     """(ranks int32 [B], num_candidates int32 [B]) of each row's target under the full protocol.
 
     Candidates: the real items 2..V-1, minus the items of the row's history
-    [B, L] if `exclude_seen` (a bool or a bool tensor), plus always the target.
+    [B, L] if `exclude_seen` (a bool or a bool tensor), plus the target; a
+    target that is itself in the history is then ranked last (a miss: see
+    `tfrec_dyn.metrics.protocols` on repeat targets).
     The rank counts the other candidates scored >= the target (pessimistic
     ties, NaN = -inf; see `tfrec_dyn.metrics.ranking`).
 
@@ -131,6 +133,11 @@ class _RankCount:
         self.everything = tf.math.is_nan(self.target_scores) | tf.equal(self.target_scores, -np.inf)
         self.seen, keep = distinct_history(item_ids, exclude=self.targets)
         self.keep = keep & tf.cast(exclude_seen, tf.bool)
+        # With seen items excluded, a target the row has already seen is not a candidate either: it
+        # is ranked last (a miss).  Keeping it as the one seen item among unseen ones would tell the
+        # ranking which item it is (`tfrec_dyn.metrics.protocols`, "repeat targets").
+        self.missed = tf.reduce_any(tf.equal(tf.cast(item_ids, tf.int32), self.targets[:, tf.newaxis]), 1) \
+            & tf.cast(exclude_seen, tf.bool)
         zeros = tf.zeros_like(self.targets)
         self.initial = (zeros, zeros)
 
@@ -149,10 +156,9 @@ class _RankCount:
         counted = above - tf.reduce_sum(tf.cast(seen_above, tf.int32), 1) - tf.cast(target_above, tf.int32)
         return ranks + tf.where(self.everything, in_chunk, counted), others + in_chunk
 
-    @staticmethod
-    def result(counts):
+    def result(self, counts):
         ranks, others = counts
-        return ranks, others + 1
+        return tf.where(self.missed, others, ranks), others + 1
 
 
 _LOWEST = float(np.finfo(np.float32).min)

@@ -1,6 +1,8 @@
 """AdaSplit: adaptive behaviour allocation into a learned number of sub-sequences
 (Shao et al., 2022, "Learning to Split User Behaviours", arXiv 2112.02812)."""
 
+import functools
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -206,8 +208,8 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
         if self.loss_name == "sampled_softmax":  # eq. 20 over negatives shared by the batch, cost independent of V
             target_log_q = tf.boolean_mask(tf.reshape(batch["target_log_q"], [-1]), keep)
             negatives = tf.cast(batch["shared_negatives"], tf.int32)
-            seq_loss = global_mean(shared_softmax_loss(chosen, targets, self._table(), negatives,
-                                                       batch["shared_log_q"], target_log_q))
+            seq_loss = global_mean(shared_softmax_loss(chosen, targets, functools.partial(gather_rows, self._table()),
+                                                       negatives, batch["shared_log_q"], target_log_q))
         else:
             logits = tf.matmul(chosen, tf.cast(catalogue_rows(self._table()), tf.float32), transpose_b=True)  # O(V)
             seq_loss = global_mean(catalogue_cross_entropy(logits, targets))  # eq. 20

@@ -49,18 +49,19 @@ SAMPLED_LOSSES = {"bce": ("per_position", 1), "bpr": ("per_position", 1), "sampl
                   "gbce": ("per_sequence", 256), "sampled_softmax": ("shared", 256)}
 
 
-def shared_softmax_loss(representations, targets, table, negatives, negative_log_q, target_log_q, bias=None):
+def shared_softmax_loss(representations, targets, item_vectors, negatives, negative_log_q, target_log_q, bias=None):
     """Per-row sampled softmax with the logQ correction over negatives shared by a batch.
 
-    representations [..., d], targets [...] (item ids), table [V, d], negatives
+    representations [..., d], targets [...] (item ids), `item_vectors` (ids
+    [...] -> their vectors [..., d], e.g. `SequentialRecommender.item_vectors`), negatives
     [n], their log expected counts `negative_log_q` [n], the targets'
     `target_log_q` [...], optional item bias [V] or [V, 1]; returns losses
     [...].  A negative equal to the row's target (an accidental hit) is
     masked out.
     """
     representations = tf.cast(representations, tf.float32)
-    positive = tf.reduce_sum(representations * gather_rows(table, targets), -1)
-    scores = tf.einsum("...d,nd->...n", representations, gather_rows(table, negatives))
+    positive = tf.reduce_sum(representations * tf.cast(item_vectors(targets), tf.float32), -1)
+    scores = tf.einsum("...d,nd->...n", representations, tf.cast(item_vectors(negatives), tf.float32))
     if bias is not None:
         positive += bias_rows(bias, targets)
         scores += bias_rows(bias, negatives)
@@ -200,18 +201,30 @@ class SequentialRecommender(keras.Model):
         Return the variable itself, not a slice of it: a slice reads it whole."""
         return None
 
+    def item_vectors(self, item_ids) -> tf.Tensor:
+        """The vectors [..., d] representations are scored against, of item ids
+        [...]: `scoring_vectors` of their `output_embeddings()` rows.  Every
+        loss, evaluation and serving path reads the items through it."""
+        return self.scoring_vectors(gather_rows(self.output_embeddings(), item_ids))
+
+    def scoring_vectors(self, rows: tf.Tensor) -> tf.Tensor:
+        """Item-table rows [..., d] as scores use them: the rows themselves; a
+        model that scores against a transform of them (HSTU: L2-normalised)
+        overrides this."""
+        return rows
+
     # -------------------------------------------------------------- scoring
     def catalogue_logits(self, representations: tf.Tensor) -> tf.Tensor:
         """Scores [..., V - NUM_RESERVED] of representations [..., d] against the catalogue's
         items (`catalogue_rows`), as `catalogue_cross_entropy` takes them."""
-        table = tf.cast(catalogue_rows(self.output_embeddings()), tf.float32)
+        table = tf.cast(self.scoring_vectors(catalogue_rows(self.output_embeddings())), tf.float32)
         scores = tf.matmul(tf.cast(representations, tf.float32), table, transpose_b=True)
         bias = self.output_bias()
         return scores if bias is None else scores + catalogue_rows(tf.reshape(tf.cast(bias, tf.float32), [-1]))
 
     def item_logits(self, representations: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
         """Scores of given items only: representations [B, L, d], item_ids [B, L, n] -> [B, L, n]."""
-        vectors = gather_rows(self.output_embeddings(), item_ids)
+        vectors = self.item_vectors(item_ids)
         # A product and a sum: on CPU an einsum of this shape costs more (docs/performance.md).
         scores = tf.reduce_sum(tf.cast(representations, tf.float32)[..., tf.newaxis, :] * vectors, -1)
         bias = self.output_bias()
@@ -233,7 +246,7 @@ class SequentialRecommender(keras.Model):
         (`tfrec_dyn.metrics.scoring`), so nothing [B, V] is ever built.
         """
         item_ids = tf.cast(item_ids, tf.int32)
-        vectors = gather_rows(self.output_embeddings(), item_ids)
+        vectors = tf.cast(self.item_vectors(item_ids), tf.float32)
         state = tf.cast(state, tf.float32)
         scores = (tf.matmul(state, vectors, transpose_b=True) if item_ids.shape.rank == 1
                   else tf.einsum("bd,bnd->bn", state, vectors))
@@ -309,14 +322,14 @@ class SequentialRecommender(keras.Model):
     def _many_negatives_loss(self, representations, targets, batch) -> tf.Tensor:
         """Per-position "gbce" / "sampled_softmax" losses [B, L]: the negatives are
         scored once per user or once per batch, not gathered per position."""
-        table, bias = self.output_embeddings(), self.output_bias()
+        bias = self.output_bias()
         if self.loss_name == "sampled_softmax":
-            return shared_softmax_loss(representations, targets, table, tf.cast(batch["shared_negatives"], tf.int32),
+            return shared_softmax_loss(representations, targets, self.item_vectors, tf.cast(batch["shared_negatives"], tf.int32),
                                        batch["shared_log_q"], batch["target_log_q"], bias)
         positive = self.item_logits(representations, targets[..., tf.newaxis])[..., 0]
         negatives = tf.cast(batch["negatives"], tf.int32)  # [B, n]
         scores = tf.einsum("bld,bnd->bln", tf.cast(representations, tf.float32),
-                           gather_rows(table, negatives))
+                           tf.cast(self.item_vectors(negatives), tf.float32))
         if bias is not None:
             scores += bias_rows(bias, negatives)[:, tf.newaxis, :]
         beta = gbce_beta(self.num_negatives, self.vocab_size - NUM_RESERVED, self.gbce_calibration)

@@ -5,13 +5,14 @@ import inspect
 from tfrec_dyn.models.adasplit import AdaSplit
 from tfrec_dyn.models.caser import Caser
 from tfrec_dyn.models.gru4rec import GRU4Rec
+from tfrec_dyn.models.hstu import HSTU
 from tfrec_dyn.models.hup import HUP
 from tfrec_dyn.models.poprec import PopRec
 from tfrec_dyn.models.rdrsr import RDRSR
 from tfrec_dyn.models.retr import RETR
-from tfrec_dyn.models.sasrec import SASRec
+from tfrec_dyn.models.sasrec import GSASRec, SASRec
 
-MODELS = {"poprec": PopRec, "gru4rec": GRU4Rec, "caser": Caser, "sasrec": SASRec, "retr": RETR, "rdrsr": RDRSR,
+MODELS = {"poprec": PopRec, "gru4rec": GRU4Rec, "caser": Caser, "sasrec": SASRec, "gsasrec": GSASRec, "hstu": HSTU, "retr": RETR, "rdrsr": RDRSR,
           "adasplit": AdaSplit, "hup": HUP}
 
 

@@ -58,3 +58,25 @@ class SASRec(SequentialRecommender):
         config.update({"embed_dim": self.embed_dim, "num_blocks": self.num_blocks,
                        "num_heads": self.num_heads, "dropout": self.dropout})
         return config
+
+
+@keras.utils.register_keras_serializable(package="tfrec_dyn")
+class GSASRec(SASRec):
+    """gSASRec (Petrov & Macdonald, RecSys 2023): SASRec trained with gBCE over
+    many negatives, so its scores are calibrated instead of overconfident.
+
+    The same network as `SASRec`; only the training defaults differ: the
+    "gbce" loss, `num_negatives` k = 256 per user and calibration
+    t = 0.75 (the paper's ML-1M settings; `SequentialRecommender` documents
+    both and the logit offset the library adds, see `logit_offset`).  Any
+    of them, and every SASRec argument, can still be set.
+
+    Example:
+    >>> model = GSASRec(vocab_size=1000, max_len=20)
+    >>> model.loss_name, model.num_negatives, model.negative_layout
+    ('gbce', 256, 'per_sequence')
+    """
+
+    def __init__(self, vocab_size, max_len, loss="gbce", num_negatives=256, gbce_calibration=0.75, **kwargs):
+        super().__init__(vocab_size, max_len, loss=loss, num_negatives=num_negatives,
+                         gbce_calibration=gbce_calibration, **kwargs)

@@ -20,10 +20,10 @@ Signatures:
   the target always one), from which `tfrec_dyn.metrics.tfma_metrics` computes
   the Evaluator's HR / NDCG / MRR, so both report the same figures.
 
-Models that read side fields (HUP: `side_fields`) take four more optional
-inputs in `serving_default`, aligned with `item_ids`: `behavior` and
-`category` (raw strings, as in the logs), `time_interval` and `dwell_time`
-(seconds). Left out (or "" / a negative number at a position) a value is
+Models that read side fields (`side_fields`) take more optional inputs in
+`serving_default`, aligned with `item_ids`: HUP `behavior` and `category`
+(raw strings, as in the logs), `time_interval` and `dwell_time` (seconds);
+HSTU `timestamp` (seconds since the epoch). Left out (or "" / a negative number at a position) a value is
 unknown, which the model handles; a missing category is filled in from the
 item (the category each training item was last seen with). A side input of
 another shape than `item_ids` is refused with a clear message (a [1, 1]
@@ -54,6 +54,7 @@ TF Serving warms the model up before taking traffic.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from typing import Optional, Sequence
 
@@ -75,7 +76,9 @@ TARGET_RANK = "target_rank"  # the evaluation signature's output the TFMA metric
 
 # Side inputs of `serving_default` for models with side fields, and their "unknown" value.
 SIDE_INPUTS = {"behavior": (tf.string, ""), "category": (tf.string, ""),
-               "time_interval": (tf.float32, -1.0), "dwell_time": (tf.float32, -1.0)}
+               "time_interval": (tf.float32, -1.0), "dwell_time": (tf.float32, -1.0), "timestamp": (tf.float32, -1.0)}
+# How the pipeline's examples store a side field, where not as it is served (`beam_sequences`).
+EXAMPLE_DTYPES = {"timestamp": tf.int64}
 
 
 def left_align(item_ids: tf.Tensor, max_len: int, aligned=None):
@@ -136,14 +139,21 @@ class RecommenderModule(tf.Module):
                     "dwell_time": dwell_time}
             return self._serve(item_ids, k, exclude_seen, {f: side[f] for f in self.side_fields})
 
+        def serve_with_timestamp(item_ids, k=tf.constant(int(default_k)), exclude_seen=tf.constant(True),
+                                 timestamp=tf.constant([[-1.0]])):
+            return self._serve(item_ids, k, exclude_seen, {"timestamp": timestamp})
+
         def serve_examples(examples):
             # Side fields (lists aligned with item_ids in the examples) are read when the model has them.
-            spec = {name: tf.io.VarLenFeature(SIDE_INPUTS[name][0]) for name in self.side_fields}
+            spec = {name: tf.io.VarLenFeature(EXAMPLE_DTYPES.get(name, SIDE_INPUTS[name][0]))
+                    for name in self.side_fields}
             features = tf.io.parse_example(examples, {"item_ids": tf.io.VarLenFeature(tf.string),
                                                       TARGET_FEATURE: tf.io.VarLenFeature(tf.string), **spec})
             item_ids = tf.sparse.to_dense(features["item_ids"], default_value=PAD_TOKEN)
             shape = tf.cast(tf.shape(item_ids), tf.int64)  # a field an example lacks: all unknown
-            side = {name: tf.sparse.to_dense(tf.SparseTensor(features[name].indices, features[name].values, shape),
+            side = {name: tf.sparse.to_dense(tf.SparseTensor(features[name].indices,
+                                                             tf.cast(features[name].values, SIDE_INPUTS[name][0]),
+                                                             shape),
                                              default_value=SIDE_INPUTS[name][1]) for name in self.side_fields}
             targets = tf.sparse.to_dense(tf.sparse.reset_shape(features[TARGET_FEATURE], [shape[0], 1]),
                                          default_value=PAD_TOKEN)[:, 0]
@@ -151,9 +161,10 @@ class RecommenderModule(tf.Module):
 
         signature = [tf.TensorSpec([None, None], tf.string, name="item_ids"),
                      tf.TensorSpec([], tf.int32, name="k"), tf.TensorSpec([], tf.bool, name="exclude_seen")]
-        if self.side_fields:
-            signature += [tf.TensorSpec([None, None], dtype, name=name) for name, (dtype, _) in SIDE_INPUTS.items()]
-            serve = serve_with_side
+        if self.side_fields:  # each signature takes the side inputs of its function, in its order
+            serve = serve_with_timestamp if "timestamp" in self.side_fields else serve_with_side
+            names = [name for name in inspect.signature(serve).parameters if name in SIDE_INPUTS]
+            signature += [tf.TensorSpec([None, None], SIDE_INPUTS[name][0], name=name) for name in names]
         self.serve = tf.function(serve, input_signature=signature)
         self.serve_examples = tf.function(
             serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])

@@ -33,10 +33,17 @@ class TrainConfig:
       split: "leave_one_out" (each user's last items held out) or "session"
         (whole sessions held out, every move to another item in them
         predicted; see `tfrec_dyn.data.splits.session_split`).
+      collapse_repeats: leave-one-out counts consecutive events on one item
+        as one (the held-out targets are moves to another item) or not (the
+        next event, the SASRec protocol); None: `collapse_repeats_default`
+        (micro-behaviour logs collapse, `user item` and MovieLens logs do not).
+        A run's `metrics.json` records the choice made ("protocol").
       split_seed: seeds the session split (not the model seed, so runs with
         different seeds are evaluated on the same sessions).
       max_len: input window (most recent items) the model sees.
-      epochs: passes over the training users.
+      epochs: the most passes over the training users; with validation
+        (`validate_every`, on by default) training stops earlier once the
+        validation split stops improving (`patience`).
       batch_size: examples per replica; the global batch is
         `batch_size * strategy.num_replicas_in_sync`.
       shuffle_buffer: a streamed epoch permutes its users within blocks of
@@ -78,13 +85,20 @@ class TrainConfig:
       eval_users: evaluate a seeded sample of this many test users (None:
         all); each one's figures are exact (the full protocol still ranks
         the whole catalogue), only the average is over fewer users.
-      exclude_seen: remove already-seen items (except the target) from the
-        full ranking; None (default) = True for "leave_one_out", False for
-        "session": in session logs users return to items they saw minutes
-        before, and removing every seen item but the target would tell the
-        ranking which of the history items the target is.
-      validate_every: compute validation HR/NDCG every N epochs (0 = never);
-        with `restore_best` the weights of the best validation NDCG@10 are kept.
+      exclude_seen: remove already-seen items from the candidates, a target
+        that repeats one of them counting as a miss (novel-item prediction;
+        `tfrec_dyn.metrics.protocols`, "Repeat targets"); None (default) =
+        True for "leave_one_out", False for "session": in session logs users
+        return to items they saw minutes before, and the next event is the
+        task.
+      validate_every: compute full-ranking HR/NDCG@10 on the validation split
+        every N epochs (`tfrec_dyn.training.validation`); 0 = never (train
+        exactly `epochs`).
+      patience: stop after this many validations without a better NDCG@10
+        (0: never stop early).
+      restore_best: end with the weights of the best validation NDCG@10.
+      validation_users: validate a seeded sample of this many users (None:
+        all); the validation users are the same in every run of a data set.
       trainer: "standard" (Keras `fit` of the model's own `train_step`) or "tp"
         (transferrable parameters: `tfrec_dyn.training.transfer`; the outer
         optimizer is Adam at `learning_rate`, β).
@@ -105,8 +119,9 @@ class TrainConfig:
     max_items: Optional[int] = None
     split: str = "leave_one_out"
     split_seed: int = 0
+    collapse_repeats: Optional[bool] = None
     max_len: int = 50
-    epochs: int = 50
+    epochs: int = 200
     batch_size: int = 128
     shuffle_buffer: int = 100_000
     learning_rate: float = 1e-3
@@ -126,8 +141,10 @@ class TrainConfig:
     eval_sampler: str = "uniform"
     eval_users: Optional[int] = None
     exclude_seen: Optional[bool] = None
-    validate_every: int = 0
+    validate_every: int = 1
+    patience: int = 10
     restore_best: bool = True
+    validation_users: Optional[int] = 10_000
     trainer: str = "standard"
     trainer_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -135,6 +152,10 @@ class TrainConfig:
         for name in ("max_len", "epochs", "batch_size", "steps_per_execution"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {name}={getattr(self, name)}")
+        for name in ("validate_every", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be 0 or more, got {name}={getattr(self, name)}")
+        check_eval_users(self.validation_users, "validation_users")
         if self.shuffle_buffer < 0:
             raise ValueError(f"`shuffle_buffer` must be 0 or more, got shuffle_buffer={self.shuffle_buffer}")
         if self.learning_rate <= 0:
@@ -173,6 +194,11 @@ class TrainConfig:
         """The keyword arguments of `tfrec_dyn.metrics.evaluation.evaluate_model` this run fixes."""
         return {"exclude_seen": self.exclude_seen, "num_negatives": self.num_eval_negatives,
                 "sampler": self.eval_sampler, "eval_users": self.eval_users}
+
+    def validation_settings(self) -> Dict[str, Any]:
+        """The keyword arguments of `tfrec_dyn.metrics.protocols.evaluate` that
+        fix the candidate rule: validation ranks as the test evaluation does."""
+        return {"exclude_seen": self.exclude_seen}
 
     def model_kwargs(self) -> Dict[str, Any]:
         kwargs = dict(self.hyperparameters)

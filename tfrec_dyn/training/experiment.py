@@ -14,7 +14,7 @@ import numpy as np
 from tfrec_dyn.data import input_pipeline
 from tfrec_dyn.data.datasets import load_dataset
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS, Interactions
-from tfrec_dyn.data.splits import Split, k_core, leave_one_out, session_split
+from tfrec_dyn.data.splits import Split, collapse_repeats_default, k_core, leave_one_out, session_split
 from tfrec_dyn.data.vocabulary import Vocabulary
 from tfrec_dyn.metrics.evaluation import EvalArrays
 from tfrec_dyn.training.config import SPLITS, TrainConfig
@@ -37,6 +37,7 @@ class PreparedData:
     item_counts: np.ndarray  # [V] training-split counts
     side_vocabs: Dict[str, Vocabulary] = dataclasses.field(default_factory=dict)  # categorical side fields
     train_side: Dict[str, List[np.ndarray]] = dataclasses.field(default_factory=dict)  # aligned with train_sequences
+    collapse_repeats: bool = True  # leave-one-out's rule as applied (`tfrec_dyn.data.splits.Split`)
 
     @classmethod
     def from_config(cls, config: TrainConfig, vocab: Vocabulary = None,
@@ -45,14 +46,16 @@ class PreparedData:
         if config.k_core:
             data = k_core(data, config.k_core)
         return cls.from_interactions(data, vocab, split=config.split, split_seed=config.split_seed,
-                                     side_vocabs=side_vocabs, max_items=config.max_items)
+                                     side_vocabs=side_vocabs, max_items=config.max_items,
+                                     collapse_repeats=config.collapse_repeats)
 
     @classmethod
     def from_interactions(cls, data: Interactions, vocab: Vocabulary = None, split: str = "leave_one_out",
                           split_seed: int = 0, side_vocabs: Dict[str, Vocabulary] = None,
-                          max_items: Optional[int] = None) -> "PreparedData":
+                          max_items: Optional[int] = None, collapse_repeats: Optional[bool] = None) -> "PreparedData":
         """`vocab` / `side_vocabs`: the vocabularies of an earlier run (default: built from `data`);
-        a catalogue of more than `max_items` items is refused before anything is sized by it."""
+        a catalogue of more than `max_items` items is refused before anything is sized by it;
+        `collapse_repeats`: leave-one-out's (None: `collapse_repeats_default`, kept in `.collapse_repeats`)."""
         if data.num_users == 0:
             report = f"; {data.report.summary()}" if data.report is not None else ""
             raise ValueError(f"no usable interactions: the data set has no users left (after filtering{report})")
@@ -63,12 +66,17 @@ class PreparedData:
             source = data.report.source if data.report is not None else "the data"
             raise ValueError(f"{source}: {len(vocab.tokens):,} distinct items, more than max_items={max_items:,}; "
                              "drop rare items (k_core / --k-core) or raise the limit (--max-items)")
-        parts = leave_one_out(data) if split == "leave_one_out" else session_split(data, seed=split_seed)
+        if collapse_repeats is None:
+            collapse_repeats = collapse_repeats_default(data.side)
+        parts = (leave_one_out(data, collapse_repeats) if split == "leave_one_out"
+                 else session_split(data, seed=split_seed))
         train = vocab.encode_sequences(parts.train.items)
         counts = np.bincount(np.concatenate(train + [np.zeros(0, np.int32)]), minlength=vocab.size)
         side_vocabs = {name: (side_vocabs or {}).get(name) or Vocabulary.build(seqs)
                        for name, seqs in data.side.items() if name in CATEGORICAL_SIDE_FIELDS}
-        prepared = cls(data, parts, vocab, train, counts.astype(np.int64), side_vocabs)
+        prepared = cls(data, parts, vocab, train, counts.astype(np.int64), side_vocabs,
+                       # The session split always predicts moves to another item.
+                       collapse_repeats=bool(collapse_repeats) or split == "session")
         prepared.train_side = {name: prepared.encode_side(name, seqs) for name, seqs in parts.train.side.items()}
         return prepared
 

@@ -2,7 +2,7 @@
 `pipelines/local_runner.py` and `pipelines/kubeflow_runner.py`.
 
     parser = argparse.ArgumentParser()
-    add_train_flags(parser, epochs=200)
+    add_train_flags(parser)
     config = TrainConfig(**train_config_fields(parser.parse_args()))
 """
 
@@ -27,15 +27,16 @@ def key_value(text: str):
         return key, value
 
 
-def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Optional[str] = "ml-100k",
+def add_train_flags(parser: argparse.ArgumentParser, epochs: Optional[int] = None, data: Optional[str] = "ml-100k",
                     data_help: str = "built-in data set name or a path (default: ml-100k)") -> None:
-    """Adds every `TrainConfig` flag to `parser`; `epochs` and `data` set the
-    defaults (`data=None`: the flag is required)."""
+    """Adds every `TrainConfig` flag to `parser`; `epochs` (default:
+    `TrainConfig`'s) and `data` set the defaults (`data=None`: the flag is required)."""
     from tfrec_dyn.data.datasets import FORMAT_NAMES
     from tfrec_dyn.data.input_pipeline import SHARED_SAMPLERS
     from tfrec_dyn.models.registry import MODELS
     from tfrec_dyn.training.config import OPTIMIZERS, SPLITS, TP_OPTION_NAMES, TRAINERS, TrainConfig
 
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
     losses = sorted({loss for model in MODELS.values() for loss in model.supported_losses})
     parser.add_argument("--model", default="sasrec", choices=sorted(MODELS))
     parser.add_argument("--data", default=data, required=data is None, help=data_help)
@@ -49,7 +50,16 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--split", choices=SPLITS, default="leave_one_out",
                         help="hold out each user's last items, or whole sessions (session logs such as JD)")
     parser.add_argument("--split-seed", type=int, default=0, help="seeds the session split")
-    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--collapse-repeats", action=argparse.BooleanOptionalAction, default=None,
+                        help="leave-one-out: count consecutive events on one item as one, so targets are moves to "
+                             "another item (default: yes for micro-behaviour logs such as JD's, no for user-item "
+                             "and MovieLens logs, whose standard protocol predicts the next event)")
+    parser.add_argument("--include-seen", action="store_true",
+                        help="keep the user's seen items as candidates when evaluating (the next event, repeats "
+                             "included; default for --split session); without it a target the user already had "
+                             "counts as a miss (novel-item prediction)")
+    parser.add_argument("--epochs", type=int, default=epochs or defaults["epochs"],
+                        help="the most epochs: validation stops training earlier (default: %(default)s)")
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=128, help="per replica")
     parser.add_argument("--shuffle-buffer", type=int, default=100_000, metavar="USERS",
@@ -71,7 +81,6 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES)
     parser.add_argument("--mixed-precision", action="store_true")
-    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
     parser.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=defaults["jit_compile"],
                         help="compile the train step with XLA (default: %(default)s)")
     parser.add_argument("--steps-per-execution", type=int, default=defaults["steps_per_execution"], metavar="N",
@@ -79,7 +88,14 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: int = 50, data: Opt
     parser.add_argument("--pack-sequences", action=argparse.BooleanOptionalAction,
                         default=defaults["pack_sequences"],
                         help="pack short training windows into fewer rows where the model allows (default: %(default)s)")
-    parser.add_argument("--validate-every", type=int, default=0)
+    parser.add_argument("--validate-every", type=int, default=defaults["validate_every"], metavar="N",
+                        help="check the validation split (full-ranking NDCG@10) every N epochs; 0: never, train "
+                             "exactly --epochs (default: %(default)s)")
+    parser.add_argument("--patience", type=int, default=defaults["patience"], metavar="CHECKS",
+                        help="stop after this many checks without a better validation NDCG@10, keeping the best "
+                             "weights; 0: never stop early (default: %(default)s)")
+    parser.add_argument("--validation-users", type=int, default=defaults["validation_users"], metavar="N",
+                        help="validate a seeded sample of N users (default: %(default)s)")
     parser.add_argument("--eval-users", type=int, default=None, metavar="N",
                         help="evaluate a seeded sample of N test users (default: all; each user's figures are exact)")
 
@@ -89,6 +105,7 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
     return {
         "model": args.model, "data": args.data, "data_format": args.data_format, "columns": args.columns,
         "k_core": args.k_core, "max_items": args.max_items, "split": args.split, "split_seed": args.split_seed,
+        "collapse_repeats": args.collapse_repeats, "exclude_seen": False if args.include_seen else None,
         "max_len": args.max_len, "epochs": args.epochs, "batch_size": args.batch_size,
         "shuffle_buffer": args.shuffle_buffer, "learning_rate": args.learning_rate, "optimizer": args.optimizer,
         "loss": args.loss, "negative_sampler": args.negative_sampler,
@@ -96,5 +113,6 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
         "seed": args.seed, "strategy": args.strategy, "mixed_precision": args.mixed_precision,
         "jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution,
         "pack_sequences": args.pack_sequences,
-        "validate_every": args.validate_every, "eval_users": args.eval_users, "trainer": args.trainer,
+        "validate_every": args.validate_every, "patience": args.patience,
+        "validation_users": args.validation_users, "eval_users": args.eval_users, "trainer": args.trainer,
         "trainer_options": dict(args.trainer_option)}

@@ -17,9 +17,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfrec_dyn.metrics import evaluate
-from tfrec_dyn.metrics.evaluation import EVAL_KS, evaluate_model, model_features, negatives_cache_dir
-from tfrec_dyn.metrics.scoring import Scorer
+from tfrec_dyn.metrics.evaluation import (EVAL_KS, EvalArrays, evaluate_model, metrics_by_protocol,
+                                          negatives_cache_dir)
 from tfrec_dyn.data.input_pipeline import (UserStream, steps_per_epoch, streamed_training_dataset, trainable_rows,
                                            training_dataset)
 from tfrec_dyn.data.splits import head_mask
@@ -31,6 +30,7 @@ from tfrec_dyn.training.optimizers import make_optimizer
 from tfrec_dyn.training.run import save_run
 from tfrec_dyn.training.strategy import barrier, chief_dir, is_chief, make_strategy, precision_scope
 from tfrec_dyn.training.transfer import TransferrableTrainer
+from tfrec_dyn.training.validation import ValidationCallback
 
 @dataclasses.dataclass
 class TrainResult:
@@ -51,44 +51,9 @@ def evaluate_split(model, data: PreparedData, config: TrainConfig, which: str = 
                           **config.evaluation_settings())
 
 
-class ValidationCallback(keras.callbacks.Callback):
-    """Full-ranking HR@10 / NDCG@10 on the validation split every `every` epochs;
-    optionally restores the weights of the best NDCG@10 when training ends."""
-
-    def __init__(self, data: PreparedData, config: TrainConfig):
-        super().__init__()
-        self.arrays = data.eval_arrays("validation", config.max_len)
-        self.features = None
-        self.config = config
-        self.best = -1.0
-        self.best_weights = None
-        self.best_epoch = None
-        self.scorer = None
-
-    def on_train_begin(self, logs=None):
-        # Traced once per fit, not once per validation.
-        self.scorer = Scorer(self.model)
-        self.features = model_features(self.model, self.arrays.features)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.config.validate_every:
-            return
-        figures = evaluate(self.scorer, self.arrays.histories, self.arrays.targets,
-                           ks=(10,), exclude_seen=self.config.exclude_seen, features=self.features).metrics
-        logs = logs if logs is not None else {}
-        logs["val_HR@10"], logs["val_NDCG@10"] = figures["HR@10"], figures["NDCG@10"]
-        if figures["NDCG@10"] > self.best:
-            self.best, self.best_epoch = figures["NDCG@10"], epoch + 1
-            self.best_weights = self.model.get_weights()
-
-    def on_train_end(self, logs=None):
-        if self.config.restore_best and self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-
-
 def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=(), verbose: int = 1,
         backup_dir: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None,
-        side=None, side_vocab_sizes=None):
+        side=None, side_vocab_sizes=None, validation: Optional[EvalArrays] = None):
     """Builds `config.model` inside the strategy's scope and trains it on encoded
     training sequences; returns (model, keras History, training seconds).
 
@@ -107,8 +72,15 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     is interrupted and started again resumes after its last completed epoch;
     the batches of every epoch depend on the seed and the epoch number only
     (`training_dataset(epochs=...)`), so the resumed run trains exactly as
-    the uninterrupted one would have. (A `ValidationCallback`'s best-so-far
-    starts afresh on resume.)
+    the uninterrupted one would have.
+
+    `validation` (the validation split's `EvalArrays`): with
+    `config.validate_every`, a `ValidationCallback` checks it, stops after
+    `config.patience` checks without improvement and restores the best
+    weights (`config.restore_best`); its curve is in the History's
+    `validation` attribute (`history_record`).  Its best-so-far is backed up
+    with the training state, so a resumed run stops where the uninterrupted
+    one would have.
     """
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or make_strategy(config.strategy)
@@ -126,6 +98,16 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
                           jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     num_negatives = getattr(model, "num_negatives", 0)  # what the model's loss needs (0: none)
     first_epoch = 0
+    validator = None
+    if validation is not None and config.validate_every and not len(validation.targets):
+        print("note: the validation split has no users (each needs 3 or more items): training runs all "
+              f"{config.epochs} epochs without validation", flush=True)
+    elif validation is not None and config.validate_every:
+        validator = ValidationCallback(validation, every=config.validate_every, patience=config.patience,
+                                       restore_best=config.restore_best, users=config.validation_users,
+                                       evaluation=config.validation_settings(), state_dir=backup_dir,
+                                       write_state=is_chief(strategy))
+        callbacks = [validator] + list(callbacks)
     if backup_dir:
         first_epoch = min(resume_epoch(backup_dir, config, record=is_chief(strategy)), config.epochs)
         callbacks = list(callbacks) + [keras.callbacks.BackupAndRestore(backup_dir)]
@@ -146,6 +128,7 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
                                    range(first_epoch, config.epochs), side, fields, pack=pack)
         history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
                             verbose=verbose, callbacks=callbacks)
+    history.validation = validator.summary()["validation"] if validator else None
     if backup_dir:
         # The other workers' BackupAndRestore state lives under backup_dir too
         # (workertemp_N): removing it while one still writes its last epoch
@@ -172,6 +155,25 @@ def training_batches(model, config: TrainConfig, sequences, vocab_size: int, ite
         return streamed_training_dataset(sequences, side_fields=fields, shuffle_buffer=config.shuffle_buffer,
                                          **settings)
     return training_dataset(sequences, side={field: side[field] for field in fields}, **settings)
+
+
+def protocol_record(config: TrainConfig, data: PreparedData) -> Dict:
+    """The evaluation protocol a run's figures were measured under, unset
+    choices as they were made for `data` (written into its results)."""
+    return {"split": config.split, "collapse_repeats": data.collapse_repeats, "exclude_seen": config.exclude_seen,
+            "max_len": config.max_len, "num_eval_negatives": config.num_eval_negatives,
+            "eval_sampler": config.eval_sampler, "eval_users": config.eval_users}
+
+
+def history_record(history: keras.callbacks.History) -> Dict:
+    """What a run keeps of `fit`'s History (`RUN/history.json`): the per-epoch
+    training figures and, when training validated, the validation curve
+    (`ValidationCallback.summary`)."""
+    record = {name: [float(v) for v in values] for name, values in history.history.items()
+              if not name.startswith("val_")}  # the validation figures: in the curve, with their epochs
+    if getattr(history, "validation", None):
+        record["validation"] = history.validation
+    return record
 
 
 BACKUP_CONFIG = "config.json"
@@ -245,20 +247,20 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
     data = data or PreparedData.from_config(config)
     if backup_dir is None and out_dir:
         backup_dir = os.path.join(out_dir, "backup")  # the same command, run again, resumes
-    callbacks = [ValidationCallback(data, config)] if config.validate_every else []
     model, history, train_seconds = fit(config, data.train_sequences, data.vocab.size, data.item_counts,
-                                        callbacks, verbose, backup_dir, strategy, side=data.train_side,
-                                        side_vocab_sizes=data.side_vocab_sizes())
+                                        (), verbose, backup_dir, strategy, side=data.train_side,
+                                        side_vocab_sizes=data.side_vocab_sizes(),
+                                        validation=data.eval_arrays("validation", config.max_len)
+                                        if config.validate_every else None)
     with chief_dir(out_dir, strategy) as run_dir, chief_dir(negatives_cache_dir(), strategy) as cache_dir:
         results = evaluate_split(model, data, config, cache_dir=cache_dir)
-        metrics = {protocol: result.metrics for protocol, result in results.items()}
-        history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-        if callbacks and callbacks[0].best_epoch:
-            history["best_epoch"] = [callbacks[0].best_epoch]
+        metrics = metrics_by_protocol(results)
+        history = history_record(history)
         result = TrainResult(model, data, metrics, history, train_seconds, run_dir)
         if run_dir:
             summary = {"model": config.model, "data": config.data, "train_seconds": train_seconds,
-                       "num_replicas": strategy.num_replicas_in_sync, "metrics": metrics}
+                       "num_replicas": strategy.num_replicas_in_sync, "metrics": metrics,
+                       "protocol": protocol_record(config, data)}
             save_run(run_dir, config, data.vocab, model, history, summary, data.side_vocabs)
             if "sampled" in results:  # the candidates the run was scored against, with the run
                 results["sampled"].negatives.save(os.path.join(run_dir, "negatives_test.npz"))

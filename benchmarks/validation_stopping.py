@@ -1,0 +1,190 @@
+"""Validation-driven training on MovieLens-100K: what early stopping gives, against fixed epochs.
+
+    TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/validation_stopping.py --seeds 0 1 2 \\
+        --out benchmarks/results/validation_stopping.md --json benchmarks/results/validation_stopping.json
+
+Each model is trained once per seed for `--max-epochs` (the CLI default,
+200) with the library's defaults, and after every epoch the run records
+full-ranking HR@10 / NDCG@10 on the validation split (`ValidationCallback`,
+what training watches) and HR@10 / NDCG@10 / MRR on the test split under both
+protocols.  Early stopping with patience P and the best weights restored
+stops at the first epoch P checks after the best one and ends with the
+best epoch's weights; its test figures are the recorded ones of that best
+epoch, exactly: stopping only cuts the same trajectory short (every epoch's
+batches depend on the seed and the epoch number alone, and validating draws
+no random numbers).  `--check` trains seed 0 of the first model once more
+with the real early stopping and checks that it ends where the curve says.
+
+Tables: test figures with the CLI defaults (patience 10) next to those at a
+fixed epoch budget (the one `baselines_ml100k.py` trains, read off the same
+runs), the epochs trained, and the test NDCG@10 and epochs for other
+patiences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+import tf_keras as keras
+from baselines_ml100k import DEFAULT_EPOCHS, command_line, mean_std, write_file
+from tfrec_dyn.metrics.evaluation import model_features, negatives_cache_dir, split_negatives
+from tfrec_dyn.metrics.protocols import evaluate
+from tfrec_dyn.metrics.scoring import Scorer
+from tfrec_dyn.training import PreparedData, TrainConfig
+from tfrec_dyn.training.trainer import fit
+
+# name -> (registered model, TrainConfig overrides); every other setting is the library default.
+MODELS = {
+    "sasrec": ("sasrec", {}),
+    "gsasrec": ("gsasrec", {}),
+    "hstu": ("hstu", {}),
+    "gru4rec": ("gru4rec", {}),
+    "caser": ("caser", {}),
+    "retr": ("retr", {}),
+}
+FIXED_EPOCHS = {**DEFAULT_EPOCHS, "gsasrec": 200, "hstu": 200, "retr": 200}  # the docs' tables' budgets
+PATIENCES = (3, 5, 10, 20, 30)
+PROTOCOLS = ("full", "sampled")
+METRICS = ("HR@10", "NDCG@10", "MRR")
+
+
+class TestRecorder(keras.callbacks.Callback):
+    """Test HR@10 / NDCG@10 / MRR under both protocols after every epoch (one traced scorer)."""
+
+    def __init__(self, data: PreparedData, config: TrainConfig):
+        super().__init__()
+        self.arrays = data.eval_arrays("test", config.max_len)
+        self.negatives = split_negatives(self.arrays, data.vocab, data.item_counts, config.num_eval_negatives,
+                                         config.eval_sampler, negatives_cache_dir())
+        self.exclude_seen = config.exclude_seen
+        self.curve = {protocol: [] for protocol in PROTOCOLS}
+        self.scorer = self.features = None
+
+    def on_train_begin(self, logs=None):
+        self.scorer = Scorer(self.model)
+        self.features = model_features(self.model, self.arrays.features)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for protocol in PROTOCOLS:
+            figures = evaluate(self.scorer, self.arrays.histories, self.arrays.targets, protocol=protocol, ks=(10,),
+                               negatives=self.negatives if protocol == "sampled" else None,
+                               exclude_seen=self.exclude_seen, features=self.features).metrics
+            self.curve[protocol].append({name: figures[name] for name in METRICS})
+
+
+def stopping(validation_ndcg, patience: int):
+    """(best epoch, last epoch trained), 1-based, of early stopping with `patience` on a validation curve."""
+    best, wait = 0, 0
+    for epoch in range(1, len(validation_ndcg)):
+        if validation_ndcg[epoch] > validation_ndcg[best]:
+            best, wait = epoch, 0
+        else:
+            wait += 1
+        if patience and wait >= patience:
+            return best + 1, epoch + 1
+    return best + 1, len(validation_ndcg)
+
+
+def train_curve(data, name, seed, max_epochs, patience=0, log=sys.stderr):
+    model, overrides = MODELS[name]
+    config = TrainConfig(model=model, data="ml-100k", epochs=max_epochs, seed=seed, patience=patience,
+                         restore_best=bool(patience), **overrides)
+    recorder = TestRecorder(data, config)
+    start = time.perf_counter()
+    _, history, seconds = fit(config, data.train_sequences, data.vocab.size, data.item_counts, [recorder], verbose=0,
+                              side=data.train_side, side_vocab_sizes=data.side_vocab_sizes(),
+                              validation=data.eval_arrays("validation", config.max_len))
+    print(f"{name} seed {seed}: {len(history.history['loss'])} epochs, {seconds:.0f} s training, "
+          f"{time.perf_counter() - start:.0f} s with the evaluations", file=log, flush=True)
+    return {"seed": seed, "train_seconds": seconds, "validation_ndcg10": history.validation["NDCG@10"],
+            "validation_hr10": history.validation["HR@10"], "test": recorder.curve,
+            "best_epoch": history.validation["best_epoch"], "stopped_epoch": history.validation["stopped_epoch"]}
+
+
+def at(run, epoch, protocol, metric):
+    return run["test"][protocol][epoch - 1][metric]
+
+
+def report(results, command, default_patience) -> str:
+    parts = [f"Command: `{command}`  ",
+             "Seeds: " + " ".join(str(r["seed"]) for r in next(iter(results.values()))) +
+             "; mean ± sample std over seeds; ML-100K leave-one-out; library defaults for every model; "
+             f"early stopping on full-ranking validation NDCG@10, patience {default_patience} (the CLI "
+             "default), best weights restored."]
+    for protocol in PROTOCOLS:
+        parts += [f"\n#### Test, {protocol} protocol: CLI defaults (validation-stopped) vs fixed epochs\n",
+                  "| model | epochs trained | best epoch | HR@10 | NDCG@10 | MRR | fixed epochs | HR@10 | NDCG@10 "
+                  "| MRR | NDCG@10 change |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, runs in results.items():
+            stops = [stopping(r["validation_ndcg10"], default_patience) for r in runs]
+            fixed = FIXED_EPOCHS[name]
+            stopped = {m: [at(r, best, protocol, m) for r, (best, _) in zip(runs, stops)] for m in METRICS}
+            budget = {m: [at(r, min(fixed, len(r["test"][protocol])), protocol, m) for r in runs] for m in METRICS}
+            change = np.mean(stopped["NDCG@10"]) / np.mean(budget["NDCG@10"]) - 1
+            parts.append(f"| {name} | {np.mean([s for _, s in stops]):.0f} | {np.mean([b for b, _ in stops]):.0f} | "
+                         + " | ".join(mean_std(stopped[m]) for m in METRICS) + f" | {fixed} | "
+                         + " | ".join(mean_std(budget[m]) for m in METRICS) + f" | {change:+.1%} |")
+    parts += ["\n#### Patience: full-protocol test NDCG@10 (epochs trained)\n",
+              "| model | " + " | ".join(f"patience {p}" for p in PATIENCES) + " | best of the curve (oracle) |",
+              "|---|" + "---:|" * (len(PATIENCES) + 1)]
+    for name, runs in results.items():
+        cells = []
+        for patience in PATIENCES:
+            stops = [stopping(r["validation_ndcg10"], patience) for r in runs]
+            ndcg = [at(r, best, "full", "NDCG@10") for r, (best, _) in zip(runs, stops)]
+            cells.append(f"{mean_std(ndcg)} ({np.mean([s for _, s in stops]):.0f})")
+        oracle = [max(e["NDCG@10"] for e in r["test"]["full"]) for r in runs]
+        parts.append(f"| {name} | " + " | ".join(cells) + f" | {mean_std(oracle)} |")
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-epochs", type=int, default=TrainConfig().epochs)
+    parser.add_argument("--check", action="store_true",
+                        help="also train seed 0 of the first model with the real early stopping and compare")
+    parser.add_argument("--out")
+    parser.add_argument("--json", dest="json_out")
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+    args = parser.parse_args(argv)
+    command = command_line("validation_stopping.py", argv)
+    default_patience = TrainConfig().patience
+    data = PreparedData.from_config(TrainConfig(data="ml-100k"))
+    done = {}
+    if args.resume and args.json_out and os.path.exists(args.json_out):
+        with open(args.json_out) as f:
+            done = json.load(f)["results"]
+    results = {}
+    for name in args.models:
+        for seed in args.seeds:
+            kept = [r for r in done.get(name, []) if r["seed"] == seed and len(r["validation_ndcg10"]) == args.max_epochs]
+            results.setdefault(name, []).append(kept[0] if kept else train_curve(data, name, seed, args.max_epochs))
+            if args.json_out:
+                write_file(args.json_out, json.dumps({"command": command, "max_epochs": args.max_epochs,
+                                                      "results": results}, indent=2, default=float))
+    if args.check:
+        name, run = args.models[0], results[args.models[0]][0]
+        best, stopped = stopping(run["validation_ndcg10"], default_patience)
+        real = train_curve(data, name, run["seed"], args.max_epochs, patience=default_patience)
+        assert (real["best_epoch"], real["stopped_epoch"] or args.max_epochs) == (best, stopped), (real, best, stopped)
+        np.testing.assert_allclose(real["validation_ndcg10"], run["validation_ndcg10"][:stopped], atol=1e-6)
+        print(f"--check: early stopping of {name} seed {run['seed']} stopped at {stopped} with the best epoch "
+              f"{best}, as its curve says", file=sys.stderr)
+    text = report(results, command, default_patience)
+    print(text)
+    if args.out:
+        write_file(args.out, text)
+
+
+if __name__ == "__main__":
+    main()

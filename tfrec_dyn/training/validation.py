@@ -1,0 +1,144 @@
+"""Validation-driven training: check the validation split every few epochs,
+stop when it stops improving, keep the best weights.
+
+    callback = ValidationCallback(data.eval_arrays("validation", max_len), patience=10)
+    model.fit(batches, epochs=200, callbacks=[callback])   # 200 is now a maximum
+    callback.curve      # {"epoch": [...], "HR@10": [...], "NDCG@10": [...]}
+
+The figure watched is full-ranking NDCG@10 on the validation split, computed
+by the library's one evaluation (`tfrec_dyn.metrics.protocols.evaluate`, with
+the run's candidate rule), on a seeded sample of `users` users when there
+are more (`tfrec_dyn.data.splits.sample_users`; each sampled user's figure is
+exact).  This is Keras' `EarlyStopping(restore_best_weights=True)` with the
+monitored value computed here instead of by `fit`'s validation data, which
+would rank against the batch, not the catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+import numpy as np
+import tf_keras as keras
+
+from tfrec_dyn.data.splits import sample_users
+from tfrec_dyn.metrics.evaluation import EvalArrays, model_features
+from tfrec_dyn.metrics.protocols import evaluate
+from tfrec_dyn.metrics.scoring import Scorer
+
+MONITOR = "NDCG@10"
+STATE = "validation_state.json"
+BEST_WEIGHTS = "validation_best.npz"
+
+
+class ValidationCallback(keras.callbacks.Callback):
+    """Full-ranking HR@10 / NDCG@10 on a validation split every `every` epochs;
+    stops training after `patience` checks without a better NDCG@10 and, with
+    `restore_best`, ends with the weights of the best check.
+
+    Args:
+      arrays: the validation split (`PreparedData.eval_arrays("validation", ...)`
+        or the TFX Trainer's validation examples).
+      every: validate after every `every`-th epoch (and after the last one).
+      patience: checks without improvement before training stops; 0 never
+        stops early (the curve is still recorded).
+      restore_best: set the best check's weights when training ends.
+      users: validate a seeded sample of this many users (None: all).
+      evaluation: keyword arguments of `evaluate` that fix the candidate rule
+        (`TrainConfig.validation_settings()`), so validation ranks as the
+        test evaluation does.
+      state_dir: where the best-so-far and the best weights are kept between
+        checks (the run's backup dir), so that a resumed training continues
+        the same early stopping instead of starting it afresh; None: in
+        memory only.  Only `write_state` processes write there (the chief).
+      write_state: whether this process writes `state_dir`.
+
+    The model validated is `fit`'s model, or the model a trainer wraps (its
+    `user_state` / `score_items`: the "tp" trainer forwards them).
+    """
+
+    def __init__(self, arrays: EvalArrays, every: int = 1, patience: int = 10, restore_best: bool = True,
+                 users: Optional[int] = None, evaluation: Optional[Dict[str, Any]] = None,
+                 state_dir: Optional[str] = None, write_state: bool = True):
+        super().__init__()
+        if every <= 0:
+            raise ValueError(f"`every` must be positive, got {every}")
+        if patience < 0:
+            raise ValueError(f"`patience` must be 0 or more, got {patience}")
+        rows = sample_users(arrays.user_ids, users)
+        self.arrays = arrays.rows(rows) if len(rows) < len(arrays.targets) else arrays
+        self.every, self.patience, self.restore_best = int(every), int(patience), bool(restore_best)
+        self.evaluation = dict(evaluation or {})
+        self.state_dir, self.write_state = state_dir, write_state
+        self.curve: Dict[str, list] = {"epoch": [], "HR@10": [], MONITOR: []}
+        self.best, self.best_epoch, self.best_weights, self.wait = -np.inf, None, None, 0
+        self.stopped_epoch = None
+        self._scorer = self._features = None
+
+    def on_train_begin(self, logs=None):
+        self._scorer = Scorer(self.model)  # traced once per fit, not once per check
+        self._features = model_features(self.model, self.arrays.features)
+        self._load_state()
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last:
+            return
+        while self.curve["epoch"] and self.curve["epoch"][-1] > epoch:
+            # Resumed from a backup one epoch older than the saved state: this epoch is checked again.
+            for values in self.curve.values():
+                values.pop()
+        figures = evaluate(self._scorer, self.arrays.histories, self.arrays.targets, ks=(10,),
+                           features=self._features, **self.evaluation).metrics
+        for name, value in (("epoch", epoch + 1), ("HR@10", figures["HR@10"]), (MONITOR, figures[MONITOR])):
+            self.curve[name].append(value)
+        if logs is not None:
+            logs["val_HR@10"], logs[f"val_{MONITOR}"] = figures["HR@10"], figures[MONITOR]
+        if figures[MONITOR] > self.best:
+            self.best, self.best_epoch, self.wait = figures[MONITOR], epoch + 1, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+        if self.patience and self.wait >= self.patience:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
+        self._save_state()
+
+    def on_train_end(self, logs=None):
+        if self.restore_best and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+    def summary(self) -> Dict[str, Any]:
+        """What the run records: the curve, the best check and where training stopped."""
+        return {"validation": {**self.curve, "monitor": MONITOR, "best_epoch": self.best_epoch,
+                               f"best_{MONITOR}": None if self.best_epoch is None else float(self.best),
+                               "stopped_epoch": self.stopped_epoch, "users": len(self.arrays.targets),
+                               "restored_best": self.restore_best and self.best_epoch is not None}}
+
+    # A resumed training continues the interrupted one's early stopping.
+    def _save_state(self):
+        if not (self.state_dir and self.write_state):
+            return
+        os.makedirs(self.state_dir, exist_ok=True)
+        if self.best_epoch == self.curve["epoch"][-1]:
+            np.savez(os.path.join(self.state_dir, BEST_WEIGHTS + ".tmp.npz"), *self.best_weights)
+            os.replace(os.path.join(self.state_dir, BEST_WEIGHTS + ".tmp.npz"),
+                       os.path.join(self.state_dir, BEST_WEIGHTS))
+        state = {"curve": self.curve, "best": float(self.best), "best_epoch": self.best_epoch, "wait": self.wait}
+        with open(os.path.join(self.state_dir, STATE + ".tmp"), "w") as f:
+            json.dump(state, f)
+        os.replace(os.path.join(self.state_dir, STATE + ".tmp"), os.path.join(self.state_dir, STATE))
+
+    def _load_state(self):
+        path = os.path.join(self.state_dir or "", STATE)
+        if not self.state_dir or not os.path.exists(path):
+            return
+        with open(path) as f:
+            state = json.load(f)
+        self.curve, self.best, self.best_epoch, self.wait = (state["curve"], state["best"], state["best_epoch"],
+                                                             state["wait"])
+        if self.best_epoch is not None:
+            with np.load(os.path.join(self.state_dir, BEST_WEIGHTS)) as saved:
+                self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
