@@ -94,8 +94,10 @@ def _serve_pushed(*version_dirs):
             "tops = {}\n"
             "for path in sys.argv[1:]:\n"
             "    m = tf.saved_model.load(path)\n"
-            "    out = m.signatures['serving_default'](item_ids=tf.constant([['50', '172']]), k=tf.constant(5),"
-            " exclude_seen=tf.constant(True))\n"
+            "    f = m.signatures['serving_default']\n"
+            "    unknown = {n: tf.constant([[-1.0]]) for n in f.structured_input_signature[1] if n == 'timestamp'}\n"
+            "    out = f(item_ids=tf.constant([['50', '172']]), k=tf.constant(5), exclude_seen=tf.constant(True),"
+            " **unknown)\n"
             "    tops[path] = [t.decode() for t in out['item_ids'].numpy()[0]]\n"
             "print(json.dumps(tops))\n")
     out = subprocess.run([sys.executable, "-c", code, *map(str, version_dirs)], capture_output=True, text=True,
