@@ -95,7 +95,9 @@ class TrainConfig:
         every N epochs (`tfrec_dyn.training.validation`); 0 = never (train
         exactly `epochs`).
       patience: stop after this many validations without a better NDCG@10
-        (0: never stop early).
+        (0: never stop early); None (default): as many as cover 400 training
+        steps, at least 5 (`tfrec_dyn.training.validation.default_patience`:
+        50 epochs on ML-100K's 8-step epochs, 5 on a large log's).
       restore_best: end with the weights of the best validation NDCG@10.
       validation_users: validate a seeded sample of this many users (None:
         all); the validation users are the same in every run of a data set.
@@ -142,7 +144,7 @@ class TrainConfig:
     eval_users: Optional[int] = None
     exclude_seen: Optional[bool] = None
     validate_every: int = 1
-    patience: int = 10
+    patience: Optional[int] = None
     restore_best: bool = True
     validation_users: Optional[int] = 10_000
     trainer: str = "standard"
@@ -153,7 +155,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {name}={getattr(self, name)}")
         for name in ("validate_every", "patience"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"`{name}` must be 0 or more, got {name}={getattr(self, name)}")
         check_eval_users(self.validation_users, "validation_users")
         if self.shuffle_buffer < 0:

@@ -128,7 +128,7 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
                                    range(first_epoch, config.epochs), side, fields, pack=pack)
         history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch(sequences, global_batch),
                             verbose=verbose, callbacks=callbacks)
-    history.validation = validator.summary()["validation"] if validator else None
+    history.validation = validator.summary() if validator else None
     if backup_dir:
         # The other workers' BackupAndRestore state lives under backup_dir too
         # (workertemp_N): removing it while one still writes its last epoch

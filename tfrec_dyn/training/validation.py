@@ -31,6 +31,23 @@ from tfrec_dyn.metrics.scoring import Scorer
 MONITOR = "NDCG@10"
 STATE = "validation_state.json"
 BEST_WEIGHTS = "validation_best.npz"
+# The default patience covers this many training steps without a better check (at least
+# MIN_PATIENCE checks): chosen on ML-100K (8 steps an epoch), where SASRec, gSASRec and HSTU
+# plateau for up to 40 epochs before improving again (docs/results.md, "Validation-driven training").
+PATIENCE_STEPS = 400
+MIN_PATIENCE = 5
+
+
+def default_patience(steps_per_epoch: int, every: int = 1) -> int:
+    """Checks without improvement before training stops when `patience` is unset:
+    as many as cover `PATIENCE_STEPS` training steps, at least `MIN_PATIENCE`.
+    Small data has short, noisy epochs and needs more of them; an epoch of a
+    large log is thousands of steps, and a few checks without gain suffice.
+
+    >>> default_patience(8), default_patience(8, every=5), default_patience(10_000)
+    (50, 10, 5)
+    """
+    return max(MIN_PATIENCE, -(-PATIENCE_STEPS // max(1, steps_per_epoch * every)))
 
 
 class ValidationCallback(keras.callbacks.Callback):
@@ -43,7 +60,8 @@ class ValidationCallback(keras.callbacks.Callback):
         or the TFX Trainer's validation examples).
       every: validate after every `every`-th epoch (and after the last one).
       patience: checks without improvement before training stops; 0 never
-        stops early (the curve is still recorded).
+        stops early (the curve is still recorded); None: `default_patience`
+        of `fit`'s steps per epoch.
       restore_best: set the best check's weights when training ends.
       users: validate a seeded sample of this many users (None: all).
       evaluation: keyword arguments of `evaluate` that fix the candidate rule
@@ -59,17 +77,18 @@ class ValidationCallback(keras.callbacks.Callback):
     `user_state` / `score_items`: the "tp" trainer forwards them).
     """
 
-    def __init__(self, arrays: EvalArrays, every: int = 1, patience: int = 10, restore_best: bool = True,
+    def __init__(self, arrays: EvalArrays, every: int = 1, patience: Optional[int] = None, restore_best: bool = True,
                  users: Optional[int] = None, evaluation: Optional[Dict[str, Any]] = None,
                  state_dir: Optional[str] = None, write_state: bool = True):
         super().__init__()
         if every <= 0:
             raise ValueError(f"`every` must be positive, got {every}")
-        if patience < 0:
+        if patience is not None and patience < 0:
             raise ValueError(f"`patience` must be 0 or more, got {patience}")
         rows = sample_users(arrays.user_ids, users)
         self.arrays = arrays.rows(rows) if len(rows) < len(arrays.targets) else arrays
-        self.every, self.patience, self.restore_best = int(every), int(patience), bool(restore_best)
+        self.every, self.restore_best = int(every), bool(restore_best)
+        self.patience = None if patience is None else int(patience)
         self.evaluation = dict(evaluation or {})
         self.state_dir, self.write_state = state_dir, write_state
         self.curve: Dict[str, list] = {"epoch": [], "HR@10": [], MONITOR: []}
@@ -78,6 +97,8 @@ class ValidationCallback(keras.callbacks.Callback):
         self._scorer = self._features = None
 
     def on_train_begin(self, logs=None):
+        if self.patience is None:
+            self.patience = default_patience(self.params.get("steps") or 1, self.every)
         self._scorer = Scorer(self.model)  # traced once per fit, not once per check
         self._features = model_features(self.model, self.arrays.features)
         self._load_state()
@@ -112,10 +133,10 @@ class ValidationCallback(keras.callbacks.Callback):
 
     def summary(self) -> Dict[str, Any]:
         """What the run records: the curve, the best check and where training stopped."""
-        return {"validation": {**self.curve, "monitor": MONITOR, "best_epoch": self.best_epoch,
-                               f"best_{MONITOR}": None if self.best_epoch is None else float(self.best),
-                               "stopped_epoch": self.stopped_epoch, "users": len(self.arrays.targets),
-                               "restored_best": self.restore_best and self.best_epoch is not None}}
+        return {**self.curve, "monitor": MONITOR, "best_epoch": self.best_epoch,
+                f"best_{MONITOR}": None if self.best_epoch is None else float(self.best),
+                "stopped_epoch": self.stopped_epoch, "patience": self.patience, "users": len(self.arrays.targets),
+                "restored_best": self.restore_best and self.best_epoch is not None}
 
     # A resumed training continues the interrupted one's early stopping.
     def _save_state(self):
