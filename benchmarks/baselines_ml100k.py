@@ -118,8 +118,8 @@ def run(model_configs, seeds, log=sys.stderr, extra=None, done=None, checkpoint=
             results.setdefault(name, []).append(
                 {"seed": seed, "epochs": config.epochs, "train_seconds": result.train_seconds,
                  "total_seconds": time.perf_counter() - start, **result.metrics,
-                 "validation_ndcg10": result.history.get("val_NDCG@10", []),
-                 "validation_hr10": result.history.get("val_HR@10", []),
+                 "validation_ndcg10": result.history.get("validation", {}).get("NDCG@10", []),
+                 "validation_hr10": result.history.get("validation", {}).get("HR@10", []),
                  **(extra(name, result) if extra else {})})
             figures = ", ".join(f"{protocol} NDCG@10 {values['NDCG@10']:.4f}"
                                 for protocol, values in result.metrics.items() if "NDCG@10" in values)
