@@ -115,23 +115,26 @@ def _validation_arrays(file_pattern, data_accessor, schema, max_len: int, users=
     dataset = data_accessor.tf_dataset_factory(
         file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=False), schema)
     numeric = set(NUMERIC_MODEL_FIELDS)
-    kept = None
+
+    def joined(parts):
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    parts = []  # a list joined once (or whenever the sample is cut back), not a growing array copied each batch
     for batch in dataset:
         ids = [u.decode() for u in np.asarray(batch["user_id"]).reshape(-1)]
         histories = {name: pad_left(tf.RaggedTensor.from_sparse(values).numpy(), max_len,
                                     dtype=np.float32 if name in numeric else np.int32)
                      for name, values in batch.items() if isinstance(values, tf.SparseTensor)
                      and not name.startswith("target_")}
-        part = {"keys": user_sample_keys(ids), "user_ids": np.asarray(ids, dtype=object),
-                "targets": np.asarray(batch["target_item_id"]).reshape(-1).astype(np.int32), **histories}
-        if kept is not None:
-            part = {name: np.concatenate([kept[name], values]) for name, values in part.items()}
-        if users is not None and len(part["keys"]) > users:
-            rows = np.sort(np.argsort(part["keys"], kind="stable")[:users])
-            part = {name: values[rows] for name, values in part.items()}
-        kept = part
-    if kept is None:
+        parts.append({"keys": user_sample_keys(ids), "user_ids": np.asarray(ids, dtype=object),
+                      "targets": np.asarray(batch["target_item_id"]).reshape(-1).astype(np.int32), **histories})
+        if users is not None and sum(len(part["keys"]) for part in parts) > users:
+            kept = joined(parts)
+            rows = np.sort(np.argsort(kept["keys"], kind="stable")[:users])
+            parts = [{name: values[rows] for name, values in kept.items()}]
+    if not parts:
         return EvalArrays([], np.zeros((0, max_len), np.int32), np.zeros(0, np.int32), [])
+    kept = joined(parts)
     features = {name: values for name, values in kept.items() if name not in ("keys", "user_ids", "targets",
                                                                               "item_ids")}
     # known_items: the sampled protocol's (not used by validation, which ranks the whole catalogue).

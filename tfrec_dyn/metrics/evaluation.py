@@ -55,8 +55,9 @@ class EvalArrays:
 
     def rows(self, rows) -> "EvalArrays":
         """The same split restricted to the given row indices."""
-        return EvalArrays([self.user_ids[r] for r in rows], self.histories[rows], self.targets[rows],
-                          [self.known_items[r] for r in rows] if self.known_items else [], {n: v[rows] for n, v in self.features.items()},
+        known = [self.known_items[r] for r in rows] if self.known_items else []
+        return EvalArrays([self.user_ids[r] for r in rows], self.histories[rows], self.targets[rows], known,
+                          {n: v[rows] for n, v in self.features.items()},
                           {n: v[rows] for n, v in self.target_side.items()})
 
 
@@ -151,7 +152,7 @@ def metrics_by_protocol(results: Dict[str, EvaluationResult]) -> Dict[str, Dict[
     out = {}
     for protocol, result in results.items():
         out[protocol] = result.metrics
-        groups = result.by_target() if result.repeats is not None else {}
+        groups = result.by_target()
         if len(groups) == 2:
             out.update({f"{protocol}:{group}": figures for group, figures in groups.items()})
     return out

@@ -12,4 +12,5 @@ from tfrec_dyn.models.registry import MODELS, build_model
 from tfrec_dyn.models.retr import RETR
 from tfrec_dyn.models.sasrec import GSASRec, SASRec
 
-__all__ = ["MODELS", "AdaSplit", "Caser", "GRU4Rec", "GSASRec", "HSTU", "HUP", "PopRec", "RDRSR", "RETR", "SASRec", "SequentialRecommender", "build_model"]
+__all__ = ["MODELS", "AdaSplit", "Caser", "GRU4Rec", "GSASRec", "HSTU", "HUP", "PopRec", "RDRSR", "RETR", "SASRec",
+           "SequentialRecommender", "build_model"]

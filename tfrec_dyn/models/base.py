@@ -324,8 +324,9 @@ class SequentialRecommender(keras.Model):
         scored once per user or once per batch, not gathered per position."""
         bias = self.output_bias()
         if self.loss_name == "sampled_softmax":
-            return shared_softmax_loss(representations, targets, self.item_vectors, tf.cast(batch["shared_negatives"], tf.int32),
-                                       batch["shared_log_q"], batch["target_log_q"], bias)
+            return shared_softmax_loss(representations, targets, self.item_vectors,
+                                       tf.cast(batch["shared_negatives"], tf.int32), batch["shared_log_q"],
+                                       batch["target_log_q"], bias)
         positive = self.item_logits(representations, targets[..., tf.newaxis])[..., 0]
         negatives = tf.cast(batch["negatives"], tf.int32)  # [B, n]
         scores = tf.einsum("bld,bnd->bln", tf.cast(representations, tf.float32),

@@ -12,8 +12,8 @@ from tfrec_dyn.models.rdrsr import RDRSR
 from tfrec_dyn.models.retr import RETR
 from tfrec_dyn.models.sasrec import GSASRec, SASRec
 
-MODELS = {"poprec": PopRec, "gru4rec": GRU4Rec, "caser": Caser, "sasrec": SASRec, "gsasrec": GSASRec, "hstu": HSTU, "retr": RETR, "rdrsr": RDRSR,
-          "adasplit": AdaSplit, "hup": HUP}
+MODELS = {"poprec": PopRec, "gru4rec": GRU4Rec, "caser": Caser, "sasrec": SASRec, "gsasrec": GSASRec, "hstu": HSTU,
+          "retr": RETR, "rdrsr": RDRSR, "adasplit": AdaSplit, "hup": HUP}
 
 
 def build_model(name: str, vocab_size: int, max_len: int, **hyperparameters):

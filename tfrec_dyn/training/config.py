@@ -197,11 +197,6 @@ class TrainConfig:
         return {"exclude_seen": self.exclude_seen, "num_negatives": self.num_eval_negatives,
                 "sampler": self.eval_sampler, "eval_users": self.eval_users}
 
-    def validation_settings(self) -> Dict[str, Any]:
-        """The keyword arguments of `tfrec_dyn.metrics.protocols.evaluate` that
-        fix the candidate rule: validation ranks as the test evaluation does."""
-        return {"exclude_seen": self.exclude_seen}
-
     def model_kwargs(self) -> Dict[str, Any]:
         kwargs = dict(self.hyperparameters)
         if self.loss is not None:

@@ -64,9 +64,8 @@ class ValidationCallback(keras.callbacks.Callback):
         of `fit`'s steps per epoch.
       restore_best: set the best check's weights when training ends.
       users: validate a seeded sample of this many users (None: all).
-      evaluation: keyword arguments of `evaluate` that fix the candidate rule
-        (`TrainConfig.validation_settings()`), so validation ranks as the
-        test evaluation does.
+      exclude_seen: the candidate rule (`evaluate`'s; `TrainConfig.exclude_seen`),
+        so validation ranks as the test evaluation does.
       state_dir: where the best-so-far and the best weights are kept between
         checks (the run's backup dir), so that a resumed training continues
         the same early stopping instead of starting it afresh; None: in
@@ -78,7 +77,7 @@ class ValidationCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, arrays: EvalArrays, every: int = 1, patience: Optional[int] = None, restore_best: bool = True,
-                 users: Optional[int] = None, evaluation: Optional[Dict[str, Any]] = None,
+                 users: Optional[int] = None, exclude_seen: bool = True,
                  state_dir: Optional[str] = None, write_state: bool = True):
         super().__init__()
         if every <= 0:
@@ -89,7 +88,7 @@ class ValidationCallback(keras.callbacks.Callback):
         self.arrays = arrays.rows(rows) if len(rows) < len(arrays.targets) else arrays
         self.every, self.restore_best = int(every), bool(restore_best)
         self.patience = None if patience is None else int(patience)
-        self.evaluation = dict(evaluation or {})
+        self.exclude_seen = bool(exclude_seen)
         self.state_dir, self.write_state = state_dir, write_state
         self.curve: Dict[str, list] = {"epoch": [], "HR@10": [], MONITOR: []}
         self.best, self.best_epoch, self.best_weights, self.wait = -np.inf, None, None, 0
@@ -112,7 +111,7 @@ class ValidationCallback(keras.callbacks.Callback):
             for values in self.curve.values():
                 values.pop()
         figures = evaluate(self._scorer, self.arrays.histories, self.arrays.targets, ks=(10,),
-                           features=self._features, **self.evaluation).metrics
+                           features=self._features, exclude_seen=self.exclude_seen).metrics
         for name, value in (("epoch", epoch + 1), ("HR@10", figures["HR@10"]), (MONITOR, figures[MONITOR])):
             self.curve[name].append(value)
         if logs is not None:
