@@ -28,7 +28,13 @@ install: $(STAMP)
 run: install
 	$(PY) pipelines/local_runner.py --model sasrec --epochs 200
 
-test: install
+# Debian's Chromium, for the report's browser test (tests/test_report.py); CI runs as root.
+BROWSER := /usr/bin/chromium
+$(BROWSER):
+	(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "warning: could not install chromium: the report's browser test is skipped outside CI"
+
+test: install $(BROWSER)
 	$(PY) -m pytest -q tests
 
 clean:

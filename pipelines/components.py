@@ -32,6 +32,13 @@ class QuarantinedRows(artifact.Artifact):
     PROPERTIES = {}
 
 
+class RunReport(artifact.Artifact):
+    """The trained model's `tfrec-dyn report`: one self-contained HTML page, `report.html`."""
+
+    TYPE_NAME = "tfrec_dyn.RunReport"
+    PROPERTIES = {}
+
+
 def input_fingerprint(data_root: str) -> str:
     """Names, sizes and modification times of the input files (local or GCS).
 
@@ -102,3 +109,30 @@ def SequenceExampleGen(  # pylint: disable=invalid-name
     quarantine.set_string_custom_property("counts", json.dumps(counts, sort_keys=True))
     with tf.io.gfile.GFile(os.path.join(quarantine.uri, "stats.json"), "w") as f:
         json.dump(counts, f, indent=2, sort_keys=True)
+    if not counts.get("users"):  # nothing to train on: say why here, not as a missing feature in Transform
+        reasons = {k: v for k, v in counts.items() if k.startswith("quarantined") and v}
+        raise ValueError(f"no user in {input_base} has a sequence to learn from: {counts.get('lines_read', 0)} "
+                         f"lines read, {counts.get('lines_kept', 0)} kept, quarantined {reasons or 'none'} "
+                         f"(see {quarantine.uri}); is --format {data_format!r} the log's format?")
+
+
+@tfx.dsl.components.component
+def ReportWriter(  # pylint: disable=invalid-name
+    model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
+    pushed_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.PushedModel],
+    report: tfx.dsl.components.OutputArtifact[RunReport],
+):
+    """The report of the Trainer's model (`tfrec_dyn.report`, as `tfrec-dyn report` writes it) in
+    its artifact and, when the model was pushed, next to it: `<serving dir>/<version>/report.html`
+    (TF Serving reads only the SavedModel's own files there)."""
+    import shutil
+
+    from pipelines.module import RUN_DIR
+    from tfrec_dyn.report import write_report
+    from tfrec_dyn.training.run import REPORT
+
+    path = write_report(os.path.join(model_run.uri, RUN_DIR), os.path.join(report.uri, REPORT))
+    if pushed_model.get_int_custom_property("pushed") == 1:
+        destination = pushed_model.get_string_custom_property("pushed_destination")
+        shutil.copyfile(path, os.path.join(destination, REPORT))
+        report.set_string_custom_property("pushed_report", os.path.join(destination, REPORT))

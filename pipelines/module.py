@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from tfrec_dyn.console import EventChannel
 from tfrec_dyn.data.input_pipeline import USER_ITEMS, UserStream, pad_left
 from tfrec_dyn.data.splits import user_sample_keys
 from tfrec_dyn.data.interactions import CATEGORICAL_SIDE_FIELDS
@@ -38,6 +39,7 @@ from tfrec_dyn.serving.index import CONFIG_KEY, ClusterIndexConfig, build_model_
 from tfrec_dyn.training import TrainConfig, make_strategy
 from tfrec_dyn.training.strategy import chief_dir
 from tfrec_dyn.training.run import save_run
+from tfrec_dyn.training.progress import TrainingProgress
 from tfrec_dyn.training.trainer import fit, history_record
 
 ITEM_VOCABULARY = "items"
@@ -200,10 +202,13 @@ def run_fn(fn_args):
     sequences, side = _in_memory(users) if config.trainer == "tp" else (UserStream(users, num_trainable), {})
     validation = (_validation_arrays(fn_args.eval_files, fn_args.data_accessor, schema, config.max_len,
                                      config.validation_users) if config.validate_every else None)
-    model, history, train_seconds = fit(config, sequences, vocab.size, counts, verbose=2,
+    # Progress to the runner that watches the pipeline (`pipelines/progress.py`), else Keras' epoch lines.
+    channel = EventChannel.from_environment()
+    progress = [TrainingProgress(channel.send)] if channel else []
+    model, history, train_seconds = fit(config, sequences, vocab.size, counts, progress, verbose=0 if channel else 2,
                                         backup_dir=backup_dir(fn_args), strategy=strategy, side=side,
                                         side_vocab_sizes={field: v.size for field, v in side_vocabs.items()},
-                                        validation=validation)
+                                        validation=validation, tensorboard_dir=fn_args.model_run_dir)
     index = build_model_index(model, ClusterIndexConfig(**index_settings)) if index_settings else None
     with chief_dir(fn_args.serving_model_dir, strategy) as export_dir:  # other workers: a temporary dir
         export_saved_model(model, vocab, counts, config.max_len, export_dir, side_vocabs=side_vocabs,
@@ -214,6 +219,9 @@ def run_fn(fn_args):
                   "num_replicas": strategy.num_replicas_in_sync}, side_vocabs)
 
 
+RUN_DIR = "run"  # in the Trainer's ModelRun artifact
+
+
 def run_dir(fn_args) -> str:
     """The trained model as a `tfrec-dyn` run directory, in the Trainer's ModelRun artifact."""
-    return os.path.join(fn_args.model_run_dir, "run")
+    return os.path.join(fn_args.model_run_dir, RUN_DIR)

@@ -9,7 +9,7 @@ import tfrec_dyn  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from pipelines.components import SequenceExampleGen, input_fingerprint
+from pipelines.components import ReportWriter, SequenceExampleGen, input_fingerprint
 from pipelines.configs import PipelineConfig
 from tfrec_dyn.data import beam_sequences
 
@@ -83,11 +83,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
+    # The run's report (data, curves, metrics next to PopRec, ...) beside the pushed model.
+    report_writer = ReportWriter(model_run=trainer.outputs["model_run"], pushed_model=pusher.outputs["pushed_model"])
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name, pipeline_root=config.pipeline_root,
         metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                                     if config.local_metadata else None),
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, baseline,
-                    evaluator, pusher],
+                    evaluator, pusher, report_writer],
         enable_cache=config.enable_cache, beam_pipeline_args=config.beam_pipeline_args())

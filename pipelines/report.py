@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Dict, Optional
 
 from tfx.orchestration import metadata
 
-from pipelines.components import QuarantinedRows
+from pipelines.components import QuarantinedRows, RunReport
 from pipelines.configs import PipelineConfig
+from tfrec_dyn.training.run import REPORT
 
 
 def _latest(store, type_name: str):
@@ -43,6 +45,7 @@ def pipeline_report(config: PipelineConfig, port: int = 8501) -> str:
         evaluation = _latest(store, "ModelEvaluation")
         blessing = _latest(store, "ModelBlessing")
         quarantine = _latest(store, QuarantinedRows.TYPE_NAME)
+        report = _latest(store, RunReport.TYPE_NAME)
     lines = [f"ML Metadata: {config.metadata_path}"]
     if quarantine is not None:
         counts = json.loads(_property(quarantine, "counts") or "{}")
@@ -68,4 +71,7 @@ def pipeline_report(config: PipelineConfig, port: int = 8501) -> str:
         ]
     else:
         lines.append("not pushed: the model was not blessed (see the evaluation above)")
+    if report is not None:
+        lines.append(f"report: {_property(report, 'pushed_report') or os.path.join(report.uri, REPORT)}"
+                     "  (open it in a browser)")
     return "\n".join(lines)

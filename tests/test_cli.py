@@ -35,9 +35,26 @@ def small_data(tmp_path_factory):
 def test_train_evaluate_recommend(small_data, tmp_path):
     run = str(tmp_path / "run")
     out = _cli("train", "--model", "gru4rec", "--data", small_data, "--epochs", "2", "--max-len", "20",
-               "--steps-per-execution", "2", "--out", run, "--json", "--quiet")
-    assert out.returncode == 0, out.stderr[-3000:]
+               "--steps-per-execution", "2", "--out", run, "--json")
+    log = os.path.join(run, "logs", "train.log")
+    assert out.returncode == 0, out.stderr[-3000:] + open(log).read()[-3000:]
+    # What a person sees: one progress line (a line per update when not on a terminal), the
+    # results, the log's path; TensorFlow's and Keras' output is in the log, none on the terminal.
+    assert f"log: {log}" in out.stdout.splitlines()
+    assert all(line.startswith("gru4rec [") for line in out.stderr.splitlines()), out.stderr
+    assert "epoch 2/2" in out.stderr.splitlines()[-1] and "val NDCG@10" in out.stderr.splitlines()[-1]
+    logged = {line.strip() for line in open(log) if len(line.strip()) > 30}
+    assert "tensorflow" in " ".join(logged).lower()
+    assert not logged & {line.strip() for line in (out.stdout + out.stderr).splitlines()}
     trained = json.loads(out.stdout.strip().splitlines()[-1])
+    # TensorBoard summaries of the run: the validation curve the run recorded.
+    from test_pipeline import _tensorboard_scalars
+
+    with open(os.path.join(run, "history.json")) as f:
+        curve = json.load(f)["validation"]["NDCG@10"]
+    assert _tensorboard_scalars(os.path.join(run, "tensorboard"), "validation", "NDCG@10") == \
+        pytest.approx(curve, abs=1e-6)
+    assert len(_tensorboard_scalars(os.path.join(run, "tensorboard"), "train", "loss")) == 2
     with open(os.path.join(run, "config.json")) as f:
         assert json.load(f)["steps_per_execution"] == 2  # the flag reached the run's config
     assert trained["model"] == "gru4rec" and trained["protocol"] == "full"

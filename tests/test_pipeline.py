@@ -6,6 +6,7 @@ subprocess (its exit status is checked too).
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = ["SequenceExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-              "Evaluator", "Pusher"]
+              "Evaluator", "Pusher", "ReportWriter"]
 
 
 def _executions(metadata_path):
@@ -32,15 +33,34 @@ def _executions(metadata_path):
     return states
 
 
-def _run(data, root, serving, model="sasrec", extra=(), hr_threshold=0.0):
-    """The local runner; `hr_threshold` 0 blesses any model that passes the change threshold."""
+def _run(data, root, serving, model="sasrec", extra=(), hr_threshold=0.0, returncode=0):
+    """The local runner; `hr_threshold` 0 blesses any model that passes the change threshold.
+    Checks what a person sees: the log's path first, nothing of the log on the terminal."""
     out = subprocess.run(
         [sys.executable, os.path.join(REPO, "pipelines", "local_runner.py"), "--data", str(data), "--epochs", "1",
          "--max-len", "20", "--pipeline-root", str(root), "--serving-root", str(serving),
          "--beam-mode", "in_memory", "--hr-threshold", str(hr_threshold), "--model", model, *extra],
         capture_output=True, text=True, timeout=900, cwd=REPO, env=dict(os.environ, TF_USE_LEGACY_KERAS="1"))
-    assert out.returncode == 0, out.stderr[-4000:]
+    log = out.stdout.splitlines()[0].split("log: ", 1)[-1] if out.stdout else ""
+    assert os.path.isfile(log) and log.startswith(str(root / "logs")), out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.returncode == returncode, out.stdout[-4000:] + open(log).read()[-4000:]
+    assert out.stderr == "", out.stderr[-3000:]  # TensorFlow's, absl's and Beam's output: in the log only
+    shown = {line.strip() for line in out.stdout.splitlines() if not line.startswith("  | ")}  # not a failure's tail
+    logged = {line.strip() for line in open(log) if len(line.strip()) > 30}
+    assert not shown & logged, shown & logged
     return out.stdout
+
+
+def _tensorboard_scalars(log_dir, run, tag):
+    """The values of `tag`'s epoch summaries in `log_dir/run`, as TensorBoard reads them."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(os.path.join(str(log_dir), run))
+    events.Reload()
+    tags = [t for t in events.Tags()["tensors"] if t.endswith(tag)]
+    assert tags, events.Tags()
+    return [float(tf.make_ndarray(e.tensor_proto)) for e in sorted(events.Tensors(tags[0]), key=lambda e: e.step)]
 
 
 def _latest_artifact(metadata_path, type_name):
@@ -126,16 +146,25 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
     states = _executions(metadata)
     for component in COMPONENTS:
         assert _node(states, component) == ["COMPLETE"], (component, states)
+        assert re.search(rf"^{component} +done +\d+\.\d s", report, re.M), (component, report)
+    assert re.search(r"^Trainer +done .*10 of at most 10 epochs, best validation NDCG@10", report, re.M), report
     assert "1 quarantined" in report and "blessed: True" in report and "curl -s -X POST" in report
     versions = os.listdir(serving / "sasrec")
     assert len(versions) == 1 and versions[0].isdigit()
     assert os.path.exists(serving / "sasrec" / versions[0] / "saved_model.pb")
+    # The run's report next to the pushed model (tests/test_report.py opens one in a browser).
+    page = (serving / "sasrec" / versions[0] / "report.html").read_text()
+    assert all(f'data-plot="{plot}"' in page for plot in ("sequence-lengths", "training", "metrics")), page[:500]
+    assert f"report: {serving / 'sasrec' / versions[0] / 'report.html'}" in report
     assert len(_serve_pushed(serving / "sasrec" / versions[0])) == 5
     # The Trainer validated on the pipeline's validation split every epoch, and kept the curve.
     with open(os.path.join(_latest_artifact(metadata, "ModelRun").uri, "run", "history.json")) as f:
         validation = json.load(f)["validation"]
     assert validation["epoch"] == list(range(1, 11)) and validation["users"] == 300, validation
     assert max(validation["NDCG@10"]) > 0.3, validation
+    # ... and wrote it for TensorBoard in the Trainer's model_run_dir, as TFX users expect.
+    assert _tensorboard_scalars(_latest_artifact(metadata, "ModelRun").uri, "validation", "NDCG@10") == \
+        pytest.approx(validation["NDCG@10"], abs=1e-6)
 
     # The same model, the same data, one protocol: the same figures.
     evaluator = evaluation_figures(_latest_artifact(metadata, "ModelEvaluation").uri)
@@ -148,10 +177,11 @@ def test_pipeline_runs_pushes_and_reruns_from_cache(tmp_path):
 
     # A second run with nothing changed reuses the cached executions up to the
     # Trainer (the Evaluator reruns: its baseline is now the blessed model).
-    _run(data, root, serving, extra=("--epochs", "10", "--eval-users", "150"))
+    rerun = _run(data, root, serving, extra=("--epochs", "10", "--eval-users", "150"))
     states = _executions(metadata)
     for component in ["SequenceExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"]:
         assert _node(states, component) == ["COMPLETE", "CACHED"], (component, states)
+        assert re.search(rf"^{component} +cached ", rerun, re.M), (component, rerun)
     pushed = sorted(os.listdir(serving / "sasrec"))
 
     # A value threshold above the model's HR@10: not blessed, nothing pushed.
@@ -171,7 +201,6 @@ def test_pipeline_rerun_after_sigkill_resumes_the_trainer(tmp_path):
     """The local runner killed (SIGKILL) while the Trainer trains; the same
     command again resumes the training from its last completed epoch."""
     import glob
-    import re
     import signal
     import time
 
@@ -197,7 +226,7 @@ def test_pipeline_rerun_after_sigkill_resumes_the_trainer(tmp_path):
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert second.returncode == 0, second.stderr[-4000:]
-    resumed = re.search(rf"resuming after epoch (\d+) of {epochs}", second.stdout + second.stderr)
+    resumed = re.search(r"^Trainer +done .*; resumed after epoch (\d+)", second.stdout, re.M)
     assert resumed, second.stdout[-3000:]
     trainer = _node(_executions(str(root / "metadata.sqlite")), "Trainer")
     assert len(trainer) == 2 and trainer[-1] == "COMPLETE", trainer
@@ -206,6 +235,19 @@ def test_pipeline_rerun_after_sigkill_resumes_the_trainer(tmp_path):
     assert len(history["loss"]) == epochs - int(resumed.group(1))  # only the epochs that were left
     assert history["validation"]["epoch"] == list(range(1, epochs + 1))  # the curve continues across the kill
     assert "blessed: True" in second.stdout
+
+
+def test_a_failing_pipeline_names_the_component_and_shows_its_log(tmp_path):
+    """Nothing valid in the log: ExampleGen fails with the reason, the runner
+    says which component failed, shows the end of its log and exits non-zero."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "u.data").write_text("not a valid line\nnor this one\n")
+    out = _run(data, tmp_path / "root", tmp_path / "serving", returncode=1)
+    assert re.search(r"^SequenceExampleGen +failed ", out, re.M), out
+    assert "SequenceExampleGen failed (exit status 1); the last lines of its log:" in out
+    assert re.search(r"^  \| ValueError: no user in .* has a sequence to learn from: 2 lines read, 0 kept", out, re.M)
+    assert "full log: " + str(tmp_path / "root" / "logs") in out
 
 
 @pytest.mark.slow

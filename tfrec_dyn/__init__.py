@@ -10,6 +10,15 @@ ensure_legacy_keras()
 
 __version__ = "0.1.0"
 
-from tfrec_dyn import data, layers, metrics, models, training  # noqa: E402
-
 __all__ = ["data", "layers", "metrics", "models", "training", "__version__"]
+
+
+def __getattr__(name):
+    """The subpackages load on first use (`tfrec_dyn.models`): importing the
+    package (or its CLI) does not import TensorFlow, so a command can send
+    TensorFlow's start-up output where it chooses (`tfrec_dyn.console`)."""
+    if name in __all__:
+        import importlib
+
+        return importlib.import_module(f"tfrec_dyn.{name}")
+    raise AttributeError(f"module 'tfrec_dyn' has no attribute {name!r}")

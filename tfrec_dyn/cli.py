@@ -5,6 +5,7 @@
     tfrec-dyn evaluate runs/sasrec --protocol sampled
     tfrec-dyn recommend runs/sasrec --history 50,172,133 -k 10
     tfrec-dyn explain runs/retr --user 196        (also rdrsr / adasplit runs: history by interest / sub-sequence)
+    tfrec-dyn report runs/sasrec      (runs/sasrec/report.html: data, curves, metrics next to PopRec, ...)
     tfrec-dyn datasets
     tfrec-dyn export runs/sasrec --model_base_path saved_models/sasrec   (a new numbered serving version)
     tfrec-dyn serve --model_base_path saved_models/sasrec
@@ -20,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import os
 import sys
+import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory to save the model in")
     train.add_argument("--json", action="store_true")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--verbose", action="store_true",
+                       help="TensorFlow's and Keras' own output on the terminal (default: in RUN/logs/train.log)")
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved run")
     evaluate.add_argument("run")
@@ -77,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--user", required=True, help="raw user id in the run's data")
     explain.add_argument("--last", type=int, default=20, help="how many of the most recent items to show")
     explain.add_argument("--json", action="store_true")
+
+    report = commands.add_parser("report", help="write a run's report: one self-contained HTML page "
+                                                "(data, curves, metrics next to PopRec, recommendations)")
+    report.add_argument("run")
+    report.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
+    report.add_argument("--max-users", type=int, default=None, metavar="N",
+                        help="evaluate a seeded sample of at most N test users (default: 10,000)")
+    report.add_argument("--json", action="store_true")
 
     commands.add_parser("datasets", help="list built-in data sets and readable formats")
 
@@ -115,15 +127,42 @@ def _print_metrics(title: str, metrics: dict) -> None:
 
 
 def _train(args) -> dict:
+    """Trains with one progress line on stderr; the frameworks' output goes to
+    a log file (RUN/logs/train.log) unless --verbose."""
+    if args.verbose:
+        sys.stderr.write(args.startup_output)
+        return _train_and_print(args, verbose=1 if sys.stdout.isatty() else 2)
+    from tfrec_dyn.console import ProgressBar, quiet_output
+    from tfrec_dyn.training.progress import TrainingProgress
+    from tfrec_dyn.training.run import LOGS
+
+    args.log = (os.path.join(args.out, LOGS, "train.log") if args.out else os.path.join(
+        tempfile.gettempdir(), "tfrec-dyn", f"train-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"))
+    with quiet_output(args.log, preamble=args.startup_output) as terminal:
+        bar = None if args.quiet else ProgressBar(terminal, prefix=f"{args.model} ")
+        try:
+            result = _train_and_print(args, verbose=0, callbacks=[TrainingProgress(bar.update)] if bar else [])
+        finally:
+            if bar:
+                bar.close()
+    print(f"log: {args.log}")
+    return result
+
+
+def _train_and_print(args, verbose: int, callbacks=()) -> dict:
     from tfrec_dyn.training import TrainConfig, train
     from tfrec_dyn.training.flags import train_config_fields
 
     config = TrainConfig(**train_config_fields(args))
-    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
-    result = train(config, out_dir=args.out, verbose=verbose)
+    result = train(config, out_dir=args.out, verbose=verbose, callbacks=callbacks)
     report = result.data.interactions.report
     if report is not None:
         print(report.summary())
+    validation = result.history.get("validation")
+    if validation and validation.get("best_epoch"):
+        print(f"validation: best NDCG@10 {validation['best_NDCG@10']:.4f} at epoch {validation['best_epoch']}"
+              + (f", stopped at epoch {validation['stopped_epoch']}" if validation.get("stopped_epoch") else "")
+              + (" (its weights restored)" if validation.get("restored_best") else ""))
     for protocol, figures in result.metrics.items():
         _print_metrics(f"{config.model} on {config.data}, test split, protocol={protocol}:", figures)
     print(f"training time: {result.train_seconds:.1f} s" + (f"; saved to {args.out}" if args.out else ""))
@@ -184,11 +223,11 @@ def _explain(args) -> dict:
     """The user's test-split history (what the model saw to predict the held-out item)
     as the model structured it: RETR's pathways, RDRSR's interests, AdaSplit's sub-sequences."""
     from tfrec_dyn.data import item_titles, pad_left
+    from tfrec_dyn.report.explain import EXPLAINED, explain, explains
     from tfrec_dyn.training import PreparedData, Run
 
     run = Run.load(args.run)
-    explainer = next((f for attribute, f in EXPLAINERS if hasattr(run.model, attribute)), None)
-    if explainer is None:
+    if not explains(run.model):
         raise CliError(f"{run.config.model} has nothing to explain; explain works for: retr, rdrsr, adasplit")
     data = PreparedData.from_config(run.config, vocab=run.vocab, side_vocabs=run.side_vocabs)
     test = data.split.test
@@ -197,20 +236,21 @@ def _explain(args) -> dict:
         raise CliError(f"user {args.user!r} is not in {run.config.data} (users look like {', '.join(users[:3])})")
     index = users.index(args.user)
     history = list(test.inputs.items[index])[-run.config.max_len:]
-    inputs = {"item_ids": pad_left([run.vocab.encode(history)], run.config.max_len)}
+    found = explain(run.model, {"item_ids": pad_left([run.vocab.encode(history)], run.config.max_len)}, len(history))
     titles = item_titles(run.config.data) if run.config.data else {}
     target = test.target_items()[index]
-    result = {"model": run.config.model, "user": args.user, "target": target, **explainer(
-        run.model, inputs, history, titles, args)}
+    show = _print_pathways if found["kind"] == "pathways" else _print_groups
+    result = {"model": run.config.model, "user": args.user, "target": target,
+              **show(found, EXPLAINED[found["kind"]], history, titles, args)}
     print(f"held-out next item: {target} {titles.get(target, '')}")
     return result
 
 
-def _explain_pathways(model, inputs, history, titles, args) -> dict:
-    masks = model.pathways(inputs).numpy()[0][:, -len(history):]  # [layers, items of the history]
+def _print_pathways(found, noun, history, titles, args) -> dict:
+    masks = found["routed"]  # [layers, items of the history]
     layers = masks.shape[0]
     print(f"user {args.user}: {len(history)} items in the model's window; "
-          + ", ".join(f"layer {l + 1} routes {int(masks[l].sum())}" for l in range(layers)) + " (# = routed)")
+          + ", ".join(f"{noun} {l + 1} routes {int(masks[l].sum())}" for l in range(layers)) + " (# = routed)")
     print("  " + " ".join(f"L{l + 1}" for l in range(layers)) + "  item (oldest first)")
     for i in range(max(0, len(history) - args.last), len(history)):
         marks = " ".join(" #" if masks[l, i] else " ." for l in range(layers))
@@ -219,12 +259,10 @@ def _explain_pathways(model, inputs, history, titles, args) -> dict:
                        "kept": [bool(masks[l, i]) for l in range(layers)]} for i in range(len(history))]}
 
 
-def _explain_groups(method, noun, model, inputs, history, titles, args) -> dict:
+def _print_groups(found, noun, history, titles, args) -> dict:
     """RDRSR's interests / AdaSplit's sub-sequences: the window's items by group."""
-    found = {k: v.numpy()[0] for k, v in getattr(model, method)(inputs).items()}
-    window = history[-len(found["assignment"]):]
-    assignment = found["assignment"][-len(window):]
-    count = int(found["count"])
+    assignment, count = found["assignment"], found["count"]
+    window = history[len(history) - len(assignment):]
     print(f"user {args.user}: {count} {noun}(s) over the last {len(window)} items (of {len(history)})")
     groups = []
     for group in range(count):
@@ -233,14 +271,19 @@ def _explain_groups(method, noun, model, inputs, history, titles, args) -> dict:
         print(f"  {noun} {group + 1}: {len(members)} item(s)")
         for position, item in members:
             print(f"    {position + 1:>3}. {item:<8} {titles.get(item, '')}")
-    return {"count": count, method: [[{"item": item, "title": titles.get(item)} for item in group]
-                                     for group in groups]}
+    return {"count": count, found["kind"]: [[{"item": item, "title": titles.get(item)} for item in group]
+                                            for group in groups]}
 
 
-# model attribute -> how to show it
-EXPLAINERS = (("pathways", _explain_pathways),
-              ("interests", functools.partial(_explain_groups, "interests", "interest")),
-              ("subsequences", functools.partial(_explain_groups, "subsequences", "sub-sequence")))
+def _report(args) -> dict:
+    from tfrec_dyn.report import write_report
+    from tfrec_dyn.report.facts import MAX_USERS
+
+    if args.max_users is not None and args.max_users <= 0:
+        raise CliError(f"--max-users must be positive, got {args.max_users}")
+    path = write_report(args.run, args.out, max_users=args.max_users or MAX_USERS)
+    print(f"report: {path}")
+    return {"run": args.run, "report": path}
 
 
 def _datasets(args) -> dict:
@@ -313,7 +356,7 @@ def _serve(args) -> dict:
 
 
 COMMANDS = {"train": _train, "evaluate": _evaluate, "recommend": _recommend, "explain": _explain,
-            "datasets": _datasets, "export": _export, "serve": _serve}
+            "report": _report, "datasets": _datasets, "export": _export, "serve": _serve}
 
 
 def _one_line(error: BaseException) -> str:
@@ -321,7 +364,19 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    from tfrec_dyn.console import redirected
+
+    # TensorFlow's start-up output (it is imported by the flags' modules): kept
+    # for `train`'s log, shown as it was for the other commands.
+    with tempfile.TemporaryFile("w+") as startup:
+        with redirected(startup):
+            parser = build_parser()
+        startup.seek(0)
+        startup_output = startup.read()
+    args = parser.parse_args(argv)
+    args.startup_output = startup_output
+    if args.command != "train":
+        sys.stderr.write(startup_output)
     try:
         result = COMMANDS[args.command](args)
     except (CliError, ValueError, FileNotFoundError, OSError) as error:
@@ -333,8 +388,9 @@ def main(argv=None) -> int:
     except Exception as error:  # a fault of ours, not the user's: still one line (see the module docstring)
         if os.environ.get("TFREC_DYN_DEBUG"):
             raise
+        log = f"; log: {args.log}" if getattr(args, "log", None) else ""
         print(f"tfrec-dyn {args.command}: internal error ({type(error).__name__}): {_one_line(error)} "
-              "(TFREC_DYN_DEBUG=1 shows the traceback)", file=sys.stderr)
+              f"(TFREC_DYN_DEBUG=1 shows the traceback{log})", file=sys.stderr)
         return 1
     if getattr(args, "json", False):
         print(json.dumps(result, sort_keys=True, default=float))

@@ -9,6 +9,9 @@ Layout::
     RUN/history.json         per-epoch losses (and validation figures)
     RUN/metrics.json         test figures per protocol, training time
     RUN/negatives_test.npz   the sampled protocol's fixed test negatives
+    RUN/tensorboard/         TensorBoard summaries of training (loss, validation figures)
+    RUN/logs/                the framework's output of `tfrec-dyn train` (without --verbose)
+    RUN/report.html          `tfrec-dyn report RUN`
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ VOCAB = "items.txt"
 MODEL = "model"
 HISTORY = "history.json"
 METRICS = "metrics.json"
+TENSORBOARD = "tensorboard"
+LOGS = "logs"
+REPORT = "report.html"
 
 
 @dataclasses.dataclass

@@ -27,7 +27,7 @@ from tfrec_dyn.models import MODELS, build_model
 from tfrec_dyn.training.config import TP_OPTIONS, TrainConfig
 from tfrec_dyn.training.experiment import PreparedData
 from tfrec_dyn.training.optimizers import make_optimizer
-from tfrec_dyn.training.run import save_run
+from tfrec_dyn.training.run import TENSORBOARD, save_run
 from tfrec_dyn.training.strategy import barrier, chief_dir, is_chief, make_strategy, precision_scope
 from tfrec_dyn.training.transfer import TransferrableTrainer
 from tfrec_dyn.training.validation import ValidationCallback
@@ -53,7 +53,8 @@ def evaluate_split(model, data: PreparedData, config: TrainConfig, which: str = 
 
 def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=(), verbose: int = 1,
         backup_dir: Optional[str] = None, strategy: Optional[tf.distribute.Strategy] = None,
-        side=None, side_vocab_sizes=None, validation: Optional[EvalArrays] = None):
+        side=None, side_vocab_sizes=None, validation: Optional[EvalArrays] = None,
+        tensorboard_dir: Optional[str] = None):
     """Builds `config.model` inside the strategy's scope and trains it on encoded
     training sequences; returns (model, keras History, training seconds).
 
@@ -81,6 +82,9 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     `validation` attribute (`history_record`).  Its best-so-far is backed up
     with the training state, so a resumed run stops where the uninterrupted
     one would have.
+
+    `tensorboard_dir`: Keras' `TensorBoard` writes the loss and the validation
+    figures of every epoch there (the chief only).
     """
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or make_strategy(config.strategy)
@@ -113,6 +117,9 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
         callbacks = list(callbacks) + [keras.callbacks.BackupAndRestore(backup_dir)]
         if first_epoch:
             print(f"resuming after epoch {first_epoch} of {config.epochs} from {backup_dir}", flush=True)
+    if tensorboard_dir and is_chief(strategy):  # after the validator: its figures are in the epoch's logs
+        callbacks = list(callbacks) + [keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False,
+                                                                   profile_batch=0)]
     start = time.perf_counter()
     if config.trainer == "tp":
         if isinstance(sequences, UserStream):
@@ -234,12 +241,13 @@ def fit_transferrable(model, config: TrainConfig, strategy, sequences, vocab_siz
 
 
 def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
-          data: Optional[PreparedData] = None, backup_dir: Optional[str] = None) -> TrainResult:
+          data: Optional[PreparedData] = None, backup_dir: Optional[str] = None, callbacks=()) -> TrainResult:
     """Reads the data, trains `config.model` (see `fit`), evaluates it on the test split.
 
     With `out_dir` the run is saved there (see `tfrec_dyn.training.run`), and
     its training state is backed up in `out_dir/backup` every epoch (unless
-    `backup_dir` says where), so the same call after an interruption resumes; under
+    `backup_dir` says where), so the same call after an interruption resumes,
+    and TensorBoard summaries go to `out_dir/tensorboard`; under
     `multi_worker` only the chief writes there and to the negatives cache, the
     other workers to temporary directories (`chief_dir`).
     """
@@ -248,10 +256,11 @@ def train(config: TrainConfig, out_dir: Optional[str] = None, verbose: int = 1,
     if backup_dir is None and out_dir:
         backup_dir = os.path.join(out_dir, "backup")  # the same command, run again, resumes
     model, history, train_seconds = fit(config, data.train_sequences, data.vocab.size, data.item_counts,
-                                        (), verbose, backup_dir, strategy, side=data.train_side,
+                                        callbacks, verbose, backup_dir, strategy, side=data.train_side,
                                         side_vocab_sizes=data.side_vocab_sizes(),
                                         validation=data.eval_arrays("validation", config.max_len)
-                                        if config.validate_every else None)
+                                        if config.validate_every else None,
+                                        tensorboard_dir=os.path.join(out_dir, TENSORBOARD) if out_dir else None)
     with chief_dir(out_dir, strategy) as run_dir, chief_dir(negatives_cache_dir(), strategy) as cache_dir:
         results = evaluate_split(model, data, config, cache_dir=cache_dir)
         metrics = metrics_by_protocol(results)
