@@ -11,22 +11,29 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install run test clean
 
+# The install's own output (pip, the wheel fetch, the glibc patch) goes to $(INSTALL_LOG); its end
+# is shown if a step fails.
+INSTALL_LOG := $(VENV)/install.log
 $(STAMP): setup.py requirements/constraints.txt tools/glibc_compat/glibc_compat.py tools/glibc_compat/shim.cc
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# TFX's ml-metadata and TFDV wheels need glibc 2.39; fetch them (only if needed) ...
-	$(PY) tools/glibc_compat/glibc_compat.py fetch-wheels $(WHEELS)
-	$(PY) -m pip install --disable-pip-version-check -q --find-links $(WHEELS) \
-		-c requirements/constraints.txt -e ".[tfx,dev]"
-	# ... and make their native extensions load on older glibc (no-op on glibc >= 2.39).
-	$(PY) tools/glibc_compat/glibc_compat.py patch
-	$(PY) tools/glibc_compat/glibc_compat.py check
-	touch $(STAMP)
+	@mkdir -p $(VENV)
+	@echo "installing the pinned stack into $(VENV) (a few minutes the first time; log: $(INSTALL_LOG))"
+	@( set -e; \
+	  test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+	  : "TFX's ml-metadata and TFDV wheels need glibc 2.39: fetch them (only if needed) ..."; \
+	  $(PY) tools/glibc_compat/glibc_compat.py fetch-wheels $(WHEELS); \
+	  $(PY) -m pip install --disable-pip-version-check -q --find-links $(WHEELS) \
+		-c requirements/constraints.txt -e ".[tfx,dev]"; \
+	  : "... and make their native extensions load on older glibc (no-op on glibc >= 2.39)"; \
+	  $(PY) tools/glibc_compat/glibc_compat.py patch; \
+	  $(PY) tools/glibc_compat/glibc_compat.py check ) > $(INSTALL_LOG) 2>&1 \
+	  || (tail -n 30 $(INSTALL_LOG); echo "install failed; full log: $(INSTALL_LOG)"; exit 1)
+	@touch $(STAMP)
 
 install: $(STAMP)
 
 # The main job on the embedded default data (MovieLens-100K): the TFX pipeline.
 run: install
-	$(PY) pipelines/local_runner.py --model sasrec --epochs 200
+	@$(PY) pipelines/local_runner.py --model sasrec --epochs 200
 
 # Debian's Chromium, for the report's browser test (tests/test_report.py); CI runs as root.
 BROWSER := /usr/bin/chromium

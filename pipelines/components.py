@@ -125,8 +125,6 @@ def ReportWriter(  # pylint: disable=invalid-name
     """The report of the Trainer's model (`tfrec_dyn.report`, as `tfrec-dyn report` writes it) in
     its artifact and, when the model was pushed, next to it: `<serving dir>/<version>/report.html`
     (TF Serving reads only the SavedModel's own files there)."""
-    import shutil
-
     from pipelines.module import RUN_DIR
     from tfrec_dyn.report import write_report
     from tfrec_dyn.training.run import REPORT
@@ -134,5 +132,5 @@ def ReportWriter(  # pylint: disable=invalid-name
     path = write_report(os.path.join(model_run.uri, RUN_DIR), os.path.join(report.uri, REPORT))
     if pushed_model.get_int_custom_property("pushed") == 1:
         destination = pushed_model.get_string_custom_property("pushed_destination")
-        shutil.copyfile(path, os.path.join(destination, REPORT))
+        tf.io.gfile.copy(path, os.path.join(destination, REPORT), overwrite=True)
         report.set_string_custom_property("pushed_report", os.path.join(destination, REPORT))

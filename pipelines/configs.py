@@ -65,6 +65,9 @@ class PipelineConfig:
     # Local runs keep ML Metadata in SQLite under the pipeline root; Kubeflow
     # brings its own metadata store.
     local_metadata: bool = True
+    # The ReportWriter component (`tfrec-dyn report` next to the pushed model).  It reads the
+    # raw log again with the library's readers, which read local files: local runs only.
+    write_report: bool = True
 
     @property
     def model_name(self) -> str:

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
                         help="reuse cached steps (off by default: remote input files are not fingerprinted)")
     args = parser.parse_args(argv)
     try:
-        config = pipeline_config(args, module_path=IMAGE_MODULE_PATH, local_metadata=False,
+        config = pipeline_config(args, module_path=IMAGE_MODULE_PATH, local_metadata=False, write_report=False,
                                  enable_cache=args.enable_cache)
     except ValueError as error:  # an unknown or unguessable format: one line, exit 2
         parser.error(str(error))

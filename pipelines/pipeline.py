@@ -84,12 +84,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_model_dir)))
     # The run's report (data, curves, metrics next to PopRec, ...) beside the pushed model.
-    report_writer = ReportWriter(model_run=trainer.outputs["model_run"], pushed_model=pusher.outputs["pushed_model"])
+    reports = [ReportWriter(model_run=trainer.outputs["model_run"], pushed_model=pusher.outputs["pushed_model"])
+               ] if config.write_report else []
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.name, pipeline_root=config.pipeline_root,
         metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                                     if config.local_metadata else None),
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, baseline,
-                    evaluator, pusher, report_writer],
+                    evaluator, pusher, *reports],
         enable_cache=config.enable_cache, beam_pipeline_args=config.beam_pipeline_args())

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
 from typing import Dict, List, Optional, TextIO
 
-from tfrec_dyn.console import EVENTS_FD, ProgressBar
+from tfrec_dyn.console import EVENTS_FD, ProgressBar, redraw
 
 # What TFX 1.x's LocalDagRunner and Launcher log around each node (absl, INFO).
 COMPONENT_RUNNING = "Component %s is running."
@@ -79,6 +80,7 @@ class PipelineView:
         self.training: Optional[Dict] = None
         self.bar: Optional[ProgressBar] = None
         self.summary: Optional[str] = None
+        self.finished = 0  # components done or cached
 
     def handle(self, event: Dict) -> None:
         if "summary" in event:
@@ -94,17 +96,21 @@ class PipelineView:
             self._line(f"{event['state']:<7} {time.monotonic() - self.started:7.1f} s"
                        + (f"   {training_summary(self.training)}" if self.training else ""))
             self.current = self.bar = None
+            self.finished += 1
         elif "epoch" in event and self.bar:  # the Trainer's training
             self.training = event
             self.bar.update(event)
 
     def fail(self, returncode: int) -> None:
-        where = self.current or "the pipeline (before any component ran)"
+        where = self.current or ("the pipeline, after its last component" if self.finished
+                                 else "the pipeline, before any component ran")
         if self.bar:
             self.bar.close()
         if self.current:
             self._line(f"failed  {time.monotonic() - self.started:7.1f} s")
-        self.stream.write(f"\n{where} failed (exit status {returncode}); the last lines of its log:\n")
+        status = (f"killed by {signal.Signals(-returncode).name}" if returncode < 0
+                  else f"exit status {returncode}")
+        self.stream.write(f"\n{where} failed ({status}); the last lines of its log:\n")
         for line in self.tail():
             self.stream.write(f"  | {line}\n")
         self.stream.write(f"full log: {self.log_path}\n")
@@ -121,10 +127,22 @@ class PipelineView:
     def _line(self, text: str, final: bool = True) -> None:
         line = f"{self.current:<{NAME_WIDTH}} {text}"
         if self.tty:
-            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+            redraw(self.stream, line, final)
         else:
             self.stream.write(line + "\n")
-        self.stream.flush()
+            self.stream.flush()
+
+
+def _die_with_parent() -> None:
+    """In the child, before it starts: killed when the runner dies, whatever kills it (Linux's
+    PR_SET_PDEATHSIG), so a rerun never races a pipeline nobody watches; elsewhere the
+    child ends at its next event (`EventChannel.send`)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def watch(command: List[str], log_path: str, stream: TextIO = sys.stdout) -> int:
@@ -137,7 +155,8 @@ def watch(command: List[str], log_path: str, stream: TextIO = sys.stdout) -> int
     stream.flush()
     with open(log_path, "a") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 pass_fds=(write_fd,), env={**os.environ, EVENTS_FD: str(write_fd)})
+                                 pass_fds=(write_fd,), env={**os.environ, EVENTS_FD: str(write_fd)},
+                                 preexec_fn=_die_with_parent)
     os.close(write_fd)  # the child holds the only writing end: EOF when it exits
     try:
         with os.fdopen(read_fd) as events:
@@ -154,6 +173,7 @@ def watch(command: List[str], log_path: str, stream: TextIO = sys.stdout) -> int
         return 130
     if returncode:
         view.fail(returncode)
-    elif view.summary:
+        return 128 - returncode if returncode < 0 else returncode  # a signal: the shell's convention
+    if view.summary:
         stream.write(view.summary + "\n")
-    return returncode
+    return 0

@@ -23,7 +23,7 @@ def test_kubeflow_v2_compile(tmp_path):
     tasks = set(spec.root.dag.tasks)
     assert {"SequenceExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
             "latest_blessed_model-model-resolver", "latest_blessed_model-model-blessing-resolver", "Evaluator",
-            "Pusher", "ReportWriter"} == tasks
+            "Pusher"} == tasks  # no ReportWriter: it reads local files (PipelineConfig.write_report)
     executors = document["pipelineSpec"]["deploymentSpec"]["executors"].values()
     images = {e["container"]["image"] for e in executors if "container" in e}
     assert images == {"gcr.io/example/tfrec-dyn:test"}

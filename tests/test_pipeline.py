@@ -58,7 +58,7 @@ def _tensorboard_scalars(log_dir, run, tag):
 
     events = EventAccumulator(os.path.join(str(log_dir), run))
     events.Reload()
-    tags = [t for t in events.Tags()["tensors"] if t.endswith(tag)]
+    tags = [t for t in events.Tags()["tensors"] if t == f"epoch_{tag}"]
     assert tags, events.Tags()
     return [float(tf.make_ndarray(e.tensor_proto)) for e in sorted(events.Tensors(tags[0]), key=lambda e: e.step)]
 

@@ -34,7 +34,7 @@ def test_the_report_shows_the_runs_own_figures(runs):
     """Two paths, one number: the report's test metrics for the model and for PopRec are
     those the two training runs recorded; the data summary is the log's."""
     from tfrec_dyn.report import run_facts
-    from tfrec_dyn.training import Run
+    from tfrec_dyn.training import PreparedData, Run
 
     folder, data = runs
     facts = run_facts(Run.load(str(folder / "retr")))
@@ -53,8 +53,14 @@ def test_the_report_shows_the_runs_own_figures(runs):
     validation = json.loads((folder / "retr" / "history.json").read_text())["validation"]
     assert facts["history"]["validation"]["NDCG@10"] == validation["NDCG@10"]
     shown = facts["recommendations"]
-    assert len(shown) == 4 and all(len(user["top"]) == 10 for user in shown)
-    assert all(user["history"][-1]["item"] != "" for user in shown)
+    assert len(shown) == 4 and len({user["user"] for user in shown}) == 4
+    split = PreparedData.from_config(Run.load(str(folder / "retr")).config).split.test
+    held_out = dict(zip(split.inputs.user_ids, split.target_items()))
+    for user in shown:  # each user's own held-out item and latest history, and 10 unseen items
+        assert user["target"]["item"] == held_out[user["user"]]
+        recent = list(split.inputs.items[split.inputs.user_ids.index(user["user"])])[-8:]
+        assert [item["item"] for item in user["history"]] == recent
+        assert len(user["top"]) == 10 and not {item["item"] for item in user["top"]} & set(recent)
     routed = facts["explain"]["routed"]  # RETR: [layers, items], every item of the picture shown
     assert len(routed) == 2 and len(routed[0]) == len(facts["explain"]["items"]) == 20
 
@@ -76,7 +82,8 @@ def test_the_report_page_loads_in_chromium_with_every_plot(runs, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1])["report"] == str(run / "report.html")
     seen = browse(str(run / "report.html"), screenshot=str(tmp_path / "report.png"))
-    assert seen["errors"] == [] and seen["requests"] == [], seen
+    # Works offline and as written: nothing fetched, no script at all, no error.
+    assert seen["errors"] == [] and seen["requests"] == [] and seen["scripts"] == 0, seen
     drawn = {plot["name"]: plot for plot in seen["plots"]}
     assert set(drawn) == {"sequence-lengths", "training", "metrics", "beyond-accuracy", "explain"}, drawn
     for plot in drawn.values():

@@ -129,43 +129,44 @@ def _print_metrics(title: str, metrics: dict) -> None:
 def _train(args) -> dict:
     """Trains with one progress line on stderr; the frameworks' output goes to
     a log file (RUN/logs/train.log) unless --verbose."""
-    if args.verbose:
-        sys.stderr.write(args.startup_output)
-        return _train_and_print(args, verbose=1 if sys.stdout.isatty() else 2)
-    from tfrec_dyn.console import ProgressBar, quiet_output
-    from tfrec_dyn.training.progress import TrainingProgress
-    from tfrec_dyn.training.run import LOGS
-
-    args.log = (os.path.join(args.out, LOGS, "train.log") if args.out else os.path.join(
-        tempfile.gettempdir(), "tfrec-dyn", f"train-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"))
-    with quiet_output(args.log, preamble=args.startup_output) as terminal:
-        bar = None if args.quiet else ProgressBar(terminal, prefix=f"{args.model} ")
-        try:
-            result = _train_and_print(args, verbose=0, callbacks=[TrainingProgress(bar.update)] if bar else [])
-        finally:
-            if bar:
-                bar.close()
-    print(f"log: {args.log}")
-    return result
-
-
-def _train_and_print(args, verbose: int, callbacks=()) -> dict:
     from tfrec_dyn.training import TrainConfig, train
     from tfrec_dyn.training.flags import train_config_fields
 
     config = TrainConfig(**train_config_fields(args))
-    result = train(config, out_dir=args.out, verbose=verbose, callbacks=callbacks)
+    if args.verbose:
+        sys.stderr.write(args.startup_output)
+        result = train(config, out_dir=args.out, verbose=1 if sys.stdout.isatty() else 2)
+    else:
+        from tfrec_dyn.console import ProgressBar, quiet_output
+        from tfrec_dyn.training.progress import TrainingProgress
+        from tfrec_dyn.training.run import LOGS
+
+        args.log = (os.path.join(args.out, LOGS, "train.log") if args.out else os.path.join(
+            tempfile.gettempdir(), "tfrec-dyn", f"train-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"))
+        with quiet_output(args.log, preamble=args.startup_output) as terminal:
+            bar = None if args.quiet else ProgressBar(terminal, prefix=f"{args.model} ")
+            try:
+                result = train(config, out_dir=args.out, verbose=0,
+                               callbacks=[TrainingProgress(bar.update)] if bar else [])
+            finally:
+                if bar:
+                    bar.close()
+    return _print_training(args, config, result)
+
+
+def _print_training(args, config, result) -> dict:
+    from tfrec_dyn.training.validation import describe
+
     report = result.data.interactions.report
     if report is not None:
         print(report.summary())
-    validation = result.history.get("validation")
-    if validation and validation.get("best_epoch"):
-        print(f"validation: best NDCG@10 {validation['best_NDCG@10']:.4f} at epoch {validation['best_epoch']}"
-              + (f", stopped at epoch {validation['stopped_epoch']}" if validation.get("stopped_epoch") else "")
-              + (" (its weights restored)" if validation.get("restored_best") else ""))
+    if result.history.get("validation"):
+        print(describe(result.history["validation"]))
     for protocol, figures in result.metrics.items():
         _print_metrics(f"{config.model} on {config.data}, test split, protocol={protocol}:", figures)
     print(f"training time: {result.train_seconds:.1f} s" + (f"; saved to {args.out}" if args.out else ""))
+    if getattr(args, "log", None):
+        print(f"log: {args.log}")
     return {"model": config.model, "data": config.data, "protocol": args.protocol,
             **result.metrics[args.protocol], "train_seconds": result.train_seconds,
             "protocols": result.metrics, "run": args.out}
@@ -223,7 +224,7 @@ def _explain(args) -> dict:
     """The user's test-split history (what the model saw to predict the held-out item)
     as the model structured it: RETR's pathways, RDRSR's interests, AdaSplit's sub-sequences."""
     from tfrec_dyn.data import item_titles, pad_left
-    from tfrec_dyn.report.explain import EXPLAINED, explain, explains
+    from tfrec_dyn.models.explain import EXPLAINED, explain, explains
     from tfrec_dyn.training import PreparedData, Run
 
     run = Run.load(args.run)
@@ -276,12 +277,19 @@ def _print_groups(found, noun, history, titles, args) -> dict:
 
 
 def _report(args) -> dict:
+    """Writes the report; the frameworks' output goes to RUN/logs/report.log."""
+    from tfrec_dyn.console import quiet_output
     from tfrec_dyn.report import write_report
     from tfrec_dyn.report.facts import MAX_USERS
+    from tfrec_dyn.training.run import LOGS
 
     if args.max_users is not None and args.max_users <= 0:
         raise CliError(f"--max-users must be positive, got {args.max_users}")
-    path = write_report(args.run, args.out, max_users=args.max_users or MAX_USERS)
+    if not os.path.isdir(args.run):
+        raise CliError(f"{args.run}: not a run directory")
+    args.log = os.path.join(args.run, LOGS, "report.log")
+    with quiet_output(args.log, preamble=args.startup_output):
+        path = write_report(args.run, args.out, max_users=args.max_users or MAX_USERS)
     print(f"report: {path}")
     return {"run": args.run, "report": path}
 
@@ -375,7 +383,7 @@ def main(argv=None) -> int:
         startup_output = startup.read()
     args = parser.parse_args(argv)
     args.startup_output = startup_output
-    if args.command != "train":
+    if args.command not in ("train", "report"):  # those two keep it in their log
         sys.stderr.write(startup_output)
     try:
         result = COMMANDS[args.command](args)

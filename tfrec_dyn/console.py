@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -47,11 +48,21 @@ def progress_text(event: Dict, width: int = 20) -> str:
     if "loss" in event:
         parts.append(f"loss {event['loss']:.4f}")
     if "val" in event:
-        parts.append(f"val NDCG@10 {event['val']:.4f} (best {event['best']:.4f} @ {event['best_epoch']})")
+        parts.append(f"val NDCG@10 {event['val']:.4f} @ {event['val_epoch']}"
+                     + (f" (best {event['best']:.4f} @ {event['best_epoch']})" if event.get("best_epoch") else ""))
     if event.get("resumed_after"):
         parts.append(f"resumed after epoch {event['resumed_after']}")
     parts.append(_duration(event.get("seconds", 0)))
     return "  ".join(parts)
+
+
+def redraw(stream: TextIO, line: str, final: bool = False) -> None:
+    """Draws `line` over the terminal's current line; `final` ends it.  A line
+    still to be drawn over is cut to the terminal's width (a wrapped one could not be)."""
+    if not final:
+        line = line[:max(20, shutil.get_terminal_size().columns - 1)]
+    stream.write("\r\033[K" + line + ("\n" if final else ""))
+    stream.flush()
 
 
 class ProgressBar:
@@ -69,7 +80,7 @@ class ProgressBar:
     def update(self, event: Dict) -> None:
         line = self.prefix + progress_text(event)
         if self.tty:
-            self.stream.write("\r\033[K" + line)
+            redraw(self.stream, line)
             self._drawn = True
         elif event.get("done") or time.monotonic() - self._last_time >= self.interval:
             self.stream.write(line + "\n")
@@ -97,13 +108,21 @@ class EventChannel:
     @classmethod
     def from_environment(cls) -> Optional["EventChannel"]:
         fd = os.environ.get(EVENTS_FD)
-        return cls(int(fd)) if fd and fd.isdigit() else None
+        if not (fd and fd.isdigit()):
+            return None
+        try:
+            os.set_inheritable(int(fd), False)  # this process's: its own children never hold the pipe open
+            return cls(int(fd))
+        except OSError:  # not open here (a grandchild that inherited the variable only)
+            return None
 
     def send(self, event: Dict) -> None:
+        """Sends `event`; if the runner is gone (the pipe is broken), this
+        process ends too: nobody would see its result, and a rerun must not race it."""
         try:
             self._file.write(json.dumps(event, default=str) + "\n")
-        except (BrokenPipeError, OSError):  # the runner is gone: its own exit tells the person
-            pass
+        except BrokenPipeError:
+            os._exit(1)
 
 
 def _show_warning_from(terminal: TextIO, log: TextIO):

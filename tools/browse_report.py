@@ -27,7 +27,8 @@ PLOTS_SCRIPT = """() => [...document.querySelectorAll('figure.plot')].map(figure
 
 def browse(path: str, screenshot: Optional[str] = None, width: int = 1200) -> Dict:
     """{"errors": script errors and console errors, "requests": URLs other
-    than the file itself, "plots": [{name, width, height, marks}]}."""
+    than the file itself, "scripts": how many <script> elements the page has,
+    "plots": [{name, width, height, marks}]}."""
     from playwright.sync_api import sync_playwright
 
     url = "file://" + os.path.abspath(path)
@@ -42,11 +43,12 @@ def browse(path: str, screenshot: Optional[str] = None, width: int = 1200) -> Di
             page.on("request", lambda request: requests.append(request.url) if request.url != url else None)
             page.goto(url, wait_until="load")
             plots = page.evaluate(PLOTS_SCRIPT)
+            scripts = page.evaluate("() => document.scripts.length")
             if screenshot:
                 page.screenshot(path=screenshot, full_page=True)
         finally:
             browser.close()
-    return {"errors": errors, "requests": requests, "plots": plots}
+    return {"errors": errors, "requests": requests, "scripts": scripts, "plots": plots}
 
 
 def main(argv=None) -> int:

@@ -20,15 +20,17 @@ from typing import Optional
 
 from tfrec_dyn.report.facts import MAX_USERS, run_facts
 from tfrec_dyn.report.page import render
+from tfrec_dyn.report.plots import figures
 from tfrec_dyn.training.run import REPORT, Run
 
-__all__ = ["write_report", "run_facts", "render"]
+__all__ = ["write_report", "run_facts", "figures", "render"]
 
 
 def write_report(run_path: str, out: Optional[str] = None, max_users: int = MAX_USERS) -> str:
     """Writes the report of the run at `run_path` to `out` (default
     `RUN/report.html`); returns the path written."""
-    page = render(run_facts(Run.load(run_path), max_users=max_users))
+    facts = run_facts(Run.load(run_path), max_users=max_users)
+    page = render(facts, figures(facts))
     out = out or os.path.join(run_path, REPORT)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".tmp", "w", encoding="utf-8") as f:

@@ -21,9 +21,9 @@ import numpy as np
 from tfrec_dyn.data import item_titles
 from tfrec_dyn.data.splits import sample_users
 from tfrec_dyn.metrics.evaluation import metrics_by_protocol, model_features
-from tfrec_dyn.report.explain import explain, explains
+from tfrec_dyn.models.explain import explain, explains
 from tfrec_dyn.training.experiment import PreparedData
-from tfrec_dyn.training.run import HISTORY, Run
+from tfrec_dyn.training.run import Run
 from tfrec_dyn.training.trainer import evaluate_split, fit
 
 MAX_USERS = 10_000  # the evaluation sample's size on a large log: the full protocol stays cheap
@@ -42,15 +42,17 @@ def run_facts(run: Run, max_users: int = MAX_USERS, data: Optional[PreparedData]
     titles = item_titles(config.data) if config.data else {}
     facts = {"model": config.model, "data": config.data, "run": os.path.abspath(run.path),
              "config": json.loads(config.to_json()), "data_summary": data_summary(data),
-             "history": _history(run.path), "train_seconds": run.metrics().get("train_seconds")}
+             "history": run.history(), "train_seconds": run.metrics().get("train_seconds")}
     results = {POPREC: evaluate_split(_poprec(data, config), data, evaluated),
                "model": evaluate_split(run.model, data, evaluated)}
     by_protocol = {name: metrics_by_protocol(result) for name, result in results.items()}
-    facts["metrics"] = {protocol: {name: by_protocol[name][protocol] for name in by_protocol}
-                        for protocol in by_protocol["model"]}
-    facts["evaluated_users"] = len(next(iter(results["model"].values())).ranks)
+    # PopRec where it has the protocol (HUP's "category" protocol is the model's alone).
+    facts["metrics"] = {protocol: {name: figures[protocol] for name, figures in by_protocol.items()
+                                   if protocol in figures} for protocol in by_protocol["model"]}
+    facts["evaluated_examples"] = len(next(iter(results["model"].values())).ranks)
     arrays = data.eval_arrays("test", config.max_len)
-    shown = sample_users(arrays.user_ids, SHOWN_USERS)
+    shown = _one_row_per_user(arrays.user_ids)
+    shown = shown[sample_users([arrays.user_ids[row] for row in shown], SHOWN_USERS)]
     facts["recommendations"] = _recommendations(run, arrays.rows(shown), titles, config.exclude_seen)
     if explains(run.model):
         facts["explain"] = _explanation(run, arrays.rows(shown[:1]), titles)
@@ -68,12 +70,11 @@ def data_summary(data: PreparedData) -> Dict:
                                                  "skipped": dict(report.skipped)}}
 
 
-def _history(path: str) -> Dict:
-    history_path = os.path.join(path, HISTORY)
-    if not os.path.exists(history_path):
-        return {}
-    with open(history_path) as f:
-        return json.load(f)
+def _one_row_per_user(user_ids) -> np.ndarray:
+    """The last evaluation row of each user (the session split has a row per prefix of a session)."""
+    ids = np.asarray(user_ids, dtype=object)
+    _, last_from_end = np.unique(ids[::-1], return_index=True)
+    return np.sort(len(ids) - 1 - last_from_end)
 
 
 def _poprec(data: PreparedData, config):

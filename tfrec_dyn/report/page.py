@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-from tfrec_dyn.report import plots
-from tfrec_dyn.report.explain import EXPLAINED
+from tfrec_dyn.training.validation import describe
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0;
@@ -34,11 +33,9 @@ def _e(value) -> str:
     return html.escape(str(value))
 
 
-def _figure(name: str, svg: Optional[str], caption: str = "") -> str:
-    if not svg:
-        return ""
-    return (f'<figure class="plot" id="plot-{name}" data-plot="{name}">{svg}'
-            + (f"<figcaption class='muted'>{_e(caption)}</figcaption>" if caption else "") + "</figure>")
+def _figure(name: str, figures: Dict[str, str]) -> str:
+    svg = figures.get(name)
+    return f'<figure class="plot" id="plot-{name}" data-plot="{name}">{svg}</figure>' if svg else ""
 
 
 def _table(header: List[str], rows: List[List], numeric_from: int = 1) -> str:
@@ -56,7 +53,7 @@ def _number(value) -> str:
     return "–" if value is None else (f"{value:.4f}" if isinstance(value, float) else f"{value:,}")
 
 
-def _data_section(facts: Dict) -> str:
+def _data_section(facts: Dict, figures: Dict[str, str]) -> str:
     summary = facts["data_summary"]
     config = facts["config"]
     parts = ["<div class='facts'>", _fact("users", f"{summary['users']:,}"), _fact("items", f"{summary['items']:,}"),
@@ -73,47 +70,38 @@ def _data_section(facts: Dict) -> str:
             parts.append(_table(["quarantined because", "lines"], rows))
     parts.append(f"<p class='muted'>Split: {_e(config['split'])}; runs of one item collapsed: "
                  f"{_e(summary['collapse_repeats'])}; the model sees the last {config['max_len']} items.</p>")
-    parts.append(_figure("sequence-lengths", plots.sequence_lengths(summary["lengths"])))
+    parts.append(_figure("sequence-lengths", figures))
     return "<section id='data'><h2>Data</h2>" + "".join(parts) + "</section>"
 
 
-def _training_section(facts: Dict) -> str:
-    history = facts["history"]
-    validation = history.get("validation") or {}
-    text = []
+def _training_section(facts: Dict, figures: Dict[str, str]) -> str:
+    text = [describe(facts["history"].get("validation"))]
     if facts.get("train_seconds") is not None:
-        text.append(f"trained in {facts['train_seconds']:.1f} s")
-    if validation.get("best_epoch"):
-        text.append(f"best validation NDCG@10 {validation['best_NDCG@10']:.4f} at epoch {validation['best_epoch']}"
-                    + (f", stopped at epoch {validation['stopped_epoch']}" if validation.get("stopped_epoch") else "")
-                    + (" (its weights kept)" if validation.get("restored_best") else "")
-                    + f"; validated on {validation.get('users', 0):,} users")
-    return ("<section id='training'><h2>Training</h2>" + (f"<p>{_e('; '.join(text))}.</p>" if text else "")
-            + _figure("training", plots.training_curves(history)) + "</section>")
+        text.insert(0, f"trained in {facts['train_seconds']:.1f} s")
+    return (f"<section id='training'><h2>Training</h2><p>{_e('; '.join(text))}.</p>"
+            + _figure("training", figures) + "</section>")
 
 
-def _metrics_section(facts: Dict) -> str:
+def _metrics_section(facts: Dict, figures: Dict[str, str]) -> str:
     metrics = facts["metrics"]
     names = ["HR@10", "NDCG@10", "MRR", "HR@50", "NDCG@50"]
     rows = []
     for protocol, by_model in metrics.items():
-        for label, figures in by_model.items():
+        for label, values in by_model.items():
             name = facts["model"] if label == "model" else label
-            rows.append([_e(protocol), _e(name)] + [_number(figures.get(n)) for n in names]
-                        + [_number(figures.get("RepeatShare"))])
-    shown = {p: {(facts["model"] if k == "model" else k): v for k, v in by_model.items()}
-             for p, by_model in metrics.items() if ":" not in p}
-    beyond = {facts["model"] if k == "model" else k: v for k, v in metrics["full"].items()}
+            rows.append([_e(protocol), _e(name)] + [_number(values.get(n)) for n in names]
+                        + [_number(values.get("RepeatShare"))])
     return ("<section id='metrics'><h2>Test metrics by protocol, next to PopRec</h2>"
-            f"<p class='muted'>{facts['evaluated_users']:,} test users; PopRec counts the same training split. "
+            f"<p class='muted'>{facts['evaluated_examples']:,} test examples (one per user under leave-one-out); "
+            "PopRec counts the same training split. "
             "full: every item ranked; sampled: the target against the run's sampled negatives; "
             "full:novel / full:repeat: the targets new to the user / already in their history.</p>"
             + _table(["protocol", "model"] + names + ["repeat share"], rows, numeric_from=2)
-            + _figure("metrics", plots.protocol_metrics(shown))
+            + _figure("metrics", figures)
             + "<h2>Beyond accuracy</h2><p class='muted'>Coverage: the share of the catalogue in some top-10 list; "
             "Gini: how unequally the lists expose items (1: one item everywhere); tail share: the share of list "
             "slots that go to the 80% least popular items.</p>"
-            + _figure("beyond-accuracy", plots.beyond_accuracy(beyond)) + "</section>")
+            + _figure("beyond-accuracy", figures) + "</section>")
 
 
 def _item(item: Dict) -> str:
@@ -134,26 +122,24 @@ def _recommendations_section(facts: Dict) -> str:
             f"<div class='users'>{''.join(cards)}</div></section>")
 
 
-def _explain_section(facts: Dict) -> str:
+def _explain_section(facts: Dict, figures: Dict[str, str]) -> str:
     found = facts.get("explain")
     if not found:
         return ""
-    noun = EXPLAINED[found["kind"]]
-    svg = plots.pathways(found) if found["kind"] == "pathways" else plots.groups(found, noun)
     text = {"pathways": "RETR routes each recent behaviour through a pathway per layer or drops it.",
             "interests": "RDRSR groups the recent items into a dynamic number of interests.",
             "subsequences": "AdaSplit splits the recent items into sub-sequences."}[found["kind"]]
     return (f"<section id='explain'><h2>What the model does with a history</h2><p>{_e(text)} "
             f"(<code>tfrec-dyn explain RUN --user {_e(found['user'])}</code> prints the same.)</p>"
-            + _figure("explain", svg) + "</section>")
+            + _figure("explain", figures) + "</section>")
 
 
-def render(facts: Dict) -> str:
-    """The page for `tfrec_dyn.report.facts.run_facts(...)`."""
+def render(facts: Dict, figures: Dict[str, str]) -> str:
+    """The page for `tfrec_dyn.report.facts.run_facts(...)` and its plots (`tfrec_dyn.report.plots.figures`)."""
     config = facts["config"]
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = (_data_section(facts) + _training_section(facts) + _metrics_section(facts)
-            + _recommendations_section(facts) + _explain_section(facts))
+    body = (_data_section(facts, figures) + _training_section(facts, figures) + _metrics_section(facts, figures)
+            + _recommendations_section(facts) + _explain_section(facts, figures))
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{_e(facts['model'])} on {_e(facts['data'])} — tfrec_dyn report</title><style>{CSS}</style>"

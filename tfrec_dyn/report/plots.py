@@ -16,9 +16,12 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+from tfrec_dyn.models.explain import EXPLAINED
+
 MODEL_COLOR, POPREC_COLOR, VALIDATION_COLOR = "#2f6db5", "#b0b0b0", "#d9822b"
 STYLE = {"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
          "axes.titlesize": 10, "axes.titleweight": "bold", "figure.dpi": 96}
+LENGTH_TICKS = [m * 10 ** e for e in range(7) for m in (1, 2, 5)]
 GROUP_COLORS = ["#2f6db5", "#d9822b", "#3a9a5b", "#b5413b", "#7d5ba6", "#8c6d31", "#d45fa0", "#5f7f8c"]
 
 
@@ -45,6 +48,7 @@ def sequence_lengths(lengths: Sequence[int]) -> str:
         axes.hist(lengths, bins=bins, color=MODEL_COLOR, edgecolor="white", linewidth=0.4)
         if logarithmic:
             axes.set_xscale("log")
+            axes.set_xticks([t for t in LENGTH_TICKS if low <= t <= high + 1] or [low, high])
             axes.xaxis.set_major_formatter(ScalarFormatter())  # 20, 50, 100 rather than 2×10¹
             axes.xaxis.set_minor_formatter(NullFormatter())
         axes.axvline(np.median(lengths), color="black", linestyle="--", linewidth=1)
@@ -169,3 +173,19 @@ def groups(explanation: Dict, noun: str) -> str:
                        f"(number: the {noun}), oldest → newest")
         axes.tick_params(length=0)
         return _svg(figure)
+
+
+def figures(facts: Dict) -> Dict[str, str]:
+    """Every plot of the report of `facts` (`tfrec_dyn.report.facts.run_facts`), by name."""
+    label = {"model": facts["model"]}
+    metrics = {protocol: {label.get(name, name): figures for name, figures in by_model.items()}
+               for protocol, by_model in facts["metrics"].items() if protocol in ("full", "sampled")}
+    drawn = {"sequence-lengths": sequence_lengths(facts["data_summary"]["lengths"]),
+             "training": training_curves(facts["history"]),
+             "metrics": protocol_metrics(metrics)}
+    if "full" in metrics:
+        drawn["beyond-accuracy"] = beyond_accuracy(metrics["full"])
+    found = facts.get("explain")
+    if found:
+        drawn["explain"] = pathways(found) if found["kind"] == "pathways" else groups(found, EXPLAINED[found["kind"]])
+    return {name: svg for name, svg in drawn.items() if svg}

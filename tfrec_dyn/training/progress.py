@@ -18,8 +18,10 @@ class TrainingProgress(keras.callbacks.Callback):
 
     Each event is a dict: `epoch` (1-based, the one running or just done),
     `epochs` (the maximum), `step` / `steps` within the epoch, `loss`, and once
-    validation has run `val` (the monitored validation figure), `best`,
-    `best_epoch`; `seconds` since training started.  `resumed_after` is set
+    validation has run (`ValidationCallback`, which runs before this callback)
+    `val` (the monitored validation figure) and `val_epoch` (the epoch it was
+    checked after), `best` and `best_epoch` (the validator's, so a resumed
+    training's too); `seconds` since training started.  `resumed_after` is set
     when the training continues an interrupted one; the last event has
     `done: True`.  Batch events come at most every `min_interval` seconds,
     epoch events always.
@@ -28,11 +30,13 @@ class TrainingProgress(keras.callbacks.Callback):
         fit(config, sequences, vocab_size, counts, callbacks=[TrainingProgress(print)], verbose=0)
     """
 
-    def __init__(self, report: Callable[[Dict], None], monitor: str = "val_NDCG@10", min_interval: float = 0.5):
+    def __init__(self, report: Callable[[Dict], None], monitor: str = "NDCG@10", min_interval: float = 0.5):
         super().__init__()
         self.report, self.monitor, self.min_interval = report, monitor, min_interval
         self.state: Dict = {}
         self._start = self._last = 0.0
+        # The logs stay tensors between the updates sent (no host sync on every step).
+        self._supports_tf_logs = True
 
     def on_train_begin(self, logs=None):
         self._start = time.monotonic()
@@ -50,11 +54,10 @@ class TrainingProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self.monitor in logs:
-            value = float(logs[self.monitor])
-            self.state["val"] = value
-            if value > self.state.get("best", -float("inf")):
-                self.state.update(best=value, best_epoch=epoch + 1)
+        if f"val_{self.monitor}" in logs:
+            self.state.update(val=float(logs[f"val_{self.monitor}"]), val_epoch=epoch + 1)
+        if logs.get("val_best_epoch"):
+            self.state.update(best=float(logs[f"val_best_{self.monitor}"]), best_epoch=int(logs["val_best_epoch"]))
         self._send(logs)
 
     def on_train_end(self, logs=None):

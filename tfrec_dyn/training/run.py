@@ -71,10 +71,18 @@ class Run:
         return cls(path, config, Vocabulary.load(os.path.join(path, VOCAB)), model, side_vocabs)
 
     def metrics(self) -> Dict[str, Any]:
-        metrics_path = os.path.join(self.path, METRICS)
-        if not os.path.exists(metrics_path):
+        """`RUN/metrics.json` ({} if the run has none)."""
+        return self._json(METRICS)
+
+    def history(self) -> Dict[str, Any]:
+        """`RUN/history.json`: the per-epoch losses and the validation curve ({} if none)."""
+        return self._json(HISTORY)
+
+    def _json(self, name: str) -> Dict[str, Any]:
+        path = os.path.join(self.path, name)
+        if not os.path.exists(path):
             return {}
-        with open(metrics_path) as f:
+        with open(path) as f:
             return json.load(f)
 
 

@@ -121,6 +121,8 @@ class ValidationCallback(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
         else:
             self.wait += 1
+        if logs is not None:  # the best so far, a resumed training's included (progress, TensorBoard)
+            logs[f"val_best_{MONITOR}"], logs["val_best_epoch"] = self.best, self.best_epoch
         if self.patience and self.wait >= self.patience:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
@@ -162,3 +164,14 @@ class ValidationCallback(keras.callbacks.Callback):
         if self.best_epoch is not None:
             with np.load(os.path.join(self.state_dir, BEST_WEIGHTS)) as saved:
                 self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+def describe(summary: Optional[Dict[str, Any]]) -> str:
+    """One sentence for a `ValidationCallback.summary()` (what the CLI prints and the report shows)."""
+    if not summary or not summary.get("best_epoch"):
+        return "no validation check"
+    monitor = summary["monitor"]
+    return (f"best validation {monitor} {summary['best_' + monitor]:.4f} at epoch {summary['best_epoch']}"
+            + (f", stopped at epoch {summary['stopped_epoch']}" if summary.get("stopped_epoch") else "")
+            + (" (its weights kept)" if summary.get("restored_best") else "")
+            + f"; {summary.get('users', 0):,} validation users")

@@ -3,7 +3,7 @@
     found = explain(model, inputs, length=len(history))
     found["kind"]      # "pathways", "interests" or "subsequences"
 
-`tfrec-dyn explain` prints it; `tfrec-dyn report` draws it.
+`tfrec-dyn explain` prints it; `tfrec-dyn report` draws it (`tfrec_dyn.report`).
 """
 
 from __future__ import annotations
