@@ -52,8 +52,10 @@ MODELS = {
     "gru4rec": ("gru4rec", {}),
     "caser": ("caser", {}),
     "retr": ("retr", {}),
+    "rdrsr": ("rdrsr", {}),  # its defaults are rdrsr_ml100k.py's "rdrsr" variant
 }
-FIXED_EPOCHS = {**DEFAULT_EPOCHS, "gsasrec": 200, "hstu": 200, "retr": 200}  # the docs' tables' budgets
+# the docs' tables' budgets (RDRSR: rdrsr_ml100k.RDRSR_EPOCHS)
+FIXED_EPOCHS = {**DEFAULT_EPOCHS, "gsasrec": 200, "hstu": 200, "retr": 200, "rdrsr": 60}
 PATIENCES = (5, 10, 20, 30, 50)
 PROTOCOLS = ("full", "sampled")
 METRICS = ("HR@10", "NDCG@10", "MRR")

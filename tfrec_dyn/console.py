@@ -75,7 +75,7 @@ class ProgressBar:
                  tty: Optional[bool] = None):
         self.stream, self.prefix, self.interval = stream, prefix, interval
         self.tty = stream.isatty() if tty is None else tty
-        self._last_line, self._last_time, self._drawn = "", -float("inf"), False
+        self._last_time, self._drawn = -float("inf"), False
 
     def update(self, event: Dict) -> None:
         line = self.prefix + progress_text(event)
@@ -85,16 +85,14 @@ class ProgressBar:
         elif event.get("done") or time.monotonic() - self._last_time >= self.interval:
             self.stream.write(line + "\n")
             self._last_time = time.monotonic()
-        self._last_line = line
         self.stream.flush()
 
-    def close(self) -> str:
-        """Ends the line (on a terminal); returns the last line drawn."""
+    def close(self) -> None:
+        """Ends the line (on a terminal)."""
         if self.tty and self._drawn:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
-        return self._last_line
 
 
 class EventChannel:

@@ -91,7 +91,9 @@ def _metrics_section(facts: Dict, figures: Dict[str, str]) -> str:
             name = facts["model"] if label == "model" else label
             rows.append([_e(protocol), _e(name)] + [_number(values.get(n)) for n in names]
                         + [_number(values.get("RepeatShare"))])
-    return ("<section id='metrics'><h2>Test metrics by protocol, next to PopRec</h2>"
+    skipped = "".join(f"<p>The {_e(protocol)} protocol was not computed: {_e(reason)}</p>"
+                      for protocol, reason in facts["skipped_protocols"].items())
+    return ("<section id='metrics'><h2>Test metrics by protocol, next to PopRec</h2>" + skipped +
             f"<p class='muted'>{facts['evaluated_examples']:,} test examples (one per user under leave-one-out); "
             "PopRec counts the same training split. "
             "full: every item ranked; sampled: the target against the run's sampled negatives; "

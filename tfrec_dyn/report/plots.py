@@ -181,8 +181,9 @@ def figures(facts: Dict) -> Dict[str, str]:
     metrics = {protocol: {label.get(name, name): figures for name, figures in by_model.items()}
                for protocol, by_model in facts["metrics"].items() if protocol in ("full", "sampled")}
     drawn = {"sequence-lengths": sequence_lengths(facts["data_summary"]["lengths"]),
-             "training": training_curves(facts["history"]),
-             "metrics": protocol_metrics(metrics)}
+             "training": training_curves(facts["history"])}
+    if metrics:
+        drawn["metrics"] = protocol_metrics(metrics)
     if "full" in metrics:
         drawn["beyond-accuracy"] = beyond_accuracy(metrics["full"])
     found = facts.get("explain")
