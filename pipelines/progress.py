@@ -90,9 +90,7 @@ class PipelineView:
             self.log_offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
             self.bar = ProgressBar(self.stream, prefix=f"{self.current:<{NAME_WIDTH}} ", tty=self.tty)
             self._line("running", final=False)
-        elif "component" in event:
-            if self.bar:
-                self.bar.close()
+        elif "component" in event:  # its line replaces the progress line on a terminal
             self._line(f"{event['state']:<7} {time.monotonic() - self.started:7.1f} s"
                        + (f"   {training_summary(self.training)}" if self.training else ""))
             self.current = self.bar = None
@@ -104,8 +102,6 @@ class PipelineView:
     def fail(self, returncode: int) -> None:
         where = self.current or ("the pipeline, after its last component" if self.finished
                                  else "the pipeline, before any component ran")
-        if self.bar:
-            self.bar.close()
         if self.current:
             self._line(f"failed  {time.monotonic() - self.started:7.1f} s")
         status = (f"killed by {signal.Signals(-returncode).name}" if returncode < 0
