@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,3 +90,18 @@ def test_the_report_page_loads_in_chromium_with_every_plot(runs, tmp_path):
     for plot in drawn.values():
         assert plot["width"] > 200 and plot["height"] > 50 and plot["marks"] > 5, plot
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_one_shown_row_per_user_and_the_groups_picture():
+    """The session split has a row per prefix of a session: the report shows each
+    user (session) once, its last row; RDRSR's / AdaSplit's picture numbers each
+    item with its group."""
+    from tfrec_dyn.report.facts import _one_row_per_user
+    from tfrec_dyn.report.plots import groups
+
+    assert _one_row_per_user(["a", "b", "a", "c", "b"]).tolist() == [2, 3, 4]
+    svg = groups({"user": "7", "items": [{"item": str(i), "title": None} for i in range(6)],
+                  "assignment": [0, 0, 1, 1, 2, 0], "count": 3, "kind": "interests"}, "interest")
+    assert svg.startswith("<svg") and "User 7: 3 interest(s) over the last 6 items" in svg
+    labels = [int(text) for text in re.findall(r"fill: #ffffff[^>]*>(\d+)</text>", svg)]  # the cells' numbers
+    assert labels == [1, 1, 2, 2, 3, 1], labels
