@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Dict, List, Optional, TextIO
 
-from tfrec_dyn.console import EVENTS_FD, ProgressBar, redraw
+from tfrec_dyn.console import EventChannel, ProgressBar, redraw
 
 # What TFX 1.x's LocalDagRunner and Launcher log around each node (absl, INFO).
 COMPONENT_RUNNING = "Component %s is running."
@@ -151,7 +151,7 @@ def watch(command: List[str], log_path: str, stream: TextIO = sys.stdout) -> int
     stream.flush()
     with open(log_path, "a") as log:
         child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 pass_fds=(write_fd,), env={**os.environ, EVENTS_FD: str(write_fd)},
+                                 pass_fds=(write_fd,), env={**os.environ, **EventChannel.runner_environment(write_fd)},
                                  preexec_fn=_die_with_parent)
     os.close(write_fd)  # the child holds the only writing end: EOF when it exits
     try:

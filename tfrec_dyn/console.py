@@ -26,7 +26,7 @@ import time
 import warnings
 from typing import Dict, Iterator, Optional, Sequence, TextIO
 
-# The environment variable naming the file descriptor a pipeline's runner reads events from.
+# The environment variable naming the runner ("<its pid>:<file descriptor>") that reads events.
 EVENTS_FD = "TFREC_DYN_PROGRESS_FD"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -105,14 +105,18 @@ class EventChannel:
 
     @classmethod
     def from_environment(cls) -> Optional["EventChannel"]:
-        fd = os.environ.get(EVENTS_FD)
-        if not (fd and fd.isdigit()):
+        """The channel `runner_environment` opened for this process: only in
+        the runner's own child (a grandchild inherits the variable, not the pipe)."""
+        runner, _, fd = os.environ.get(EVENTS_FD, "").partition(":")
+        if not (runner.isdigit() and fd.isdigit()) or int(runner) != os.getppid():
             return None
-        try:
-            os.set_inheritable(int(fd), False)  # this process's: its own children never hold the pipe open
-            return cls(int(fd))
-        except OSError:  # not open here (a grandchild that inherited the variable only)
-            return None
+        os.set_inheritable(int(fd), False)  # the pipe is this process's: its children never hold it open
+        return cls(int(fd))
+
+    @staticmethod
+    def runner_environment(fd: int) -> Dict[str, str]:
+        """The environment variable that gives this process's child the writing end `fd`."""
+        return {EVENTS_FD: f"{os.getpid()}:{fd}"}
 
     def send(self, event: Dict) -> None:
         """Sends `event`; if the runner is gone (the pipe is broken), this
