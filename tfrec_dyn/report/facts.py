@@ -43,12 +43,13 @@ def run_facts(run: Run, max_users: int = MAX_USERS, data: Optional[PreparedData]
     facts = {"model": config.model, "data": config.data, "run": os.path.abspath(run.path),
              "config": json.loads(config.to_json()), "data_summary": data_summary(data),
              "history": run.history(), "train_seconds": run.metrics().get("train_seconds")}
+    arrays = data.eval_arrays("test", config.max_len)  # encoded once, for every evaluation below
     models = {POPREC: _poprec(data, config), "model": run.model}
     results, facts["skipped_protocols"] = {name: {} for name in models}, {}
     for protocol in config.eval_protocols:
         try:
             for name, model in models.items():
-                results[name].update(evaluate_split(model, data, evaluated, protocols=(protocol,)))
+                results[name].update(evaluate_split(model, data, evaluated, protocols=(protocol,), arrays=arrays))
         except ValueError as error:  # e.g. too small a catalogue for the sampled protocol: said on the page
             facts["skipped_protocols"][protocol] = str(error)
     by_protocol = {name: metrics_by_protocol(result) for name, result in results.items()}
@@ -56,9 +57,8 @@ def run_facts(run: Run, max_users: int = MAX_USERS, data: Optional[PreparedData]
     facts["metrics"] = {protocol: {name: figures[protocol] for name, figures in by_protocol.items()
                                    if protocol in figures} for protocol in by_protocol["model"]}
     facts["evaluated_examples"] = max((len(result.ranks) for result in results["model"].values()), default=0)
-    arrays = data.eval_arrays("test", config.max_len)
     shown = _one_row_per_user(arrays.user_ids)
-    shown = shown[sample_users([arrays.user_ids[row] for row in shown], SHOWN_USERS)]
+    shown = shown[sample_users(np.asarray(arrays.user_ids, dtype=object)[shown], SHOWN_USERS)]
     facts["recommendations"] = _recommendations(run, arrays.rows(shown), titles, config.exclude_seen)
     if explains(run.model):
         facts["explain"] = _explanation(run, arrays.rows(shown[:1]), titles)

@@ -43,10 +43,12 @@ class TrainResult:
 
 
 def evaluate_split(model, data: PreparedData, config: TrainConfig, which: str = "test",
-                   protocols=None, ks=EVAL_KS, cache_dir: Optional[str] = None):
+                   protocols=None, ks=EVAL_KS, cache_dir: Optional[str] = None, arrays: Optional[EvalArrays] = None):
     """`tfrec_dyn.metrics.evaluation.evaluate_model` on the validation or test
-    split of `data`, with the run's protocols and evaluation settings."""
-    return evaluate_model(model, data.eval_arrays(which, config.max_len), data.vocab, data.item_counts,
+    split of `data`, with the run's protocols and evaluation settings
+    (`arrays`: that split's `data.eval_arrays(which, config.max_len)`, when the caller has them)."""
+    arrays = arrays if arrays is not None else data.eval_arrays(which, config.max_len)
+    return evaluate_model(model, arrays, data.vocab, data.item_counts,
                           protocols=protocols or config.eval_protocols, ks=ks, cache_dir=cache_dir,
                           **config.evaluation_settings())
 
