@@ -148,7 +148,8 @@ def test_last_axis_layer_normalization_is_keras_layer_normalization_with_its_gra
 def test_hstu_block_through_the_harness(tmp_path):
     x = tf.random.normal([2, 5, 8])
     timestamps = tf.constant([[0.0, 0.0, 10.0, 100.0, 5000.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
-    run_layer_test(HSTUBlock, {"max_len": 5, "num_heads": 2}, [x, ITEMS, timestamps], (2, 5, 8), tmp_path)
+    run_layer_test(HSTUBlock, {"max_len": 5, "num_heads": 2, "attention_dropout": 0.1, "attention_scale": "items"},
+                   [x, ITEMS, timestamps], (2, 5, 8), tmp_path)
 
 
 def test_hstu_block_does_not_look_ahead_or_at_padding():
@@ -179,3 +180,17 @@ def test_relative_attention_bias_is_position_plus_time_bucket(tmp_path):
     np.testing.assert_allclose(np.tril(got), np.tril(want))
     np.testing.assert_allclose(bias(tf.constant([[2, 3, 4]])).numpy()[0], np.tril([[1, 0, 0], [2, 1, 0], [3, 2, 1]])
                                + np.triu(np.ones((3, 3)), 1))
+
+
+def test_hstu_items_scale_does_not_depend_on_the_padding():
+    """attention_scale="items" divides by the items a query attends to, so
+    more left padding leaves the real positions unchanged; "window" divides
+    by the window length, so it does not."""
+    x = tf.random.normal([1, 3, 8], seed=1)
+    items = tf.constant([[3, 4, 5]])
+    padded_x = tf.concat([tf.zeros([1, 2, 8]), x], axis=1)
+    padded_items = tf.constant([[0, 0, 3, 4, 5]])
+    for scale, same in (("items", True), ("window", False)):
+        block = HSTUBlock(max_len=5, attention_scale=scale, attention_dropout=0.0)
+        short, long = block(x, items)[0], block(padded_x, padded_items)[0, 2:]
+        assert np.allclose(short, long, atol=1e-5) == same, scale

@@ -4,13 +4,16 @@ Speak Louder than Words", ICML 2024, sec. 3).
 One block, for input X [B, L, d]:
 
     U, V, Q, K = split(SiLU(f1(LayerNorm(X))))                     (eq. 1)
-    A = SiLU(Q Kᵀ + rab^{p,t}) / L, masked to real items j <= i     (eq. 2)
+    A = SiLU(Q Kᵀ + rab^{p,t}) / n, masked to real items j <= i     (eq. 2)
     Y = f2(Dropout(LayerNorm(A V) ⊙ U)) + X                         (eq. 3)
 
 Pointwise SiLU attention instead of a softmax: the weights are not
 normalised over the keys, so the strength of a user's engagement with
-many related items is kept (the paper's argument), and divided by the window
-length L as in the authors' code.  `rab^{p,t}` is a learned bias per
+many related items is kept (the paper's argument).  The paper leaves n
+open: the authors' code divides by the window length L (`attention_scale=
+"window"`, the default); "items" divides each query's row by the number of
+real items it attends to, which a TensorFlow port (NetEase's HSTU-Tensorflow)
+reports works better on ML-1M.  `rab^{p,t}` is a learned bias per
 relative position and, when the log has timestamps, per bucket of the time
 gap between two events (`RelativeAttentionBias`).
 """
@@ -21,6 +24,8 @@ import tf_keras as keras
 from tfrec_dyn.layers.dropout import ByteDropout
 from tfrec_dyn.layers.masks import attention_mask, padding_mask
 from tfrec_dyn.layers.normalization import LastAxisLayerNormalization
+
+ATTENTION_SCALES = ("window", "items")
 
 
 @keras.utils.register_keras_serializable(package="tfrec_dyn")
@@ -99,7 +104,12 @@ class HSTUBlock(keras.layers.Layer):
       num_heads: heads h.
       attention_dim: width of each head's queries and keys (default: d / h).
       value_dim: width of each head's values and gates (default: d / h).
-      dropout: on the attention weights and on the gated output.
+      dropout: on the gated output (the authors' `linear_dropout_rate`).
+      attention_dropout: on the attention weights (the authors'
+        `attn_dropout_rate`, 0 in their ML-1M settings); None: `dropout`.
+      attention_scale: the n that divides the attention weights: "window"
+        (the window length, as the authors' code) or "items" (the real items
+        each query attends to).
       num_time_buckets / time_bucket_width: `RelativeAttentionBias`'s.
       layer_norm_epsilon: of both layer norms.
 
@@ -114,15 +124,20 @@ class HSTUBlock(keras.layers.Layer):
     """
 
     def __init__(self, max_len, num_heads=1, attention_dim=None, value_dim=None, dropout=0.0,
-                 num_time_buckets=128, time_bucket_width=0.301, layer_norm_epsilon=1e-6, **kwargs):
+                 attention_dropout=None, attention_scale="window", num_time_buckets=128, time_bucket_width=0.301,
+                 layer_norm_epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
         if int(num_heads) <= 0:
             raise ValueError(f"`num_heads` must be positive, got num_heads={num_heads}")
+        if attention_scale not in ATTENTION_SCALES:
+            raise ValueError(f"`attention_scale` must be one of {ATTENTION_SCALES}, got {attention_scale!r}")
         self.max_len = int(max_len)
         self.num_heads = int(num_heads)
         self.attention_dim = None if attention_dim is None else int(attention_dim)
         self.value_dim = None if value_dim is None else int(value_dim)
         self.dropout = float(dropout)
+        self.attention_dropout = None if attention_dropout is None else float(attention_dropout)
+        self.attention_scale = attention_scale
         self.num_time_buckets = int(num_time_buckets)
         self.time_bucket_width = float(time_bucket_width)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
@@ -143,6 +158,9 @@ class HSTUBlock(keras.layers.Layer):
         self.relative_bias = RelativeAttentionBias(self.max_len, self.num_time_buckets, self.time_bucket_width,
                                                    name="relative_bias", dtype=policy)
         self.dropout_layer = ByteDropout(self.dropout, name="dropout", dtype=policy)
+        self.attention_dropout_layer = ByteDropout(
+            self.dropout if self.attention_dropout is None else self.attention_dropout, name="attention_dropout",
+            dtype=policy)
         self.input_norm.build(input_shape)
         self.uvqk.build(input_shape)
         self.output_norm.build(tuple(input_shape[:-1]) + (h * self._v,))
@@ -161,8 +179,11 @@ class HSTUBlock(keras.layers.Layer):
         scores = tf.matmul(heads(queries, qk), heads(keys, qk), transpose_b=True)  # [B, h, L, L]
         scores += tf.cast(self.relative_bias(item_ids, timestamps), scores.dtype)[:, tf.newaxis]
         mask = tf.cast(attention_mask(item_ids), scores.dtype)[:, tf.newaxis]
-        weights = tf.nn.silu(scores) * mask / tf.cast(length, scores.dtype)
-        weights = self.dropout_layer(weights, training=training)
+        if self.attention_scale == "items":
+            scale = tf.maximum(tf.reduce_sum(mask, -1, keepdims=True), 1.0)
+        else:
+            scale = tf.cast(length, scores.dtype)
+        weights = self.attention_dropout_layer(tf.nn.silu(scores) * mask / scale, training=training)
         attended = tf.reshape(tf.transpose(tf.matmul(weights, heads(values, v)), [0, 2, 1, 3]), [batch, length, h * v])
         y = self.output_dense(self.dropout_layer(self.output_norm(attended) * u, training=training))
         return (x + y) * tf.cast(padding_mask(item_ids), x.dtype)[..., tf.newaxis]
@@ -171,6 +192,7 @@ class HSTUBlock(keras.layers.Layer):
         config = super().get_config()
         config.update({"max_len": self.max_len, "num_heads": self.num_heads, "attention_dim": self.attention_dim,
                        "value_dim": self.value_dim, "dropout": self.dropout,
+                       "attention_dropout": self.attention_dropout, "attention_scale": self.attention_scale,
                        "num_time_buckets": self.num_time_buckets, "time_bucket_width": self.time_bucket_width,
                        "layer_norm_epsilon": self.layer_norm_epsilon})
         return config

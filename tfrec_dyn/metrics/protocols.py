@@ -51,11 +51,10 @@ import os
 from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED
-from tfrec_dyn.metrics.ranking import DEFAULT_KS, _check_ks, metrics_from_ranks, rank_of_target_tf
-from tfrec_dyn.metrics.scoring import EVAL_BATCH_SIZE, Scorer
+from tfrec_dyn.metrics.ranking import DEFAULT_KS, _check_ks, metrics_from_ranks
+from tfrec_dyn.metrics.scoring import EVAL_BATCH_SIZE, Scorer, repeat_targets
 
 PROTOCOLS = ("full", "sampled")
 SAMPLERS = ("uniform", "popularity")
@@ -489,16 +488,11 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
             if np.any(batch_negatives == batch_targets[:, np.newaxis]) or in_history.any():
                 raise ValueError("some negatives equal the user's target or an input history item: were "
                                  "they drawn from this split's whole sequences (inputs and targets)?")
-            # Only the target and its negatives are scored (target first).
-            candidate_ids = np.concatenate([batch_targets[:, np.newaxis], batch_negatives], axis=1)
-            candidate_scores = scorer.candidate_scores(state, candidate_ids)
-            batch_ranks = rank_of_target_tf(candidate_scores, tf.zeros([len(item_ids)], tf.int32))
-            batch_counts = np.full(len(item_ids), candidate_ids.shape[1])
+            batch_ranks, batch_counts = scorer.sampled_ranks(state, item_ids, batch_targets, batch_negatives,
+                                                             exclude_seen)
         ranks[start:start + len(item_ids)] = np.asarray(batch_ranks)
         num_candidates[start:start + len(item_ids)] = np.asarray(batch_counts)
-    repeats = (histories == targets[:, np.newaxis]).any(axis=1)
-    if protocol == "sampled" and exclude_seen:
-        ranks[repeats] = num_candidates[repeats] - 1  # a miss, as `full_protocol_ranks` ranks it
+    repeats = repeat_targets(histories, targets).numpy()
     metrics = {**metrics_from_ranks(ranks, ks), "RepeatShare": float(repeats.mean())}
     return EvaluationResult(metrics=metrics, ranks=ranks, num_candidates=num_candidates, protocol=protocol, ks=ks,
                             top_k_items=top_lists, repeats=repeats)

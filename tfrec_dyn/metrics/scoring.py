@@ -14,7 +14,11 @@ items costs O(B × chunk) memory, never O(B × V):
 * `top_k_recommendations`: the k best unseen items (beyond-accuracy figures,
   `serving_default`);
 * `ranks_and_top_k`: both from one pass (the full protocol with its
-  beyond-accuracy lists).
+  beyond-accuracy lists);
+* `sampled_protocol_ranks`: the sampled protocol's rank, among the target
+  and its negatives only;
+* `rank_repeats_last`: the rule both protocols apply to a target the user
+  has already seen.
 
 `Scorer` puts a model (or a plain function returning a [B, V] score matrix)
 behind these, compiled once.
@@ -35,6 +39,7 @@ import tensorflow as tf
 
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, PAD_ID
 from tfrec_dyn.layers.chunks import empty_top_k, fold_chunks, merge_top_k
+from tfrec_dyn.metrics.ranking import rank_of_target_tf
 
 # Users evaluated at a time, and items scored at a time: a [256, 8192] float32 chunk is 8 MB.
 EVAL_BATCH_SIZE = 256
@@ -58,6 +63,33 @@ def _in_chunk(ids, first, size):
     local = ids - first
     inside = (local >= 0) & (local < size)
     return tf.clip_by_value(local, 0, size - 1), inside
+
+
+def repeat_targets(item_ids, targets) -> tf.Tensor:
+    """bool [B]: whether each row's target [B] is one of its input items [B, L] (a repeat target)."""
+    return tf.reduce_any(tf.equal(tf.cast(item_ids, tf.int32), tf.cast(targets, tf.int32)[:, tf.newaxis]), 1)
+
+
+def rank_repeats_last(ranks, num_candidates, item_ids, targets, exclude_seen) -> tf.Tensor:
+    """The repeat-target rule of both protocols: with seen items excluded, a
+    target the row has already seen is not a candidate either and is ranked
+    last (a miss).  Keeping it as the one seen item among unseen ones would
+    tell the ranking which item it is (`tfrec_dyn.metrics.protocols`,
+    "repeat targets")."""
+    missed = repeat_targets(item_ids, targets) & tf.cast(exclude_seen, tf.bool)
+    return tf.where(missed, tf.cast(num_candidates, ranks.dtype) - 1, ranks)
+
+
+def sampled_protocol_ranks(scoring, state, item_ids, targets, negatives,
+                           exclude_seen=True) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(ranks int32 [B], num_candidates int32 [B]) of each row's target among
+    itself and its `negatives` [B, n] (pessimistic ties), only those n + 1
+    items scored; a repeat target ranks last (`rank_repeats_last`)."""
+    targets = tf.cast(targets, tf.int32)
+    candidate_ids = tf.concat([targets[:, tf.newaxis], tf.cast(negatives, tf.int32)], 1)  # the target first
+    ranks = tf.cast(rank_of_target_tf(scoring.score_items(state, candidate_ids), tf.zeros_like(targets)), tf.int32)
+    counts = tf.fill(tf.shape(targets), tf.shape(candidate_ids)[1])
+    return rank_repeats_last(ranks, counts, item_ids, targets, exclude_seen), counts
 
 
 def full_protocol_ranks(scoring, state, item_ids, targets, vocab_size, exclude_seen=True,
@@ -131,13 +163,9 @@ class _RankCount:
         self.target_scores = tf.cast(scoring.score_items(state, self.targets[:, tf.newaxis])[:, 0], tf.float32)
         # A NaN target ranks like -inf: below every candidate, tied with the -inf ones, so all count.
         self.everything = tf.math.is_nan(self.target_scores) | tf.equal(self.target_scores, -np.inf)
+        self.item_ids, self.exclude_seen = item_ids, exclude_seen
         self.seen, keep = distinct_history(item_ids, exclude=self.targets)
         self.keep = keep & tf.cast(exclude_seen, tf.bool)
-        # With seen items excluded, a target the row has already seen is not a candidate either: it
-        # is ranked last (a miss).  Keeping it as the one seen item among unseen ones would tell the
-        # ranking which item it is (`tfrec_dyn.metrics.protocols`, "repeat targets").
-        self.missed = tf.reduce_any(tf.equal(tf.cast(item_ids, tf.int32), self.targets[:, tf.newaxis]), 1) \
-            & tf.cast(exclude_seen, tf.bool)
         zeros = tf.zeros_like(self.targets)
         self.initial = (zeros, zeros)
 
@@ -158,7 +186,7 @@ class _RankCount:
 
     def result(self, counts):
         ranks, others = counts
-        return tf.where(self.missed, others, ranks), others + 1
+        return rank_repeats_last(ranks, others + 1, self.item_ids, self.targets, self.exclude_seen), others + 1
 
 
 _LOWEST = float(np.finfo(np.float32).min)
@@ -246,7 +274,7 @@ class Scorer:
 
     Methods take a batch {"item_ids": int32 [B, L], side features...}:
     `state(batch)`, then `ranks(state, item_ids, targets, exclude_seen)`,
-    `candidate_scores(state, candidate_ids [B, n])`, `top_k(state,
+    `sampled_ranks(state, item_ids, targets, negatives, exclude_seen)`, `top_k(state,
     item_ids, k, exclude_seen)` or both in one pass, `ranks_and_top_k(state,
     item_ids, targets, k, exclude_seen)` -> ((ranks, counts), top ids).
     """
@@ -265,7 +293,8 @@ class Scorer:
         compile_ = (lambda f: tf.function(f, reduce_retracing=True)) if compiled else (lambda f: f)
         self.state = compile_(lambda batch: self.source.user_state(batch))
         self.ranks = compile_(self._ranks)
-        self.candidate_scores = compile_(lambda state, candidate_ids: self.source.score_items(state, candidate_ids))
+        self.sampled_ranks = compile_(lambda state, item_ids, targets, negatives, exclude_seen: sampled_protocol_ranks(
+            self.source, state, item_ids, targets, negatives, exclude_seen))
         self.top_k = compile_(self._top_k)
         self.ranks_and_top_k = compile_(self._ranks_and_top_k)
 

@@ -31,7 +31,10 @@ class HSTU(SequentialRecommender):
       embed_dim: d (the authors' ML-1M setting: 50).
       num_blocks: HSTU layers (ML-1M: 8; 2 by default here, for ML-100K-sized logs).
       num_heads: heads per layer (ML-1M: 2).
-      dropout: on the embeddings and in every layer (ML-1M: 0.2).
+      dropout: on the embeddings and on every layer's output (ML-1M: 0.2).
+      attention_dropout: on the attention weights (ML-1M: 0); None: `dropout`.
+      attention_scale: what divides the attention weights, "window" (the
+        authors' code) or "items" (`HSTUBlock`).
       temperature: scores are cosine similarities divided by this (ML-1M: 0.05).
       num_time_buckets: time-gap buckets of the relative bias (0: none).
 
@@ -44,7 +47,8 @@ class HSTU(SequentialRecommender):
     side_fields = ("timestamp",)  # what the trainer feeds it when the log has it
 
     def __init__(self, vocab_size, max_len, embed_dim=64, num_blocks=2, num_heads=1, dropout=0.2,
-                 temperature=0.05, num_time_buckets=128, loss="sampled_softmax", num_negatives=128, **kwargs):
+                 attention_dropout=None, attention_scale="window", temperature=0.05, num_time_buckets=128,
+                 loss="sampled_softmax", num_negatives=128, **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, num_negatives=num_negatives, **kwargs)
         if float(temperature) <= 0:
             raise ValueError(f"`temperature` must be positive, got {temperature}")
@@ -52,10 +56,13 @@ class HSTU(SequentialRecommender):
         self.num_blocks = int(num_blocks)
         self.num_heads = int(num_heads)
         self.dropout = float(dropout)
+        self.attention_dropout = None if attention_dropout is None else float(attention_dropout)
+        self.attention_scale = attention_scale
         self.temperature = float(temperature)
         self.num_time_buckets = int(num_time_buckets)
         self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, max_len, dropout=dropout, name="embedding")
-        self.blocks = [HSTUBlock(max_len, num_heads, dropout=dropout, num_time_buckets=num_time_buckets,
+        self.blocks = [HSTUBlock(max_len, num_heads, dropout=dropout, attention_dropout=attention_dropout,
+                                 attention_scale=attention_scale, num_time_buckets=num_time_buckets,
                                  name=f"block_{i}") for i in range(self.num_blocks)]
 
     def call(self, inputs, training=False):
@@ -77,6 +84,7 @@ class HSTU(SequentialRecommender):
     def get_config(self):
         config = super().get_config()
         config.update({"embed_dim": self.embed_dim, "num_blocks": self.num_blocks, "num_heads": self.num_heads,
-                       "dropout": self.dropout, "temperature": self.temperature,
+                       "dropout": self.dropout, "attention_dropout": self.attention_dropout,
+                       "attention_scale": self.attention_scale, "temperature": self.temperature,
                        "num_time_buckets": self.num_time_buckets})
         return config
