@@ -1,6 +1,6 @@
 """tfrec_dyn: dynamic, behaviour-aware sequential recommendation in TensorFlow/Keras.
 
-The stack is Keras 2 (`tf_keras`), which TensorFlow Recommenders, TFMA and TFX
+The stack is Keras 2 (`tf_keras`), which TFMA and TFX
 need; importing this package selects it (see `_keras_guard`).
 """
 

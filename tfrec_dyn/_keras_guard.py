@@ -1,6 +1,6 @@
 """Make the Keras 2 (`tf_keras`) stack invisible to users.
 
-TensorFlow Recommenders and TensorFlow Model Analysis need Keras 2, which TF 2.16+
+TensorFlow Model Analysis and TFX need Keras 2, which TF 2.16+
 only provides through the `tf_keras` package when `TF_USE_LEGACY_KERAS=1` is set
 *before* TensorFlow is imported.  `import tfrec_dyn` sets it for a fresh
 interpreter; if TensorFlow was already imported with Keras 3 it is too late to
