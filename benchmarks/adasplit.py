@@ -34,16 +34,13 @@ rewritten after every run and `--resume` keeps the runs already there.
 from __future__ import annotations
 
 import argparse
-import os
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, command_line, count_table, group_counts,
-                              json_writer, report, resumable, run, write_file)
+from baselines_ml100k import (DEFAULT_EPOCHS, DEFAULT_JD_DIR, add_variant_arguments, command_line, count_table,
+                              group_counts, jd_path, json_writer, report, resumable, run, write_file)
 from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig
 
-JD_FILES = {"jd-appliances": "JD_Applicances_sample", "jd-computers": "JD_Computers_sample"}
-DEFAULT_JD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "jd-micro")
 VARIANTS = {
     "adasplit": ("adasplit", {}),
     "adasplit-no-create": ("adasplit", {"allow_create": False}),
@@ -66,12 +63,7 @@ METRICS = ("NDCG@5", "MRR@5", "NDCG@10", "MRR@10", "HR@10")
 def prepared_data(name: str, jd_dir: str) -> PreparedData:
     if name == "ml-100k":
         return PreparedData.from_config(TrainConfig(data="ml-100k"))
-    if name not in JD_FILES:
-        raise SystemExit(f"--data: expected ml-100k or one of {sorted(JD_FILES)}, got {name!r}")
-    path = os.path.join(jd_dir, JD_FILES[name])
-    if not os.path.exists(path):
-        raise SystemExit(f"{path} not found: pass --jd-dir (the folder of the JD micro-behaviour samples)")
-    return PreparedData.from_interactions(load_dataset(path, format="jd").collapse_repeats())
+    return PreparedData.from_interactions(load_dataset(jd_path(name, jd_dir), format="jd").collapse_repeats())
 
 
 def configs(names, data_name, epochs, max_len, validate_every, batch_size=None):

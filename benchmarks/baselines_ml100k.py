@@ -179,6 +179,20 @@ def command_line(script: str, argv=None) -> str:
         " ".join(shlex.quote(a) for a in args if a != "--resume")
 
 
+JD_FILES = {"jd-appliances": "JD_Applicances_sample", "jd-computers": "JD_Computers_sample"}
+DEFAULT_JD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "jd-micro")
+
+
+def jd_path(name: str, jd_dir: str) -> str:
+    """The file of the JD micro-behaviour sample `name` in `jd_dir`, or a one-line exit."""
+    if name not in JD_FILES:
+        raise SystemExit(f"--data: expected one of {sorted(JD_FILES)}, got {name!r}")
+    path = os.path.join(jd_dir, JD_FILES[name])
+    if not os.path.exists(path):
+        raise SystemExit(f"{path} not found: pass --jd-dir (the folder of the JD micro-behaviour samples)")
+    return path
+
+
 def write_file(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:

@@ -39,13 +39,11 @@ import argparse
 import os
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import (add_variant_arguments, command_line, json_writer, report, resumable, run,
-                              write_file)
+from baselines_ml100k import (DEFAULT_JD_DIR, add_variant_arguments, command_line, jd_path, json_writer, report,
+                              resumable, run, write_file)
 from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig
 
-JD_FILES = {"jd-appliances": "JD_Applicances_sample", "jd-computers": "JD_Computers_sample"}
-DEFAULT_JD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "jd-micro")
 ABLATION = {"behavior_gate": False, "attention_signal": False}
 LSTM = {**ABLATION, "time_gate": False}
 # name: (model, hyperparameters, loss (None: the model's default), epochs). Epochs are
@@ -65,15 +63,6 @@ VARIANTS = {
 MAIN_VARIANTS = ("hup-ce", "hup-tlstm-ce", "hup-lstm-ce", "hup", "gru4rec", "sasrec")
 MAX_LEN = {"hup": 100, "gru4rec": 50, "sasrec": 50}  # micro-behaviours vs. items
 METRICS = {"full": ("Recall@20", "MRR@20", "Recall@10", "NDCG@10"), "category": ("Recall@5", "MRR@5")}
-
-
-def jd_path(name: str, jd_dir: str) -> str:
-    if name not in JD_FILES:
-        raise SystemExit(f"--data: expected one of {sorted(JD_FILES)}, got {name!r}")
-    path = os.path.join(jd_dir, JD_FILES[name])
-    if not os.path.exists(path):
-        raise SystemExit(f"{path} not found: pass --jd-dir (the folder of the JD micro-behaviour samples)")
-    return path
 
 
 def configs(names, path, epochs, validate_every):

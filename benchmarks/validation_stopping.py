@@ -20,6 +20,11 @@ on ML-100K, `tfrec_dyn.training.validation.default_patience`) next to those at a
 fixed epoch budget (the one `baselines_ml100k.py` trains, read off the same
 runs), the epochs trained, and the test NDCG@10 and epochs for other
 patiences.
+
+`--data jd-appliances` / `jd-computers`: the JD samples as item sequences,
+as `adasplit.py` reads them (batches of 32, every item a candidate: JD
+sessions return to items); the fixed budgets are `adasplit.py`'s where it
+has one.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import numpy as np
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import tf_keras as keras
-from baselines_ml100k import DEFAULT_EPOCHS, command_line, mean_std, write_file
+from adasplit import JD_BATCH_SIZE, JD_EPOCHS, prepared_data
+from baselines_ml100k import DEFAULT_EPOCHS, DEFAULT_JD_DIR, command_line, mean_std, write_file
 from tfrec_dyn.data.input_pipeline import steps_per_epoch
 from tfrec_dyn.metrics.evaluation import model_features, negatives_cache_dir, split_negatives
 from tfrec_dyn.metrics.protocols import evaluate
@@ -54,7 +60,7 @@ MODELS = {
     "retr": ("retr", {}),
     "rdrsr": ("rdrsr", {}),  # its defaults are rdrsr_ml100k.py's "rdrsr" variant
 }
-# the docs' tables' budgets (RDRSR: rdrsr_ml100k.RDRSR_EPOCHS)
+# the docs' tables' budgets (RDRSR: rdrsr_ml100k.RDRSR_EPOCHS); on the JD samples adasplit.py's
 FIXED_EPOCHS = {**DEFAULT_EPOCHS, "gsasrec": 200, "hstu": 200, "retr": 200, "rdrsr": 60}
 PATIENCES = (5, 10, 20, 30, 50)
 PROTOCOLS = ("full", "sampled")
@@ -98,12 +104,23 @@ def stopping(validation_ndcg, patience: int):
     return best + 1, len(validation_ndcg)
 
 
-def train_curve(data, name, seed, max_epochs, patience=0, log=sys.stderr):
+def data_settings(data_name: str):
+    """The TrainConfig fields a data set fixes (the JD samples: adasplit.py's)."""
+    if data_name == "ml-100k":
+        return {"data": data_name}
+    return {"data": data_name, "batch_size": JD_BATCH_SIZE, "exclude_seen": False}
+
+
+def fixed_epochs(data_name: str):
+    return FIXED_EPOCHS if data_name == "ml-100k" else JD_EPOCHS
+
+
+def train_curve(data, data_name, name, seed, max_epochs, patience=0, log=sys.stderr):
     """One training of `max_epochs` with the curves recorded; `patience` None: the
     library's early stopping (the default patience, best weights), 0: none."""
     model, overrides = MODELS[name]
-    config = TrainConfig(model=model, data="ml-100k", epochs=max_epochs, seed=seed, patience=patience,
-                         restore_best=patience != 0, **overrides)
+    config = TrainConfig(model=model, epochs=max_epochs, seed=seed, patience=patience,
+                         restore_best=patience != 0, **data_settings(data_name), **overrides)
     recorder = TestRecorder(data, config)
     start = time.perf_counter()
     _, history, seconds = fit(config, data.train_sequences, data.vocab.size, data.item_counts, [recorder], verbose=0,
@@ -120,25 +137,36 @@ def at(run, epoch, protocol, metric):
     return run["test"][protocol][epoch - 1][metric]
 
 
-def report(results, command, default_patience) -> str:
+def report(results, command, default_patience, data_name, steps) -> str:
     parts = [f"Command: `{command}`  ",
              "Seeds: " + " ".join(str(r["seed"]) for r in next(iter(results.values()))) +
-             "; mean ± sample std over seeds; ML-100K leave-one-out; library defaults for every model; "
+             f"; mean ± sample std over seeds; {data_name} leave-one-out; library defaults for every model; "
              f"early stopping on full-ranking validation NDCG@10, patience {default_patience} (the CLI "
-             "default here: 400 training steps, 8 an epoch), best weights restored."]
+             f"default here: 400 training steps, {steps} an epoch), best weights restored."]
+    budgets = fixed_epochs(data_name)
     for protocol in PROTOCOLS:
         parts += [f"\n#### Test, {protocol} protocol: CLI defaults (validation-stopped) vs fixed epochs\n",
                   "| model | epochs trained | best epoch | HR@10 | NDCG@10 | MRR | fixed epochs | HR@10 | NDCG@10 "
                   "| MRR | NDCG@10 change |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, runs in results.items():
             stops = [stopping(r["validation_ndcg10"], default_patience) for r in runs]
-            fixed = FIXED_EPOCHS[name]
             stopped = {m: [at(r, best, protocol, m) for r, (best, _) in zip(runs, stops)] for m in METRICS}
+            fixed = budgets.get(name)
+            if fixed is None:  # no fixed-epoch table to compare with
+                parts.append(f"| {name} | {np.mean([s for _, s in stops]):.0f} | {np.mean([b for b, _ in stops]):.0f} | "
+                             + " | ".join(mean_std(stopped[m]) for m in METRICS) + " | — | — | — | — | — |")
+                continue
             budget = {m: [at(r, min(fixed, len(r["test"][protocol])), protocol, m) for r in runs] for m in METRICS}
             change = np.mean(stopped["NDCG@10"]) / np.mean(budget["NDCG@10"]) - 1
             parts.append(f"| {name} | {np.mean([s for _, s in stops]):.0f} | {np.mean([b for b, _ in stops]):.0f} | "
                          + " | ".join(mean_std(stopped[m]) for m in METRICS) + f" | {fixed} | "
                          + " | ".join(mean_std(budget[m]) for m in METRICS) + f" | {change:+.1%} |")
+    capped = sorted({name for name, runs in results.items() for r in runs
+                     if stopping(r["validation_ndcg10"], default_patience)[1] == len(r["validation_ndcg10"])
+                     < TrainConfig().epochs})
+    if capped:  # elsewhere the figures are those of the CLI's 200-epoch maximum: stopping came first
+        parts.append(f"\nStopped by the epoch cap, not by patience (the CLI's maximum is {TrainConfig().epochs}): "
+                     + ", ".join(capped) + ".")
     parts += ["\n#### Patience: full-protocol test NDCG@10 (epochs trained)\n",
               "| model | " + " | ".join(f"patience {p}" for p in PATIENCES) + " | best of the curve (oracle) |",
               "|---|" + "---:|" * (len(PATIENCES) + 1)]
@@ -156,6 +184,8 @@ def report(results, command, default_patience) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--data", default="ml-100k", help="ml-100k, jd-appliances or jd-computers")
+    parser.add_argument("--jd-dir", default=DEFAULT_JD_DIR, help="folder of the JD micro-behaviour samples")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--max-epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--check", action="store_true",
@@ -165,10 +195,10 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
     args = parser.parse_args(argv)
     command = command_line("validation_stopping.py", argv)
-    data = PreparedData.from_config(TrainConfig(data="ml-100k"))
+    data = prepared_data(args.data, args.jd_dir)
     # The CLI's patience (`TrainConfig.patience` unset): a function of the steps in an epoch.
-    default_patience = TrainConfig().patience or patience_for(steps_per_epoch(data.train_sequences,
-                                                                             TrainConfig().batch_size))
+    steps = steps_per_epoch(data.train_sequences, TrainConfig(**data_settings(args.data)).batch_size)
+    default_patience = TrainConfig().patience or patience_for(steps)
     done = {}
     if args.resume and args.json_out and os.path.exists(args.json_out):
         with open(args.json_out) as f:
@@ -177,19 +207,19 @@ def main(argv=None):
     for name in args.models:
         for seed in args.seeds:
             kept = [r for r in done.get(name, []) if r["seed"] == seed and len(r["validation_ndcg10"]) == args.max_epochs]
-            results.setdefault(name, []).append(kept[0] if kept else train_curve(data, name, seed, args.max_epochs))
+            results.setdefault(name, []).append(kept[0] if kept else train_curve(data, args.data, name, seed, args.max_epochs))
             if args.json_out:
                 write_file(args.json_out, json.dumps({"command": command, "max_epochs": args.max_epochs,
                                                       "results": results}, indent=2, default=float))
     if args.check:
         name, run = args.models[0], results[args.models[0]][0]
         best, stopped = stopping(run["validation_ndcg10"], default_patience)
-        real = train_curve(data, name, run["seed"], args.max_epochs, patience=None)
+        real = train_curve(data, args.data, name, run["seed"], args.max_epochs, patience=None)
         assert (real["best_epoch"], real["stopped_epoch"] or args.max_epochs) == (best, stopped), (real, best, stopped)
         np.testing.assert_allclose(real["validation_ndcg10"], run["validation_ndcg10"][:stopped], atol=1e-6)
         print(f"--check: early stopping of {name} seed {run['seed']} stopped at {stopped} with the best epoch "
               f"{best}, as its curve says", file=sys.stderr)
-    text = report(results, command, default_patience)
+    text = report(results, command, default_patience, args.data, steps)
     print(text)
     if args.out:
         write_file(args.out, text)
