@@ -384,3 +384,12 @@ def test_multi_worker_strategy_with_two_local_processes(tmp_path):
     assert reports[1]["run_dir"] != run and not reports[1]["run_dir_left"]
     assert Run.load(run).config.strategy == "multi_worker"
     assert len(os.listdir(tmp_path / "cache" / "negatives")) == 1
+
+
+def test_fit_trains_under_the_strategy_it_is_given(ml100k_slice):
+    """`fit` builds the model in the caller's strategy scope, not in a second strategy of its own."""
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    config = TrainConfig(model="sasrec", epochs=1, max_len=10, validate_every=0)
+    model, _, _ = fit(config, ml100k_slice.train_sequences, ml100k_slice.vocab.size, ml100k_slice.item_counts,
+                      verbose=0, strategy=strategy)
+    assert model.distribute_strategy is strategy
