@@ -58,9 +58,9 @@ def run_variant(config: TrainConfig, data: PreparedData):
             "test": {protocol: metrics[protocol] for protocol in ("full", "sampled")}}
 
 
-def report(command: str, model: str, seed: int, variants, runs) -> str:
+def report(command: str, model: str, data: str, seed: int, variants, runs) -> str:
     lines = [f"Command: `{command}`  ",
-             f"{model}, seed {seed}, ML-100K leave-one-out, the CLI's validation-based stopping; ordered by best "
+             f"{model}, seed {seed}, {data} leave-one-out, the CLI's validation-based stopping; ordered by best "
              f"validation {MONITOR} (what the choice is made on); test figures for the record.\n",
              f"| variant | changes | epochs | best epoch | validation {MONITOR} | test full HR@10 | test full NDCG@10 "
              "| test sampled NDCG@10 | train s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -76,7 +76,7 @@ def report(command: str, model: str, seed: int, variants, runs) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--data", default="ml-100k")
+    parser.add_argument("--data", default="ml-100k", help="what `tfrec-dyn train --data` takes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="the maximum, as the CLI's")
     parser.add_argument("--variant", action="append", type=parse_variant, default=[],
@@ -104,7 +104,7 @@ def main(argv=None):
                   f"{runs[name]['seconds']:.0f} s", file=sys.stderr, flush=True)
         if args.json_out:
             write_file(args.json_out, json.dumps({"command": command, "runs": runs}, indent=2, default=float))
-    text = report(command, args.model, args.seed, variants, runs)
+    text = report(command, args.model, args.data, args.seed, variants, runs)
     print(text)
     if args.out:
         write_file(args.out, text)
