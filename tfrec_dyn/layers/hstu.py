@@ -12,8 +12,9 @@ normalised over the keys, so the strength of a user's engagement with
 many related items is kept (the paper's argument).  The paper leaves n
 open: the authors' code divides by the window length L (`attention_scale=
 "window"`, the default); "items" divides each query's row by the number of
-real items it attends to, which a TensorFlow port (NetEase's HSTU-Tensorflow)
-reports works better on ML-1M.  `rab^{p,t}` is a learned bias per
+real items it attends to (a TensorFlow port, NetEase's HSTU-Tensorflow,
+divides by the user's real length and reports it better on ML-1M; on
+ML-100K it did not help: docs/results.md, the HSTU sweep).  `rab^{p,t}` is a learned bias per
 relative position and, when the log has timestamps, per bucket of the time
 gap between two events (`RelativeAttentionBias`).
 """
