@@ -51,11 +51,10 @@ def run_variant(config: TrainConfig, data: PreparedData):
     start = time.perf_counter()
     result = train(config, data=data, verbose=0)
     validation = result.history["validation"]
-    metrics = result.metrics  # {protocol: figures}, as the run records them
     return {"epochs": len(result.history["loss"]), "best_epoch": validation["best_epoch"],
             "validation": validation[f"best_{MONITOR}"], "train_seconds": result.train_seconds,
             "seconds": time.perf_counter() - start,
-            "test": {protocol: metrics[protocol] for protocol in ("full", "sampled")}}
+            "test": {protocol: result.metrics[protocol] for protocol in ("full", "sampled")}}
 
 
 def report(command: str, model: str, data: str, seed: int, variants, runs) -> str:
