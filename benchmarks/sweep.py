@@ -6,7 +6,9 @@
 
 Each variant is the model's library defaults with the listed changes (a
 `TrainConfig` field such as `max_len` or `learning_rate`, otherwise a model
-hyperparameter, as `tfrec-dyn train --hp`); "default" is always run.  Each
+hyperparameter, as `tfrec-dyn train --hp`); "default" is always run.
+`--base` moves the starting point: every variant, "default" included, starts
+from the defaults with those changes (a variant's own changes win).  Each
 trains as the CLI does (validation after every epoch, early stopping, the
 best check's weights) on `--seed`, and the table orders the variants by their
 best validation NDCG@10, the figure a user without the test split would
@@ -33,12 +35,17 @@ from tfrec_dyn.training.validation import MONITOR
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
+def parse_changes(text: str):
+    """'key=value,key=value' -> {key: value}, values as `tfrec-dyn train --hp` reads them."""
+    return dict(key_value(change) for change in text.split(","))
+
+
 def parse_variant(text: str):
-    """'NAME:key=value,key=value' -> (NAME, {key: value}), values as `tfrec-dyn train --hp` reads them."""
+    """'NAME:key=value,key=value' -> (NAME, {key: value})."""
     name, _, changes = text.partition(":")
     if not name or not changes:
         raise argparse.ArgumentTypeError(f"a variant is NAME:key=value[,key=value...], got {text!r}")
-    return name, dict(key_value(change) for change in changes.split(","))
+    return name, parse_changes(changes)
 
 
 def variant_config(model: str, data: str, seed: int, epochs: int, settings) -> TrainConfig:
@@ -57,15 +64,17 @@ def run_variant(config: TrainConfig, data: PreparedData):
             "test": {protocol: result.metrics[protocol] for protocol in ("full", "sampled")}}
 
 
-def report(command: str, model: str, data: str, seed: int, variants, runs) -> str:
+def report(command: str, model: str, data: str, seed: int, base, variants, runs) -> str:
+    start = ("; every variant starts from the library defaults with " + ", ".join(f"{k}={v}" for k, v in base.items())
+             if base else "")
     lines = [f"Command: `{command}`  ",
-             f"{model}, seed {seed}, {data} leave-one-out, the CLI's validation-based stopping; ordered by best "
+             f"{model}, seed {seed}, {data} leave-one-out, the CLI's validation-based stopping{start}; ordered by best "
              f"validation {MONITOR} (what the choice is made on); test figures for the record.\n",
              f"| variant | changes | epochs | best epoch | validation {MONITOR} | test full HR@10 | test full NDCG@10 "
              "| test sampled NDCG@10 | train s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in sorted(runs, key=lambda n: -runs[n]["validation"]):
         run = runs[name]
-        changes = ", ".join(f"{k}={v}" for k, v in variants[name].items()) or "library defaults"
+        changes = ", ".join(f"{k}={v}" for k, v in variants[name].items()) or "none (the starting point)"
         lines.append(f"| {name} | {changes} | {run['epochs']} | {run['best_epoch']} | {run['validation']:.4f} | "
                      f"{run['test']['full']['HR@10']:.4f} | {run['test']['full']['NDCG@10']:.4f} | "
                      f"{run['test']['sampled']['NDCG@10']:.4f} | {run['train_seconds']:.0f} |")
@@ -78,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--data", default="ml-100k", help="what `tfrec-dyn train --data` takes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs, help="the maximum, as the CLI's")
+    parser.add_argument("--base", type=parse_changes, default={},
+                        help="key=value[,key=value...]: what every variant starts from instead of the library defaults")
     parser.add_argument("--variant", action="append", type=parse_variant, default=[],
                         help="NAME:key=value[,key=value...] (repeatable)")
     parser.add_argument("--out")
@@ -94,16 +105,17 @@ def main(argv=None):
     runs = {}
     for name, settings in variants.items():
         kept = done.get(name)
-        if kept and kept["settings"] == settings and kept["max_epochs"] == args.epochs:
+        if kept and kept["settings"] == settings and kept["max_epochs"] == args.epochs and kept.get("base", {}) == args.base:
             runs[name] = kept
         else:
-            runs[name] = {"settings": settings, "max_epochs": args.epochs,
-                          **run_variant(variant_config(args.model, args.data, args.seed, args.epochs, settings), data)}
+            config = variant_config(args.model, args.data, args.seed, args.epochs, {**args.base, **settings})
+            runs[name] = {"settings": settings, "base": args.base, "max_epochs": args.epochs,
+                          **run_variant(config, data)}
             print(f"{name}: validation {runs[name]['validation']:.4f} after {runs[name]['epochs']} epochs, "
                   f"{runs[name]['seconds']:.0f} s", file=sys.stderr, flush=True)
         if args.json_out:
             write_file(args.json_out, json.dumps({"command": command, "runs": runs}, indent=2, default=float))
-    text = report(command, args.model, args.data, args.seed, variants, runs)
+    text = report(command, args.model, args.data, args.seed, args.base, variants, runs)
     print(text)
     if args.out:
         write_file(args.out, text)
