@@ -36,8 +36,8 @@ from __future__ import annotations
 import argparse
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import (DEFAULT_EPOCHS, DEFAULT_JD_DIR, add_variant_arguments, command_line, count_table,
-                              group_counts, jd_path, json_writer, report, resumable, run, write_file)
+from baselines_ml100k import (DEFAULT_EPOCHS, DEFAULT_JD_DIR, add_variant_arguments, budget_fields, command_line,
+                              count_table, group_counts, jd_path, json_writer, report, resumable, run, write_file)
 from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig
 
@@ -66,16 +66,15 @@ def prepared_data(name: str, jd_dir: str) -> PreparedData:
     return PreparedData.from_interactions(load_dataset(jd_path(name, jd_dir), format="jd").collapse_repeats())
 
 
-def configs(names, data_name, epochs, max_len, validate_every, batch_size=None):
+def configs(names, data_name, args):
     # JD sessions return to items seen minutes before: there every item stays a candidate
     # (see TrainConfig.exclude_seen); MovieLens users rate a movie once.
     movielens = data_name == "ml-100k"
     budgets = EPOCHS if movielens else JD_EPOCHS
-    batch_size = batch_size or (128 if movielens else JD_BATCH_SIZE)
-    return {name: TrainConfig(model=VARIANTS[name][0], data=data_name, max_len=max_len,
-                              epochs=epochs or budgets[VARIANTS[name][0]], hyperparameters=dict(VARIANTS[name][1]),
-                              validate_every=validate_every, restore_best=False, patience=0, batch_size=batch_size,
-                              exclude_seen=movielens)
+    batch_size = args.batch_size or (128 if movielens else JD_BATCH_SIZE)
+    return {name: TrainConfig(model=VARIANTS[name][0], data=data_name, max_len=args.max_len,
+                              hyperparameters=dict(VARIANTS[name][1]), batch_size=batch_size, exclude_seen=movielens,
+                              **budget_fields(args, budgets[VARIANTS[name][0]]))
             for name in names}
 
 
@@ -89,8 +88,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     data = prepared_data(args.data, args.jd_dir)
-    model_configs = configs(args.variants, args.data, args.epochs, args.max_len, args.validate_every,
-                            args.batch_size)
+    model_configs = configs(args.variants, args.data, args)
     command = command_line("adasplit.py", argv)
 
     write_json = json_writer(args.json_out, command, model_configs)

@@ -116,7 +116,8 @@ def run(model_configs, seeds, log=sys.stderr, extra=None, done=None, checkpoint=
             start = time.perf_counter()
             result = train(config, verbose=0, data=data)
             results.setdefault(name, []).append(
-                {"seed": seed, "epochs": config.epochs, "train_seconds": result.train_seconds,
+                {"seed": seed, "epochs": len(result.history["loss"]), "train_seconds": result.train_seconds,
+                 "best_epoch": result.history.get("validation", {}).get("best_epoch"),
                  "total_seconds": time.perf_counter() - start, **result.metrics,
                  "validation_ndcg10": result.history.get("validation", {}).get("NDCG@10", []),
                  "validation_hr10": result.history.get("validation", {}).get("HR@10", []),
@@ -166,10 +167,30 @@ def add_variant_arguments(parser, variants, default=None) -> None:
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--validate-every", type=int, default=0,
                         help="also report validation HR@10 / NDCG@10 every N epochs (the sweep)")
+    parser.add_argument("--validation-stopping", action="store_true",
+                        help="train as the CLI does: --epochs (default: the CLI's maximum) is a maximum, training "
+                             "stops on the validation split with the default patience and keeps the best weights")
     parser.add_argument("--out", help="also write the Markdown tables to this file")
     parser.add_argument("--json", dest="json_out", help="also write every run's figures as JSON here "
                                                         "(after every training run)")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --json")
+
+
+def budget_fields(args, own_epochs: int) -> dict:
+    """How long a variant of those benchmarks trains, as `TrainConfig` fields: a fixed
+    budget (`--epochs`, else the variant's own) with no early stopping, or with
+    `--validation-stopping` the CLI's rule (the `TrainConfig` defaults)."""
+    if args.validation_stopping:
+        return {"epochs": args.epochs or TrainConfig().epochs}
+    return {"epochs": args.epochs or own_epochs, "validate_every": args.validate_every, "restore_best": False,
+            "patience": 0}
+
+
+def epochs_cell(runs, config: TrainConfig) -> str:
+    """A fixed budget, or (validation-stopped) the mean epochs trained and the mean best epoch."""
+    if config.patience == 0:
+        return str(config.epochs)
+    return f"{np.mean([r['epochs'] for r in runs]):.0f} (best {np.mean([r['best_epoch'] for r in runs]):.0f})"
 
 
 def command_line(script: str, argv=None) -> str:
@@ -246,7 +267,7 @@ def table(results, protocol: str, model_configs, metrics=METRICS) -> str:
         cells = [mean_std([r[protocol][metric] for r in runs]) for metric in metrics]
         times = np.array([r["train_seconds"] for r in runs])
         seconds = f"{times.mean():.0f} ± {times.std(ddof=1) if len(times) > 1 else 0.0:.0f}"
-        lines.append(f"| {name} | {model_configs[name].epochs} | {' | '.join(cells)} | {seconds} |")
+        lines.append(f"| {name} | {epochs_cell(runs, model_configs[name])} | {' | '.join(cells)} | {seconds} |")
     return "\n".join(lines)
 
 
@@ -255,7 +276,7 @@ def curve_table(results, model_configs) -> str:
     lines = []
     for name, runs in results.items():
         every = model_configs[name].validate_every
-        if not every or not runs[0]["validation_ndcg10"]:
+        if not every or not runs[0]["validation_ndcg10"] or model_configs[name].patience != 0:  # not fixed-length
             continue
         ndcg = np.mean([r["validation_ndcg10"] for r in runs], axis=0)
         hr = np.mean([r["validation_hr10"] for r in runs], axis=0)

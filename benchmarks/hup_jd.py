@@ -39,8 +39,8 @@ import argparse
 import os
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import (DEFAULT_JD_DIR, add_variant_arguments, command_line, jd_path, json_writer, report,
-                              resumable, run, write_file)
+from baselines_ml100k import (DEFAULT_JD_DIR, add_variant_arguments, budget_fields, command_line, jd_path,
+                              json_writer, report, resumable, run, write_file)
 from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig
 
@@ -65,14 +65,14 @@ MAX_LEN = {"hup": 100, "gru4rec": 50, "sasrec": 50}  # micro-behaviours vs. item
 METRICS = {"full": ("Recall@20", "MRR@20", "Recall@10", "NDCG@10"), "category": ("Recall@5", "MRR@5")}
 
 
-def configs(names, path, epochs, validate_every):
+def configs(names, path, args):
     out = {}
     for name in names:
         model, hyperparameters, loss, own_epochs = VARIANTS[name]
         out[name] = TrainConfig(model=model, data=path, data_format="jd", split="session", split_seed=0,
-                                max_len=MAX_LEN[model], epochs=epochs or own_epochs, loss=loss,
+                                max_len=MAX_LEN[model], loss=loss,
                                 hyperparameters=dict(hyperparameters), eval_protocols=("full",),
-                                validate_every=validate_every, restore_best=False, patience=0)
+                                **budget_fields(args, own_epochs))
     return out
 
 
@@ -84,7 +84,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     path = jd_path(args.data, args.jd_dir)
-    model_configs = configs(args.variants, os.path.relpath(path), args.epochs, args.validate_every)
+    model_configs = configs(args.variants, os.path.relpath(path), args)
     micro = load_dataset(path, format="jd")
     data = {"micro": PreparedData.from_interactions(micro, split="session", split_seed=0),
             "item": PreparedData.from_interactions(micro.collapse_repeats(), split="session", split_seed=0)}

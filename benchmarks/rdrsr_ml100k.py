@@ -30,8 +30,8 @@ from __future__ import annotations
 import argparse
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, command_line, count_table, group_counts,
-                              json_writer, report, resumable, run, write_file)
+from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, budget_fields, command_line, count_table,
+                              group_counts, json_writer, report, resumable, run, write_file)
 from tfrec_dyn.training import TrainConfig
 
 RDRSR_EPOCHS = 60
@@ -49,10 +49,9 @@ METRICS = ("HR@10", "NDCG@10", "HR@50", "NDCG@50")
 PAPER = {"HR@10": 0.1480, "NDCG@10": 0.0660, "HR@50": 0.4390, "NDCG@50": 0.1290}  # RDRSR, Table 1
 
 
-def configs(names, epochs, max_len, validate_every):
-    return {name: TrainConfig(model=VARIANTS[name][0], data="ml-100k", max_len=max_len,
-                              epochs=epochs or VARIANTS[name][2], hyperparameters=dict(VARIANTS[name][1]),
-                              validate_every=validate_every, restore_best=False, patience=0)
+def configs(names, args):
+    return {name: TrainConfig(model=VARIANTS[name][0], data="ml-100k", max_len=args.max_len,
+                              hyperparameters=dict(VARIANTS[name][1]), **budget_fields(args, VARIANTS[name][2]))
             for name in names}
 
 
@@ -61,7 +60,7 @@ def main(argv=None):
     add_variant_arguments(parser, VARIANTS)
     args = parser.parse_args(argv)
 
-    model_configs = configs(args.variants, args.epochs, args.max_len, args.validate_every)
+    model_configs = configs(args.variants, args)
     command = command_line("rdrsr_ml100k.py", argv)
 
     write_json = json_writer(args.json_out, command, model_configs)

@@ -105,7 +105,8 @@ def main(argv=None):
     runs = {}
     for name, settings in variants.items():
         kept = done.get(name)
-        if kept and kept["settings"] == settings and kept["max_epochs"] == args.epochs and kept.get("base", {}) == args.base:
+        if (kept and kept["settings"] == settings and kept["max_epochs"] == args.epochs
+                and kept.get("base", {}) == args.base):
             runs[name] = kept
         else:
             config = variant_config(args.model, args.data, args.seed, args.epochs, {**args.base, **settings})

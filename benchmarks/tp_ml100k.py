@@ -45,8 +45,8 @@ import argparse
 import numpy as np
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, command_line, json_writer, mean_std, report,
-                              resumable, run, write_file)
+from baselines_ml100k import (DEFAULT_EPOCHS, add_variant_arguments, budget_fields, command_line, epochs_cell,
+                              json_writer, mean_std, report, resumable, run, write_file)
 from tfrec_dyn.data import Vocabulary, existing_new_users, head_tail_users, load_dataset, select_users
 from tfrec_dyn.metrics import evaluate
 from tfrec_dyn.training import PreparedData, TrainConfig
@@ -75,15 +75,15 @@ def prepared_data(new_fraction: float = 0.2, seed: int = 0):
     return prepared["existing"], prepared["new"], heads
 
 
-def configs(names, epochs, max_len, validate_every):
+def configs(names, args):
     out = {}
     for name in names:
         model, options = VARIANTS[name]
         tp = "-tp" in name
-        out[name] = TrainConfig(model=model, data="ml-100k", max_len=max_len,
-                                epochs=epochs or (TP_EPOCHS if tp else DEFAULT_EPOCHS)[model],
+        out[name] = TrainConfig(model=model, data="ml-100k", max_len=args.max_len,
                                 trainer="tp" if tp else "standard", trainer_options=dict(options),
-                                validate_every=validate_every, restore_best=False, patience=0, eval_protocols=("full",))
+                                eval_protocols=("full",),
+                                **budget_fields(args, (TP_EPOCHS if tp else DEFAULT_EPOCHS)[model]))
     return out
 
 
@@ -109,7 +109,8 @@ def group_table(results, model_configs) -> str:
                  for group in GROUPS for subset in SUBSETS for metric in METRICS]
         config = model_configs[name]
         options = f" {config.trainer_options}" if config.trainer_options else ""
-        lines.append(f"| {name} | {config.trainer}{options} | {config.epochs} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {config.trainer}{options} | {epochs_cell(runs, config)} | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -119,7 +120,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     existing, new, heads = prepared_data()
-    model_configs = configs(args.variants, args.epochs, args.max_len, args.validate_every)
+    model_configs = configs(args.variants, args)
     command = command_line("tp_ml100k.py", argv)
     write_json = json_writer(args.json_out, command, model_configs)
     done = resumable(args.json_out, model_configs) if args.resume else {}

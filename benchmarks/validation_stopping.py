@@ -159,7 +159,8 @@ def report(results, command, default_patience, data_name, steps, max_epochs) -> 
             stopped = {m: [at(r, best, protocol, m) for r, (best, _) in zip(runs, stops)] for m in METRICS}
             fixed = budgets.get(name)
             # none: no fixed-epoch table to compare with, or (--until-patience) a run ended before it
-            if fixed is None or any(r.get("record_patience") and len(r["test"][protocol]) < fixed for r in runs):
+            if fixed is None or any(r.get("record_patience") and len(r["test"][protocol]) < fixed
+                                    for r in runs):
                 parts.append(f"| {name} | {np.mean([s for _, s in stops]):.0f} | {np.mean([b for b, _ in stops]):.0f} | "
                              + " | ".join(mean_std(stopped[m]) for m in METRICS) + " | — | — | — | — | — |")
                 continue
@@ -217,8 +218,8 @@ def main(argv=None):
     results = {}
     for name in args.models:
         for seed in args.seeds:
-            kept = [r for r in done.get(name, []) if r["seed"] == seed and r.get("record_patience", 0) == record_patience
-                    and (len(r["validation_ndcg10"]) == args.max_epochs
+            kept = [r for r in done.get(name, []) if r["seed"] == seed
+                    and r.get("record_patience", 0) == record_patience and (len(r["validation_ndcg10"]) == args.max_epochs
                          or r["stopped_epoch"] and len(r["validation_ndcg10"]) < args.max_epochs)]
             results.setdefault(name, []).append(kept[0] if kept else {
                 **train_curve(data, args.data, name, seed, args.max_epochs, record_patience),
