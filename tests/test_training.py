@@ -281,10 +281,12 @@ print(json.dumps({"replicas": result.model.distribute_strategy.num_replicas_in_s
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, precision, trainer", [("sasrec", "float32", "standard"), ("sasrec", "mixed", "standard"),
-                                                        ("retr", "mixed", "standard"), ("caser", "mixed", "tp")])
+@pytest.mark.parametrize("model, precision, trainer", [("sasrec", "mixed", "standard"), ("retr", "mixed", "standard"),
+                                                        ("caser", "mixed", "tp")])
 def test_mirrored_strategy_on_two_logical_cpus(model, precision, trainer):
-    # A fresh interpreter: logical devices must be configured before TF starts.
+    # SASRec in float32 is test_one_step_on_two_replicas_equals_one_device's. A fresh interpreter
+    # each (logical devices must be configured before TF starts; and a second MirroredStrategy
+    # training in one process fails in TF's collectives, a shape mismatch of reused instance keys).
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     out = subprocess.run([sys.executable, "-c", "import tfrec_dyn\n" + _DISTRIBUTED, precision, model, trainer],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
