@@ -270,34 +270,41 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from tfrec_dyn.data import load_dataset
 from tfrec_dyn.training import PreparedData, TrainConfig, train
 data = PreparedData.from_interactions(load_dataset("ml-100k").subset(range(200)))
-config = TrainConfig(model=sys.argv[2], epochs=3, max_len=20, batch_size=16, strategy="mirrored",
-                     mixed_precision=sys.argv[1] == "mixed", eval_protocols=("full",), trainer=sys.argv[3],
-                     trainer_options={"windows_per_user": 4} if sys.argv[3] == "tp" else {})
-result = train(config, verbose=0, data=data)
-print(json.dumps({"replicas": result.model.distribute_strategy.num_replicas_in_sync,
-                  "policy": result.model.layers[0].dtype_policy.name, "items": data.vocab.size - 2,
-                  "loss": result.history["loss"], "hr": result.metrics["full"]["HR@10"]}))
+report = {}
+for model, precision, trainer in json.loads(sys.argv[1]):
+    config = TrainConfig(model=model, epochs=3, max_len=20, batch_size=16, strategy="mirrored",
+                         mixed_precision=precision == "mixed", eval_protocols=("full",), trainer=trainer,
+                         trainer_options={"windows_per_user": 4} if trainer == "tp" else {})
+    result = train(config, verbose=0, data=data)
+    report[f"{model}-{precision}-{trainer}"] = {
+        "replicas": result.model.distribute_strategy.num_replicas_in_sync,
+        "policy": result.model.layers[0].dtype_policy.name, "loss": result.history["loss"],
+        "hr": result.metrics["full"]["HR@10"]}
+print(json.dumps(report))
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, precision, trainer", [("sasrec", "mixed", "standard"), ("retr", "mixed", "standard"),
-                                                        ("caser", "mixed", "tp")])
-def test_mirrored_strategy_on_two_logical_cpus(model, precision, trainer):
-    # SASRec in float32 is test_one_step_on_two_replicas_equals_one_device's. A fresh interpreter
-    # each (logical devices must be configured before TF starts; and a second MirroredStrategy
-    # training in one process fails in TF's collectives, a shape mismatch of reused instance keys).
+def test_mirrored_strategy_on_two_logical_cpus():
+    """Whole trainings under MirroredStrategy, with mixed precision and the TP trainer (SASRec in
+    float32 is test_one_step_on_two_replicas_equals_one_device's), one after another in one fresh
+    interpreter (logical devices must be configured before TF starts), as a benchmark trains them
+    on a machine with several GPUs: with a new MirroredStrategy each, the second one failed in
+    TF's all-reduce (tensorflow/tensorflow#62790)."""
+    runs = [("sasrec", "mixed", "standard"), ("retr", "mixed", "standard"), ("caser", "mixed", "tp")]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    out = subprocess.run([sys.executable, "-c", "import tfrec_dyn\n" + _DISTRIBUTED, precision, model, trainer],
+    out = subprocess.run([sys.executable, "-c", "import tfrec_dyn\n" + _DISTRIBUTED, json.dumps(runs)],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report["replicas"] == 2
-    assert report["policy"] == ("mixed_float16" if precision == "mixed" else "float32")
-    # It learns under the strategy (that its steps are the right ones is the test above): the loss
-    # falls every epoch, and the evaluation after it ran.
-    assert all(later < earlier for earlier, later in zip(report["loss"], report["loss"][1:])), report["loss"]
-    assert np.isfinite(report["hr"])
+    assert list(report) == ["-".join(run) for run in runs]
+    for name, figures in report.items():
+        assert figures["replicas"] == 2, name
+        assert figures["policy"] == "mixed_float16", name
+        # It learns under the strategy (that its steps are the right ones is the test above): the
+        # loss falls every epoch, and the evaluation after it ran.
+        assert all(later < earlier for earlier, later in zip(figures["loss"], figures["loss"][1:])), (name, figures)
+        assert np.isfinite(figures["hr"]), name
 
 
 _MULTI_WORKER = r"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import tempfile
 from typing import Iterator, Optional
@@ -23,7 +24,8 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
       Keras' `BackupAndRestore`, used to resume interrupted training, does not
       support it.)
     * "mirrored": `MirroredStrategy` over all local GPUs (or, with no GPU, all
-      logical CPU devices, which is how it is tested on CPU machines).
+      logical CPU devices, which is how it is tested on CPU machines); one
+      per process, which every training in it shares.
     * "multi_worker": `MultiWorkerMirroredStrategy`, cluster from `TF_CONFIG`;
       create it before running any other TensorFlow op in the process.
     """
@@ -40,7 +42,16 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         return tf.distribute.get_strategy()
     if name == "mirrored":
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        return _mirrored(tuple(devices))
+
+
+@functools.lru_cache(maxsize=None)
+def _mirrored(devices) -> tf.distribute.MirroredStrategy:
+    # One per device set and process: a second MirroredStrategy starts its collective instance keys
+    # where the first did, and the next model's all-reduce then fails with "Shape mismatch in the
+    # collective instance" (tensorflow/tensorflow#62790), e.g. the second model of a benchmark on
+    # a machine with several GPUs, where "auto" is mirrored.
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
