@@ -66,15 +66,20 @@ def prepared_data(name: str, jd_dir: str) -> PreparedData:
     return PreparedData.from_interactions(load_dataset(jd_path(name, jd_dir), format="jd").collapse_repeats())
 
 
+def data_settings(data_name: str) -> dict:
+    """The `TrainConfig` fields a data set fixes (also validation_stopping.py's). JD sessions
+    return to items seen minutes before: there every item stays a candidate (see
+    `TrainConfig.exclude_seen`); MovieLens users rate a movie once (the defaults)."""
+    if data_name == "ml-100k":
+        return {"data": data_name}
+    return {"data": data_name, "batch_size": JD_BATCH_SIZE, "exclude_seen": False}
+
+
 def configs(names, data_name, args):
-    # JD sessions return to items seen minutes before: there every item stays a candidate
-    # (see TrainConfig.exclude_seen); MovieLens users rate a movie once.
-    movielens = data_name == "ml-100k"
-    budgets = EPOCHS if movielens else JD_EPOCHS
-    batch_size = args.batch_size or (128 if movielens else JD_BATCH_SIZE)
-    return {name: TrainConfig(model=VARIANTS[name][0], data=data_name, max_len=args.max_len,
-                              hyperparameters=dict(VARIANTS[name][1]), batch_size=batch_size, exclude_seen=movielens,
-                              **budget_fields(args, budgets[VARIANTS[name][0]]))
+    budgets = EPOCHS if data_name == "ml-100k" else JD_EPOCHS
+    settings = {**data_settings(data_name), **({"batch_size": args.batch_size} if args.batch_size else {})}
+    return {name: TrainConfig(model=VARIANTS[name][0], max_len=args.max_len, hyperparameters=dict(VARIANTS[name][1]),
+                              **settings, **budget_fields(args, budgets[VARIANTS[name][0]]))
             for name in names}
 
 

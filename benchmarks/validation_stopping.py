@@ -44,7 +44,7 @@ import numpy as np
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import tf_keras as keras
-from adasplit import JD_BATCH_SIZE, JD_EPOCHS, prepared_data
+from adasplit import JD_EPOCHS, data_settings, prepared_data
 from baselines_ml100k import DEFAULT_EPOCHS, DEFAULT_JD_DIR, command_line, mean_std, write_file
 from tfrec_dyn.data.input_pipeline import steps_per_epoch
 from tfrec_dyn.metrics.evaluation import model_features, negatives_cache_dir, split_negatives
@@ -108,13 +108,6 @@ def stopping(validation_ndcg, patience: int):
         if patience and wait >= patience:
             return best + 1, epoch + 1
     return best + 1, len(validation_ndcg)
-
-
-def data_settings(data_name: str):
-    """The TrainConfig fields a data set fixes (the JD samples: adasplit.py's)."""
-    if data_name == "ml-100k":
-        return {"data": data_name}
-    return {"data": data_name, "batch_size": JD_BATCH_SIZE, "exclude_seen": False}
 
 
 def fixed_epochs(data_name: str):
