@@ -188,7 +188,7 @@ def budget_fields(args, own_epochs: int) -> dict:
 
 def epochs_cell(runs, config: TrainConfig) -> str:
     """A fixed budget, or (validation-stopped) the mean epochs trained and the mean best epoch."""
-    if config.patience == 0:
+    if config.patience == 0 or not config.validate_every:
         return str(config.epochs)
     return f"{np.mean([r['epochs'] for r in runs]):.0f} (best {np.mean([r['best_epoch'] for r in runs]):.0f})"
 
@@ -340,17 +340,12 @@ def main(argv=None):
 
     model_configs = configs(args)
     results = run(model_configs, args.seeds)
-    command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/baselines_ml100k.py " + \
-        " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("baselines_ml100k.py", argv)
     text = report(results, model_configs, args.seeds, command.strip())
     print(text)
-    for path, content in ((args.out, text), (args.json_out, json.dumps(
-            {"command": command, "configs": {n: dataclasses.asdict(c) for n, c in model_configs.items()},
-             "results": results}, indent=2, default=float))):
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, "w") as f:
-                f.write(content)
+    json_writer(args.json_out, command, model_configs)(results)
+    if args.out:
+        write_file(args.out, text)
 
 
 if __name__ == "__main__":

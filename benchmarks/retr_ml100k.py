@@ -21,16 +21,11 @@ and seconds per training epoch as ratios to SASRec's, measured in the same run
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
-import shlex
-import sys
 
 import numpy as np
 
 import tfrec_dyn  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from baselines_ml100k import DEFAULT_EPOCHS, report, run
+from baselines_ml100k import DEFAULT_EPOCHS, command_line, json_writer, report, run, write_file
 from tfrec_dyn.models import build_model
 from tfrec_dyn.training import PreparedData, TrainConfig
 from train_speed import machine, throughput
@@ -95,21 +90,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     model_configs = configs(args.variants, args.epochs, args.max_len)
-    command = "TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/retr_ml100k.py " + \
-        " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line("retr_ml100k.py", argv)
     results = {} if args.speed_only else run(model_configs, args.seeds)
     text = (f"Command: `{command.strip()}`\n" if args.speed_only else report(results, model_configs, args.seeds,
                                                                            command.strip())) + \
         f"\n#### Cost: parameters; seconds per training epoch (median of {args.speed_epochs}, first dropped)\n\n" + \
         cost_table(model_configs, args.speed_epochs) + "\n"
     print(text)
-    for path, content in ((args.out, text), (args.json_out, json.dumps(
-            {"command": command, "configs": {n: dataclasses.asdict(c) for n, c in model_configs.items()},
-             "results": results}, indent=2, default=float))):
-        if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            with open(path, "w") as f:
-                f.write(content)
+    json_writer(args.json_out, command, model_configs)(results)
+    if args.out:
+        write_file(args.out, text)
 
 
 if __name__ == "__main__":

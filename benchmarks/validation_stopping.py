@@ -179,6 +179,20 @@ def report(results, command, default_patience, data_name, steps, max_epochs) -> 
             cells.append(f"{mean_std(ndcg)} ({np.mean([s for _, s in stops]):.0f})")
         oracle = [max(e["NDCG@10"] for e in r["test"]["full"]) for r in runs]
         parts.append(f"| {name} | " + " | ".join(cells) + f" | {mean_std(oracle)} |")
+    # What a patience is chosen on: validation alone (the test figures above only report).
+    patiences = sorted({*PATIENCES, default_patience})
+    parts += ["\n#### Patience: validation NDCG@10 left on the table\n",
+              "How far the validation NDCG@10 of the restored epoch is below the best of the recorded "
+              "validation curve (mean over seeds):\n",
+              "| model | " + " | ".join(f"patience {p}" for p in patiences) + " |",
+              "|---|" + "---:|" * len(patiences)]
+    for name, runs in results.items():
+        cells = []
+        for patience in patiences:
+            shortfall = [1 - r["validation_ndcg10"][stopping(r["validation_ndcg10"], patience)[0] - 1]
+                         / max(r["validation_ndcg10"]) for r in runs]
+            cells.append(f"{np.mean(shortfall):.1%}")
+        parts.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(parts) + "\n"
 
 
