@@ -13,7 +13,10 @@ best epoch's weights; its test figures are the recorded ones of that best
 epoch, exactly: stopping only cuts the same trajectory short (every epoch's
 batches depend on the seed and the epoch number alone, and validating draws
 no random numbers).  `--check` trains seed 0 of the first model once more
-with the real early stopping and checks that it ends where the curve says.
+with the real early stopping and checks that it ends where the curve says
+(if that curve was kept by `--resume`, it is recorded again first: float
+rounding differs between CPU models, so a curve recorded on another machine
+parts from this one's after some epochs).
 
 Tables: test figures with the CLI defaults (the default patience: 50 checks
 on ML-100K, `tfrec_dyn.training.validation.default_patience`) next to those at a
@@ -222,20 +225,24 @@ def main(argv=None):
     if args.resume and args.json_out and os.path.exists(args.json_out):
         with open(args.json_out) as f:
             done = json.load(f)["results"]
-    results = {}
+    results, trained = {}, set()
     for name in args.models:
         for seed in args.seeds:
             kept = [r for r in done.get(name, []) if r["seed"] == seed
                     and r.get("record_patience", 0) == record_patience and (len(r["validation_ndcg10"]) == args.max_epochs
                          or r["stopped_epoch"] and len(r["validation_ndcg10"]) < args.max_epochs)]
-            results.setdefault(name, []).append(kept[0] if kept else {
-                **train_curve(data, args.data, name, seed, args.max_epochs, record_patience),
-                "record_patience": record_patience})
+            if not kept:
+                kept = [{**train_curve(data, args.data, name, seed, args.max_epochs, record_patience),
+                         "record_patience": record_patience}]
+                trained.add((name, seed))
+            results.setdefault(name, []).append(kept[0])
             if args.json_out:
                 write_file(args.json_out, json.dumps({"command": command, "max_epochs": args.max_epochs,
                                                       "results": results}, indent=2, default=float))
     if args.check:
         name, run = args.models[0], results[args.models[0]][0]
+        if (name, run["seed"]) not in trained:  # a kept curve may come from another machine: record it here
+            run = train_curve(data, args.data, name, run["seed"], args.max_epochs, record_patience)
         best, stopped = stopping(run["validation_ndcg10"], default_patience)
         real = train_curve(data, args.data, name, run["seed"], args.max_epochs, patience=None)
         assert (real["best_epoch"], real["stopped_epoch"] or args.max_epochs) == (best, stopped), (real, best, stopped)
