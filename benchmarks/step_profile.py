@@ -48,6 +48,7 @@ import tf_keras as keras
 
 from tfrec_dyn.data.input_pipeline import steps_per_epoch, training_dataset
 from tfrec_dyn.models import build_model
+from tfrec_dyn.models.registry import MODELS as MODEL_CLASSES
 from tfrec_dyn.training import PreparedData, TrainConfig
 from tfrec_dyn.training.optimizers import make_optimizer
 from tfrec_dyn.training.trainer import training_batches
@@ -108,7 +109,7 @@ def layer_of(operation: str, model_name: str) -> str:
 
 def profile_model(name: str, data: PreparedData, args) -> dict:
     config = TrainConfig(model=name, max_len=args.max_len, batch_size=args.batch_size, seed=0,
-                         optimizer=args.optimizer, hyperparameters=dict(SPEED_MODELS[name]))
+                         optimizer=args.optimizer, hyperparameters=dict(SPEED_MODELS.get(name, {})))
     keras.utils.set_random_seed(0)
     model = build_model(name, data.vocab.size, config.max_len, **config.model_kwargs())
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate), jit_compile=args.jit_compile,
@@ -185,7 +186,8 @@ def report(rows, data: PreparedData, args, machine_gflops: float, command: str) 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(SPEED_MODELS), choices=list(SPEED_MODELS))
+    parser.add_argument("--models", nargs="+", default=list(SPEED_MODELS), choices=sorted(MODEL_CLASSES),
+                        help="models to profile (default: the speed benchmark's; others with their defaults)")
     parser.add_argument("--data", default="ml-100k", help="ml-100k or synthetic:USERS:ITEMS:MEAN_LENGTH")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--max-len", type=int, default=50)

@@ -79,6 +79,36 @@ def test_empty_window_keeps_one_subsequence_at_the_start_vector():
     assert np.all(actions.numpy() == -1) and np.all(rewards.numpy() == 0)
 
 
+def test_each_item_moves_only_the_subsequence_it_joins():
+    """Replaying the returned actions by hand – start vectors, one GRU step of
+    the chosen sub-sequence per real item, the others untouched – gives the
+    allocator's sub-sequences and the sub-sequences it marks active."""
+    allocator = SubsequenceAllocator(max_subsequences=3, create_logit=1.0)
+    items, window, context, table = _allocator_args()
+    subsequences, active, actions, _, _ = allocator(items, window, context, table)
+    expected = np.tile(allocator.start.numpy(), [2, 3, 1])
+    for row in range(2):
+        for step, action in enumerate(actions.numpy()[row]):
+            if action >= 0:
+                expected[row, action] = allocator.gru(expected[row, action][np.newaxis],
+                                                      items[row, step][np.newaxis]).numpy()[0]
+    np.testing.assert_allclose(subsequences.numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(active.numpy(), [[float(k in set(a)) for k in range(3)] for a in actions.numpy()])
+    assert len(set(actions.numpy()[1])) > 1  # the replay covers more than one sub-sequence
+
+
+def test_one_vector_and_many_candidates_get_the_same_relevance():
+    """An episode's step (one vector a row) and scoring (many candidates a row)
+    compute the policy's relevance by different products; they must agree."""
+    allocator = SubsequenceAllocator(max_subsequences=3, create_logit=1.0)
+    items, window, context, table = _allocator_args()
+    subsequences, active, *_ = allocator(items, window, context, table)
+    candidates = tf.random.stateless_normal([2, 5, 8], [0, 4])
+    many = allocator._relevance(subsequences, active, candidates)
+    one = tf.concat([allocator._relevance(subsequences, active, candidates[:, j:j + 1]) for j in range(5)], 1)
+    np.testing.assert_allclose(one.numpy(), many.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_curriculum_schedules_match_their_formulas():
     created = tf.constant([0.0, 1.0, 2.0, 5.0])
     np.testing.assert_allclose(curriculum_weight("linear", created, 0.3), [0.0, 0.3, 0.6, 1.5], rtol=1e-6)

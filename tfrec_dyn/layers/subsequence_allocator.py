@@ -224,16 +224,25 @@ class SubsequenceAllocator(keras.layers.Layer):
         subsequences = tf.cast(subsequences, self.compute_dtype)
         vectors = tf.cast(vectors, self.compute_dtype)
         context = vectors if context is None else tf.cast(context, self.compute_dtype)
-        similarity = tf.cast(tf.einsum("bkd,bcd->bck", subsequences, vectors), tf.float32)
+        # One vector a row (an episode's step, a training target): a product and a sum.
+        # A batched matmul of B tiny [1, d] x [d, K] products costs far more on CPU,
+        # most of all in its gradient; many candidates a row (scoring) are a real matmul.
+        one = vectors.shape[1] == 1
+        similarity = tf.cast(tf.reduce_sum(vectors * subsequences, -1)[:, tf.newaxis] if one
+                             else tf.einsum("bkd,bcd->bck", subsequences, vectors), tf.float32)
         affinity = tf.where(tf.cast(active, tf.bool)[:, tf.newaxis], similarity, -1e9)
         z = tf.cast(tf.nn.softmax(affinity, axis=-1), self.compute_dtype)
-        step = self.state_projection(tf.concat([tf.einsum("bck,bkd->bcd", z, subsequences), context], -1))
+        mixed = (tf.reduce_sum(tf.transpose(z, [0, 2, 1]) * subsequences, 1, keepdims=True) if one
+                 else tf.einsum("bck,bkd->bcd", z, subsequences))
+        step = self.state_projection(tf.concat([mixed, context], -1))
         # [s W_s ; p W_p ; p · v] through the first layer is a sum of a per-vector,
         # a per-sub-sequence and a per-pair term: computed apart, broadcast to [B, C, K].
+        # (tensordot: one matmul over all rows; tf.matmul of a [B, n, d] by a [d, h]
+        # is a batched matmul whose gradient for the kernel is B kernels summed.)
         first = tf.cast(self.policy_hidden.kernel, self.compute_dtype)
         d = self.step_weights.units
-        per_vector = tf.matmul(self.step_weights(step), first[:d])
-        per_subsequence = tf.matmul(self.subsequence_weights(subsequences), first[d:2 * d])
+        per_vector = tf.tensordot(self.step_weights(step), first[:d], 1)
+        per_subsequence = tf.tensordot(self.subsequence_weights(subsequences), first[d:2 * d], 1)
         per_pair = tf.cast(similarity, self.compute_dtype)[..., tf.newaxis] * first[2 * d]
         hidden = tf.nn.relu(per_vector[:, :, tf.newaxis] + per_subsequence[:, tf.newaxis] + per_pair
                             + tf.cast(self.policy_hidden.bias, self.compute_dtype))
@@ -258,10 +267,12 @@ class SubsequenceAllocator(keras.layers.Layer):
         active = tf.zeros([batch, k]) if self.allow_create else tf.ones([batch, k])
         created = tf.zeros([batch])
         actions, log_probs, rewards, entropies = [], [], [], []
-        for step in range(items.shape[1]):  # static window length: unrolled
-            vector, real = items[:, step], tf.cast(valid[:, step], tf.float32)
+        # Unstacked once: a slice per step would make its gradient a whole [B, T, d] tensor each step.
+        steps = zip(tf.unstack(items, axis=1), tf.unstack(tf.cast(valid, tf.float32), axis=1),
+                    [None] * items.shape[1] if context is None else tf.unstack(context, axis=1))
+        for vector, real, step_context in steps:  # static window length: unrolled
             relevance = self._relevance(subsequences, active, vector[:, tf.newaxis],
-                                        None if context is None else context[:, step:step + 1])[:, 0]   # [B, K]
+                                        None if step_context is None else step_context[:, tf.newaxis])[:, 0]  # [B, K]
             count = tf.cast(tf.reduce_sum(active, -1), tf.int32)
             # The create action is the first unused slot (none once all K exist).
             create_slot = tf.one_hot(count, k) if self.allow_create else tf.zeros_like(active)
@@ -271,12 +282,14 @@ class SubsequenceAllocator(keras.layers.Layer):
             action, log_prob = sample_action(policy, training)
             entropies.append(-tf.reduce_sum(tf.exp(policy) * policy, -1) * real)
             chosen = tf.one_hot(action, k) * real[:, tf.newaxis]
-            before = self.readout(tf.gather(subsequences, action, batch_dims=1))
+            state = tf.gather(subsequences, action, batch_dims=1)  # the chosen sub-sequence, before v_T
+            before = self.readout(state)
             # The first item's creation is forced: neither a choice nor penalised.
             creates = tf.reduce_sum(chosen * create_slot, -1) * tf.cast(count > 0, tf.float32)
             active = tf.maximum(active, chosen)
-            updated = self.gru(subsequences, vector[:, tf.newaxis] + tf.zeros_like(subsequences))
-            subsequences = tf.where(chosen[..., tf.newaxis] > 0, updated, subsequences)
+            # Only the chosen sub-sequence takes a GRU step (the others would be discarded).
+            updated = self.gru(state, vector)
+            subsequences = tf.where(chosen[..., tf.newaxis] > 0, updated[:, tf.newaxis], subsequences)
 
             if self.allocation_reward == "prediction" and reward_items is None:
                 fit = tf.zeros_like(real)
