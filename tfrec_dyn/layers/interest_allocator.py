@@ -4,7 +4,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrec_dyn.layers.masks import padding_mask
-from tfrec_dyn.layers.policy import CategoricalPolicy
+from tfrec_dyn.layers.policy import CategoricalPolicy, interest_attention
 
 
 @keras.utils.register_keras_serializable(package="tfrec_dyn")
@@ -71,12 +71,8 @@ class DynamicInterestAllocator(keras.layers.Layer):
         single = vectors.shape.rank == 2
         if single:
             vectors = vectors[:, tf.newaxis]
-        interests = tf.cast(interests, vectors.dtype)
-        affinity = tf.cast(tf.einsum("bkd,bcd->bck", interests, vectors), tf.float32)
-        affinity = tf.where(tf.cast(active, tf.bool)[:, tf.newaxis], affinity, -1e9)
-        alpha = tf.cast(tf.nn.softmax(affinity, axis=-1), vectors.dtype)                  # eq. 12
-        context = tf.einsum("bck,bkd->bcd", alpha, interests)
-        z = tf.cast(z, vectors.dtype)[:, tf.newaxis] + tf.zeros_like(alpha)  # one copy per vector
+        _, context = interest_attention(tf.cast(interests, vectors.dtype), active, vectors)  # Σ_j α_j p_j, eq. 12
+        z = tf.cast(z, vectors.dtype)[:, tf.newaxis] + tf.zeros_like(context[..., :1])  # one copy per vector
         state = self.state_projection(tf.concat([context, vectors, z], axis=-1))         # eq. 11
         return state[:, 0] if single else state
 
@@ -96,8 +92,8 @@ class DynamicInterestAllocator(keras.layers.Layer):
         counts = tf.zeros_like(sums[..., :1])                                             # [B, k, 1]
         interests = init + sums
         actions, log_probs = [], []
-        for step in range(items.shape[1]):  # static window length: unrolled
-            vector, real = items[:, step], valid[:, step]
+        # Unstacked once: a slice per step would make its gradient a whole [B, T, d] tensor each step.
+        for vector, real in zip(tf.unstack(items, axis=1), tf.unstack(valid, axis=1)):  # static length: unrolled
             action, log_prob = self.route(interests, vector, z, active, training=training)
             chosen = tf.one_hot(action, self.max_interests, dtype=items.dtype) * tf.cast(real, items.dtype)[:, None]
             sums += chosen[..., tf.newaxis] * vector[:, tf.newaxis]

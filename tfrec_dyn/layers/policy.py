@@ -11,7 +11,9 @@ with a stochastic policy trained by REINFORCE (Williams, 1992):
   each sub-sequence separately);
 * `reinforce_loss` – −Σ_t log π(a_t | s_t) · (R − b), rewards held constant;
 * `discounted_returns` – G_t = Σ_{t' ≥ t} γ^{t'−t} r_{t'} over the valid steps;
-* `orthogonality_reward` – −mean |p_i · p_j| over pairs of active interests.
+* `orthogonality_reward` – −mean |p_i · p_j| over pairs of active interests;
+* `interest_attention` – each vector's similarity to the active interests and
+  their softmax-weighted mix, the state both policies read.
 """
 
 import tensorflow as tf
@@ -154,3 +156,30 @@ def orthogonality_reward(interests: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
     upper = tf.linalg.band_part(tf.ones([k, k]), 0, -1) - tf.eye(k)          # i < j
     pairs = upper[tf.newaxis] * active[:, :, tf.newaxis] * active[:, tf.newaxis, :]
     return -tf.reduce_sum(dots * pairs, [1, 2]) / tf.maximum(tf.reduce_sum(pairs, [1, 2]), 1.0)
+
+
+def interest_attention(interests: tf.Tensor, active: tf.Tensor, vectors: tf.Tensor):
+    """(similarity [B, C, K], context [B, C, d]) of vectors [B, C, d] over interests
+    [B, K, d] of which `active` [B, K] exist: p_k · v, and Σ_k softmax_k(p_k · v) p_k
+    over the active ones (RDRSR eq. 12, AdaSplit eq. 12). The similarity is float32,
+    the context in the interests' dtype.
+
+    One vector a row (an episode's step, a training target) is computed as a
+    product and a sum: as a batched matmul of B tiny [1, d] x [d, K] products it
+    cost AdaSplit a third of its training step on CPU (docs/performance.md,
+    "AdaSplit's allocator"). Many vectors a row (candidates) are batched matmuls.
+
+    >>> similarity, context = interest_attention(tf.constant([[[1.0, 0.0], [0.0, 1.0]]]),
+    ...                                          tf.constant([[1.0, 0.0]]), tf.constant([[[2.0, 3.0]]]))
+    >>> similarity.numpy().tolist(), context.numpy().tolist()
+    ([[[2.0, 3.0]]], [[[1.0, 0.0]]])
+    """
+    vectors = tf.cast(vectors, interests.dtype)
+    one = vectors.shape[1] == 1
+    similarity = tf.cast(tf.reduce_sum(vectors * interests, -1)[:, tf.newaxis] if one
+                         else tf.einsum("bkd,bcd->bck", interests, vectors), tf.float32)
+    affinity = tf.where(tf.cast(active, tf.bool)[:, tf.newaxis], similarity, _DISALLOWED)
+    weights = tf.cast(tf.nn.softmax(affinity, axis=-1), interests.dtype)
+    context = (tf.reduce_sum(tf.transpose(weights, [0, 2, 1]) * interests, 1, keepdims=True) if one
+               else tf.einsum("bck,bkd->bcd", weights, interests))
+    return similarity, context

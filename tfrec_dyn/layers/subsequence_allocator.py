@@ -6,7 +6,7 @@ import tf_keras as keras
 from tfrec_dyn.layers.attention_gru import AttentionGRU
 from tfrec_dyn.layers.masks import padding_mask
 from tfrec_dyn.layers.normalization import LastAxisLayerNormalization
-from tfrec_dyn.layers.policy import masked_log_softmax, orthogonality_reward, sample_action
+from tfrec_dyn.layers.policy import interest_attention, masked_log_softmax, orthogonality_reward, sample_action
 
 CURRICULA = ("exponential", "linear", "none")
 ALLOCATION_REWARDS = ("prediction", "nearest")
@@ -224,16 +224,7 @@ class SubsequenceAllocator(keras.layers.Layer):
         subsequences = tf.cast(subsequences, self.compute_dtype)
         vectors = tf.cast(vectors, self.compute_dtype)
         context = vectors if context is None else tf.cast(context, self.compute_dtype)
-        # One vector a row (an episode's step, a training target): a product and a sum.
-        # A batched matmul of B tiny [1, d] x [d, K] products costs far more on CPU,
-        # most of all in its gradient; many candidates a row (scoring) are a real matmul.
-        one = vectors.shape[1] == 1
-        similarity = tf.cast(tf.reduce_sum(vectors * subsequences, -1)[:, tf.newaxis] if one
-                             else tf.einsum("bkd,bcd->bck", subsequences, vectors), tf.float32)
-        affinity = tf.where(tf.cast(active, tf.bool)[:, tf.newaxis], similarity, -1e9)
-        z = tf.cast(tf.nn.softmax(affinity, axis=-1), self.compute_dtype)
-        mixed = (tf.reduce_sum(tf.transpose(z, [0, 2, 1]) * subsequences, 1, keepdims=True) if one
-                 else tf.einsum("bck,bkd->bcd", z, subsequences))
+        similarity, mixed = interest_attention(subsequences, active, vectors)    # p_i · v_T, Σ_i z_i p_i
         step = self.state_projection(tf.concat([mixed, context], -1))
         # [s W_s ; p W_p ; p · v] through the first layer is a sum of a per-vector,
         # a per-sub-sequence and a per-pair term: computed apart, broadcast to [B, C, K].
