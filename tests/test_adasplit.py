@@ -102,11 +102,14 @@ def test_one_vector_and_many_candidates_get_the_same_relevance():
     compute the policy's relevance by different products; they must agree."""
     allocator = SubsequenceAllocator(max_subsequences=3, create_logit=1.0)
     items, window, context, table = _allocator_args()
-    subsequences, active, *_ = allocator(items, window, context, table)
+    subsequences, *_ = allocator(items, window, context, table)
     candidates = tf.random.stateless_normal([2, 5, 8], [0, 4])
-    many = allocator._relevance(subsequences, active, candidates)
-    one = tf.concat([allocator._relevance(subsequences, active, candidates[:, j:j + 1]) for j in range(5)], 1)
-    np.testing.assert_allclose(one.numpy(), many.numpy(), rtol=1e-5, atol=1e-5)
+    for active in (tf.constant([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]), tf.ones([2, 3])):  # the mask matters
+        many = allocator._relevance(subsequences, active, candidates)
+        one = tf.concat([allocator._relevance(subsequences, active, candidates[:, j:j + 1]) for j in range(5)], 1)
+        np.testing.assert_allclose(one.numpy(), many.numpy(), rtol=1e-5, atol=1e-5)
+    masked = allocator._relevance(subsequences, tf.constant([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]), candidates[:, :1])
+    assert not np.allclose(masked.numpy(), one[:, :1].numpy(), atol=1e-4)  # ... as the state says it does
 
 
 def test_curriculum_schedules_match_their_formulas():

@@ -12,8 +12,8 @@ with a stochastic policy trained by REINFORCE (Williams, 1992):
 * `reinforce_loss` – −Σ_t log π(a_t | s_t) · (R − b), rewards held constant;
 * `discounted_returns` – G_t = Σ_{t' ≥ t} γ^{t'−t} r_{t'} over the valid steps;
 * `orthogonality_reward` – −mean |p_i · p_j| over pairs of active interests;
-* `interest_attention` – each vector's similarity to the active interests and
-  their softmax-weighted mix, the state both policies read.
+* `interest_attention` – each vector's similarity to every interest and the
+  softmax-weighted mix of the active ones, the state both policies read.
 """
 
 import tensorflow as tf
@@ -159,10 +159,10 @@ def orthogonality_reward(interests: tf.Tensor, active: tf.Tensor) -> tf.Tensor:
 
 
 def interest_attention(interests: tf.Tensor, active: tf.Tensor, vectors: tf.Tensor):
-    """(similarity [B, C, K], context [B, C, d]) of vectors [B, C, d] over interests
-    [B, K, d] of which `active` [B, K] exist: p_k · v, and Σ_k softmax_k(p_k · v) p_k
-    over the active ones (RDRSR eq. 12, AdaSplit eq. 12). The similarity is float32,
-    the context in the interests' dtype.
+    """(similarity [B, C, K], context [B, C, d]) of vectors [B, C, d] and interests
+    [B, K, d] of which `active` [B, K] exist: p_k · v for every k (unmasked), and
+    Σ_k softmax_k(p_k · v) p_k over the active ones (RDRSR eq. 12, AdaSplit eq. 12).
+    The similarity is float32, the context in the interests' dtype.
 
     One vector a row (an episode's step, a training target) is computed as a
     product and a sum: as a batched matmul of B tiny [1, d] x [d, K] products it

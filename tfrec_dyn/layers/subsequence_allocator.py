@@ -260,7 +260,7 @@ class SubsequenceAllocator(keras.layers.Layer):
         actions, log_probs, rewards, entropies = [], [], [], []
         # Unstacked once: a slice per step would make its gradient a whole [B, T, d] tensor each step.
         steps = zip(tf.unstack(items, axis=1), tf.unstack(tf.cast(valid, tf.float32), axis=1),
-                    [None] * items.shape[1] if context is None else tf.unstack(context, axis=1))
+                    [None] * items.shape[1] if context is None else tf.unstack(context, axis=1), strict=True)
         for vector, real, step_context in steps:  # static window length: unrolled
             relevance = self._relevance(subsequences, active, vector[:, tf.newaxis],
                                         None if step_context is None else step_context[:, tf.newaxis])[:, 0]  # [B, K]
