@@ -55,6 +55,7 @@ from tfrec_dyn.metrics.protocols import evaluate
 from tfrec_dyn.metrics.scoring import Scorer
 from tfrec_dyn.training import PreparedData, TrainConfig
 from tfrec_dyn.training.trainer import fit
+from tfrec_dyn.training.validation import MAX_PATIENCE, MIN_PATIENCE, PATIENCE_STEPS
 from tfrec_dyn.training.validation import default_patience as patience_for
 
 # name -> (registered model, TrainConfig overrides); every other setting is the library default.
@@ -144,7 +145,8 @@ def report(results, command, default_patience, data_name, steps, max_epochs) -> 
              "Seeds: " + " ".join(str(r["seed"]) for r in next(iter(results.values()))) +
              f"; mean ± sample std over seeds; {data_name} leave-one-out; library defaults for every model; "
              f"early stopping on full-ranking validation NDCG@10, patience {default_patience} (the CLI "
-             f"default here: 400 training steps, {steps} an epoch), best weights restored."]
+             f"default here: {PATIENCE_STEPS} training steps at {steps} an epoch, within {MIN_PATIENCE} to "
+             f"{MAX_PATIENCE} checks), best weights restored."]
     budgets = fixed_epochs(data_name)
     for protocol in PROTOCOLS:
         parts += [f"\n#### Test, {protocol} protocol: CLI defaults (validation-stopped) vs fixed epochs\n",

@@ -95,9 +95,10 @@ class TrainConfig:
         every N epochs (`tfrec_dyn.training.validation`); 0 = never (train
         exactly `epochs`).
       patience: stop after this many validations without a better NDCG@10
-        (0: never stop early); None (default): as many as cover 400 training
-        steps, at least 5 (`tfrec_dyn.training.validation.default_patience`:
-        50 epochs on ML-100K's 8-step epochs, 5 on a large log's).
+        (0: never stop early); None (default): as many as cover 800 training
+        steps, at least 5 and at most 50
+        (`tfrec_dyn.training.validation.default_patience`: 50 epochs on
+        ML-100K's 8-step epochs, 25 on the JD samples' 32, 5 on a large log's).
       restore_best: end with the weights of the best validation NDCG@10.
       validation_users: validate a seeded sample of this many users (None:
         all); the validation users are the same in every run of a data set.

@@ -93,8 +93,8 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: Optional[int] = Non
                              "exactly --epochs (default: %(default)s)")
     parser.add_argument("--patience", type=int, default=defaults["patience"], metavar="CHECKS",
                         help="stop after this many checks without a better validation NDCG@10, keeping the best "
-                             "weights; 0: never stop early (default: as many checks as cover 400 training steps, "
-                             "at least 5)")
+                             "weights; 0: never stop early (default: as many checks as cover 800 training steps, "
+                             "at least 5 and at most 50)")
     parser.add_argument("--validation-users", type=int, default=defaults["validation_users"], metavar="N",
                         help="validate a seeded sample of N users (default: %(default)s)")
     parser.add_argument("--eval-users", type=int, default=None, metavar="N",
