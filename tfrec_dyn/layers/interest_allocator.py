@@ -93,7 +93,7 @@ class DynamicInterestAllocator(keras.layers.Layer):
         interests = init + sums
         actions, log_probs = [], []
         # Unstacked once: a slice per step would make its gradient a whole [B, T, d] tensor each step.
-        for vector, real in zip(tf.unstack(items, axis=1), tf.unstack(valid, axis=1), strict=True):  # static length: unrolled
+        for vector, real in zip(tf.unstack(items, axis=1), tf.unstack(valid, axis=1), strict=True):  # unrolled
             action, log_prob = self.route(interests, vector, z, active, training=training)
             chosen = tf.one_hot(action, self.max_interests, dtype=items.dtype) * tf.cast(real, items.dtype)[:, None]
             sums += chosen[..., tf.newaxis] * vector[:, tf.newaxis]
