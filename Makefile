@@ -42,7 +42,8 @@ $(BROWSER):
 		|| echo "warning: could not install chromium: the report's browser test is skipped outside CI"
 
 # One test worker per core (pytest-xdist): much of the suite's time is single-threaded Python (TFX,
-# Beam, graph tracing), so on a 2-core machine two workers take 1,665 s where one took 2,940 s.
+# Beam, graph tracing), so on a 2-core machine two workers took 1,665 s where one had taken 2,940 s
+# (that serial run still had the pipeline's SIGKILL test at its old size, about a minute longer).
 test: install $(BROWSER)
 	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist worksteal tests
 
