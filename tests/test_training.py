@@ -196,6 +196,31 @@ def test_sampled_negatives_are_fixed_per_split(ml100k_slice, tmp_path):
         assert not set(known) & set(negatives)
 
 
+def test_a_write_of_the_negatives_cache_cut_short_leaves_no_file_to_read(ml100k_slice, tmp_path, monkeypatch):
+    """The cache file appears whole or not at all: a write that fails half-way (a full disk, a
+    killed process) leaves nothing a later run or a concurrent one would load as the split's draw."""
+    from tfrec_dyn.metrics.evaluation import split_negatives
+    from tfrec_dyn.metrics.protocols import SampledNegatives
+
+    arrays = ml100k_slice.eval_arrays("test", 20)
+    args = (arrays, ml100k_slice.vocab, ml100k_slice.item_counts)
+    whole_save = SampledNegatives.save
+
+    def save_half(self, path):
+        written = whole_save(self, path)
+        with open(written, "r+b") as f:
+            f.truncate(os.path.getsize(written) // 2)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(SampledNegatives, "save", save_half)
+    with pytest.raises(OSError, match="No space left"):
+        split_negatives(*args, cache_dir=str(tmp_path))
+    assert os.listdir(tmp_path / "negatives") == []
+    monkeypatch.undo()
+    drawn = split_negatives(*args, cache_dir=str(tmp_path))
+    np.testing.assert_array_equal(split_negatives(*args, cache_dir=str(tmp_path)).negatives, drawn.negatives)
+
+
 @pytest.mark.parametrize("model, loss", [("sasrec", "bce"), ("gru4rec", "ce"), ("caser", "gbce")])
 def test_xla_and_several_steps_per_execution_train_the_same_model(ml100k_slice, model, loss):
     # Dropout off: XLA draws its own dropout masks. Everything else is the same computation, so the
