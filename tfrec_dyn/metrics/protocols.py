@@ -359,6 +359,20 @@ def _check_features(features, histories: np.ndarray) -> Dict[str, np.ndarray]:
     return features
 
 
+def _whole_batches(batch_size: int, *arrays):
+    """`arrays` (aligned on their first axis, U users; None passes through) with
+    a short last batch filled up to `batch_size` rows with copies of the last
+    user, when there are several batches: every call of the compiled scorer then
+    sees one batch shape and traces once (a short last batch traced the model
+    and the folds a second time).  Callers keep the first U rows of what they
+    compute from them."""
+    num_users = len(arrays[0])
+    if num_users <= batch_size or num_users % batch_size == 0:
+        return arrays
+    rows = np.minimum(np.arange(-(-num_users // batch_size) * batch_size), num_users - 1)
+    return tuple(None if values is None else values[rows] for values in arrays)
+
+
 def _scored_batches(scorer: Scorer, histories: np.ndarray, batch_size: int, features=None):
     """Yields (start, item_ids [B, L], user state) batch by batch; checks the
     history ids against the scorer's V once it is known (after the first batch
@@ -464,10 +478,15 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
             or (top_k and protocol != "full"):
         raise ValueError(f'`top_k` must be an integer >= 0, and 0 unless protocol="full"; got {top_k!r}')
     scorer = Scorer.of(scoring, chunk_size)
-    ranks = np.empty(histories.shape[0], np.int64)
-    num_candidates = np.empty(histories.shape[0], np.int64)
-    top_lists = np.zeros((histories.shape[0], int(top_k)), np.int32) if top_k else None
-    for start, item_ids, state in _scored_batches(scorer, histories, batch_size, features):
+    num_users = histories.shape[0]
+    features = _check_features(features, histories)
+    inputs, targets, negatives, *values = _whole_batches(batch_size, histories, targets,
+                                                         negatives if protocol == "sampled" else None,
+                                                         *features.values())
+    ranks = np.empty(len(inputs), np.int64)
+    num_candidates = np.empty(len(inputs), np.int64)
+    top_lists = np.zeros((len(inputs), int(top_k)), np.int32) if top_k else None
+    for start, item_ids, state in _scored_batches(scorer, inputs, batch_size, dict(zip(features, values))):
         if start == 0:
             vocab_size = scorer.vocab_size
             if targets.max() >= vocab_size:
@@ -492,6 +511,8 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
                                                              exclude_seen)
         ranks[start:start + len(item_ids)] = np.asarray(batch_ranks)
         num_candidates[start:start + len(item_ids)] = np.asarray(batch_counts)
+    ranks, num_candidates, targets = ranks[:num_users], num_candidates[:num_users], targets[:num_users]
+    top_lists = top_lists[:num_users] if top_k else None
     repeats = repeat_targets(histories, targets).numpy()
     metrics = {**metrics_from_ranks(ranks, ks), "RepeatShare": float(repeats.mean())}
     return EvaluationResult(metrics=metrics, ranks=ranks, num_candidates=num_candidates, protocol=protocol, ks=ks,
@@ -521,8 +542,10 @@ def top_k_items(scoring, histories, k: int = 10, exclude_seen: bool = True,
     batch_size = _check_batch_size(batch_size)
     histories = _as_histories(histories)
     scorer = Scorer.of(scoring, chunk_size)
-    out = np.zeros((histories.shape[0], int(k)), np.int32)
-    for start, item_ids, state in _scored_batches(scorer, histories, batch_size, features):
+    features = _check_features(features, histories)
+    inputs, *values = _whole_batches(batch_size, histories, *features.values())
+    out = np.zeros((len(inputs), int(k)), np.int32)
+    for start, item_ids, state in _scored_batches(scorer, inputs, batch_size, dict(zip(features, values))):
         items = np.asarray(scorer.top_k(state, item_ids, int(k), exclude_seen))
         out[start:start + len(items), :items.shape[1]] = items
-    return out
+    return out[:histories.shape[0]]

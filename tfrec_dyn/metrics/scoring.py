@@ -290,7 +290,9 @@ class Scorer:
             raise TypeError(f"cannot score with {type(scoring).__name__}: pass a model (user_state / score_items) "
                             "or a callable returning scores [B, V]")
         self.chunk_size = int(chunk_size or chunk_size_of(self.source))
-        compile_ = (lambda f: tf.function(f, reduce_retracing=True)) if compiled else (lambda f: f)
+        # No autograph: the scoring loops are `tf.while_loop`s already, and converting the model's
+        # and the folds' code again on every trace was most of a cold evaluation's time.
+        compile_ = (lambda f: tf.function(f, reduce_retracing=True, autograph=False)) if compiled else (lambda f: f)
         self.state = compile_(lambda batch: self.source.user_state(batch))
         self.ranks = compile_(self._ranks)
         self.sampled_ranks = compile_(lambda state, item_ids, targets, negatives, exclude_seen: sampled_protocol_ranks(
