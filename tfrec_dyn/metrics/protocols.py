@@ -359,26 +359,22 @@ def _check_features(features, histories: np.ndarray) -> Dict[str, np.ndarray]:
     return features
 
 
-def _whole_batches(batch_size: int, *arrays):
-    """`arrays` (aligned on their first axis, U users; None passes through) with
-    a short last batch filled up to `batch_size` rows with copies of the last
-    user, when there are several batches: every call of the compiled scorer then
-    sees one batch shape and traces once (a short last batch traced the model
-    and the folds a second time).  Callers keep the first U rows of what they
-    compute from them."""
-    num_users = len(arrays[0])
-    if num_users <= batch_size or num_users % batch_size == 0:
-        return arrays
-    rows = np.minimum(np.arange(-(-num_users // batch_size) * batch_size), num_users - 1)
-    return tuple(None if values is None else values[rows] for values in arrays)
-
-
 def _scored_batches(scorer: Scorer, histories: np.ndarray, batch_size: int, features=None):
-    """Yields (start, item_ids [B, L], user state) batch by batch; checks the
-    history ids against the scorer's V once it is known (after the first batch
-    for a score-matrix function)."""
+    """Yields (start, count, rows, item_ids [B, L], user state) batch by batch:
+    `rows` index the batch's users (for the caller's targets and negatives),
+    of which the first `count` are real, users start..start+count-1.  With a
+    compiled scorer and several batches, a short last batch is filled up to
+    `batch_size` with copies of the last user, so every call sees one batch
+    shape and traces once (a short last batch traced the model and the folds
+    a second time, about as long as ranking a few batches; the fill costs at
+    most one batch of extra rows a call); callers keep the first `count` rows
+    of what they compute.  Checks the history ids against the
+    scorer's V once it is known (after the first batch for a score-matrix
+    function)."""
     features = _check_features(features, histories)
+    num_users = histories.shape[0]
     largest = histories.max(initial=0)
+    fill = scorer.compiled and num_users > batch_size
 
     def check():
         if largest >= scorer.vocab_size:
@@ -386,13 +382,15 @@ def _scored_batches(scorer: Scorer, histories: np.ndarray, batch_size: int, feat
 
     if scorer.vocab_size is not None:
         check()
-    for start in range(0, histories.shape[0], batch_size):
-        item_ids = histories[start:start + batch_size]
-        state = scorer.state({"item_ids": item_ids,
-                              **{name: values[start:start + batch_size] for name, values in features.items()}})
+    for start in range(0, num_users, batch_size):
+        count = min(batch_size, num_users - start)
+        rows = np.minimum(np.arange(start, start + batch_size), num_users - 1) if fill else \
+            np.arange(start, start + count)
+        item_ids = histories[rows]
+        state = scorer.state({"item_ids": item_ids, **{name: values[rows] for name, values in features.items()}})
         if start == 0:
             check()
-        yield start, item_ids, state
+        yield start, count, rows, item_ids, state
 
 
 def _negatives_array(negatives, num_users: int) -> Tuple[np.ndarray, Optional[int]]:
@@ -478,15 +476,10 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
             or (top_k and protocol != "full"):
         raise ValueError(f'`top_k` must be an integer >= 0, and 0 unless protocol="full"; got {top_k!r}')
     scorer = Scorer.of(scoring, chunk_size)
-    num_users = histories.shape[0]
-    features = _check_features(features, histories)
-    inputs, targets, negatives, *values = _whole_batches(batch_size, histories, targets,
-                                                         negatives if protocol == "sampled" else None,
-                                                         *features.values())
-    ranks = np.empty(len(inputs), np.int64)
-    num_candidates = np.empty(len(inputs), np.int64)
-    top_lists = np.zeros((len(inputs), int(top_k)), np.int32) if top_k else None
-    for start, item_ids, state in _scored_batches(scorer, inputs, batch_size, dict(zip(features, values))):
+    ranks = np.empty(histories.shape[0], np.int64)
+    num_candidates = np.empty(histories.shape[0], np.int64)
+    top_lists = np.zeros((histories.shape[0], int(top_k)), np.int32) if top_k else None
+    for start, count, rows, item_ids, state in _scored_batches(scorer, histories, batch_size, features):
         if start == 0:
             vocab_size = scorer.vocab_size
             if targets.max() >= vocab_size:
@@ -494,25 +487,23 @@ def evaluate(scoring, histories, targets, protocol: str = "full",
             if protocol == "sampled" and (negatives.max() >= vocab_size
                                           or negatives_vocab not in (None, vocab_size)):
                 raise ValueError(f"negatives were drawn for another vocabulary than V = {vocab_size}")
-        batch_targets = targets[start:start + len(item_ids)]
+        batch_targets = targets[rows]
         if protocol == "full" and top_k:
             (batch_ranks, batch_counts), items = scorer.ranks_and_top_k(state, item_ids, batch_targets, int(top_k),
                                                                         exclude_seen)
-            top_lists[start:start + len(item_ids), :items.shape[1]] = np.asarray(items)
+            top_lists[start:start + count, :items.shape[1]] = np.asarray(items)[:count]
         elif protocol == "full":
             batch_ranks, batch_counts = scorer.ranks(state, item_ids, batch_targets, exclude_seen)
         else:
-            batch_negatives = negatives[start:start + len(item_ids)]
+            batch_negatives = negatives[rows]
             in_history = (batch_negatives[:, :, np.newaxis] == item_ids[:, np.newaxis, :]).any(axis=(1, 2))
             if np.any(batch_negatives == batch_targets[:, np.newaxis]) or in_history.any():
                 raise ValueError("some negatives equal the user's target or an input history item: were "
                                  "they drawn from this split's whole sequences (inputs and targets)?")
             batch_ranks, batch_counts = scorer.sampled_ranks(state, item_ids, batch_targets, batch_negatives,
                                                              exclude_seen)
-        ranks[start:start + len(item_ids)] = np.asarray(batch_ranks)
-        num_candidates[start:start + len(item_ids)] = np.asarray(batch_counts)
-    ranks, num_candidates, targets = ranks[:num_users], num_candidates[:num_users], targets[:num_users]
-    top_lists = top_lists[:num_users] if top_k else None
+        ranks[start:start + count] = np.asarray(batch_ranks)[:count]
+        num_candidates[start:start + count] = np.asarray(batch_counts)[:count]
     repeats = repeat_targets(histories, targets).numpy()
     metrics = {**metrics_from_ranks(ranks, ks), "RepeatShare": float(repeats.mean())}
     return EvaluationResult(metrics=metrics, ranks=ranks, num_candidates=num_candidates, protocol=protocol, ks=ks,
@@ -542,10 +533,8 @@ def top_k_items(scoring, histories, k: int = 10, exclude_seen: bool = True,
     batch_size = _check_batch_size(batch_size)
     histories = _as_histories(histories)
     scorer = Scorer.of(scoring, chunk_size)
-    features = _check_features(features, histories)
-    inputs, *values = _whole_batches(batch_size, histories, *features.values())
-    out = np.zeros((len(inputs), int(k)), np.int32)
-    for start, item_ids, state in _scored_batches(scorer, inputs, batch_size, dict(zip(features, values))):
-        items = np.asarray(scorer.top_k(state, item_ids, int(k), exclude_seen))
-        out[start:start + len(items), :items.shape[1]] = items
-    return out[:histories.shape[0]]
+    out = np.zeros((histories.shape[0], int(k)), np.int32)
+    for start, count, _, item_ids, state in _scored_batches(scorer, histories, batch_size, features):
+        items = np.asarray(scorer.top_k(state, item_ids, int(k), exclude_seen))[:count]
+        out[start:start + count, :items.shape[1]] = items
+    return out

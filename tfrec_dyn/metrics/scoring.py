@@ -270,7 +270,8 @@ class Scorer:
     item_ids)` and `vocab_size` (every `SequentialRecommender`); each step is
     compiled once with `tf.function`, so make one Scorer per model and reuse
     it.  `Scorer(fn)` for a plain callable batch -> scores [B, V] (numpy or
-    tf; e.g. an external model): its matrix is the state, run eagerly.
+    tf; e.g. an external model): its matrix is the state, run eagerly
+    (`.compiled` says which).
 
     Methods take a batch {"item_ids": int32 [B, L], side features...}:
     `state(batch)`, then `ranks(state, item_ids, targets, exclude_seen)`,
@@ -283,16 +284,17 @@ class Scorer:
         if isinstance(scoring, Scorer):
             scoring = scoring.source
         if hasattr(scoring, "user_state") and hasattr(scoring, "score_items"):
-            self.source, compiled = scoring, True
+            self.source, self.compiled = scoring, True
         elif callable(scoring):
-            self.source, compiled = _ScoreMatrix(scoring), False
+            self.source, self.compiled = _ScoreMatrix(scoring), False
         else:
             raise TypeError(f"cannot score with {type(scoring).__name__}: pass a model (user_state / score_items) "
                             "or a callable returning scores [B, V]")
         self.chunk_size = int(chunk_size or chunk_size_of(self.source))
         # No autograph: the scoring loops are `tf.while_loop`s already, and converting the model's
         # and the folds' code again on every trace was most of a cold evaluation's time.
-        compile_ = (lambda f: tf.function(f, reduce_retracing=True, autograph=False)) if compiled else (lambda f: f)
+        compile_ = (lambda f: tf.function(f, reduce_retracing=True, autograph=False)) if self.compiled else \
+            (lambda f: f)
         self.state = compile_(lambda batch: self.source.user_state(batch))
         self.ranks = compile_(self._ranks)
         self.sampled_ranks = compile_(lambda state, item_ids, targets, negatives, exclude_seen: sampled_protocol_ranks(
