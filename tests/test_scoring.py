@@ -172,6 +172,8 @@ def test_a_scorer_compiles_once_and_refuses_what_cannot_score():
     scorer = Scorer(model, chunk_size=7)
     assert Scorer.of(scorer) is scorer and Scorer.of(scorer, 7) is scorer
     assert Scorer.of(scorer, 9).source is model and Scorer.of(scorer, 9).chunk_size == 9
+    plain = Scorer(lambda batch: np.zeros((len(batch["item_ids"]), V)), chunk_size=7)
+    assert scorer.compiled and not plain.compiled and not Scorer.of(plain, 9).compiled  # a function runs eagerly
     with pytest.raises(TypeError, match="cannot score"):
         Scorer(42)
 

@@ -368,9 +368,8 @@ def _scored_batches(scorer: Scorer, histories: np.ndarray, batch_size: int, feat
     shape and traces once (a short last batch traced the model and the folds
     a second time, about as long as ranking a few batches; the fill costs at
     most one batch of extra rows a call); callers keep the first `count` rows
-    of what they compute.  Checks the history ids against the
-    scorer's V once it is known (after the first batch for a score-matrix
-    function)."""
+    of what they compute.  Checks the history ids against the scorer's V once
+    it is known (after the first batch for a score-matrix function)."""
     features = _check_features(features, histories)
     num_users = histories.shape[0]
     largest = histories.max(initial=0)

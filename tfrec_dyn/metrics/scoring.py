@@ -283,7 +283,9 @@ class Scorer:
     def __init__(self, scoring, chunk_size: Optional[int] = None):
         if isinstance(scoring, Scorer):
             scoring = scoring.source
-        if hasattr(scoring, "user_state") and hasattr(scoring, "score_items"):
+        if isinstance(scoring, _ScoreMatrix):  # another Scorer's function, with another chunk size
+            self.source, self.compiled = scoring, False
+        elif hasattr(scoring, "user_state") and hasattr(scoring, "score_items"):
             self.source, self.compiled = scoring, True
         elif callable(scoring):
             self.source, self.compiled = _ScoreMatrix(scoring), False
