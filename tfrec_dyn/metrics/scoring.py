@@ -283,12 +283,10 @@ class Scorer:
     def __init__(self, scoring, chunk_size: Optional[int] = None):
         if isinstance(scoring, Scorer):
             scoring = scoring.source
-        if isinstance(scoring, _ScoreMatrix):  # another Scorer's function, with another chunk size
-            self.source, self.compiled = scoring, False
-        elif hasattr(scoring, "user_state") and hasattr(scoring, "score_items"):
-            self.source, self.compiled = scoring, True
+        if isinstance(scoring, _ScoreMatrix) or (hasattr(scoring, "user_state") and hasattr(scoring, "score_items")):
+            self.source = scoring  # a model, or another Scorer's function (with another chunk size)
         elif callable(scoring):
-            self.source, self.compiled = _ScoreMatrix(scoring), False
+            self.source = _ScoreMatrix(scoring)
         else:
             raise TypeError(f"cannot score with {type(scoring).__name__}: pass a model (user_state / score_items) "
                             "or a callable returning scores [B, V]")
@@ -303,6 +301,11 @@ class Scorer:
             self.source, state, item_ids, targets, negatives, exclude_seen))
         self.top_k = compile_(self._top_k)
         self.ranks_and_top_k = compile_(self._ranks_and_top_k)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the steps are `tf.function`s (a model's) or run eagerly (a score function's)."""
+        return not isinstance(self.source, _ScoreMatrix)
 
     @classmethod
     def of(cls, scoring, chunk_size: Optional[int] = None) -> "Scorer":
