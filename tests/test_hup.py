@@ -224,6 +224,27 @@ def test_missing_side_fields_mean_unknown():
     np.testing.assert_allclose(model.score({"item_ids": batch["item_ids"]}), model.score(unknown), rtol=1e-5, atol=1e-6)
 
 
+def test_category_ranking_traces_once_and_a_filled_last_batch_changes_no_rank():
+    """7 users in batches of 3 (a short last batch of 1) rank every target's
+    category as one batch of all 7 does, with the model traced once per call."""
+    from tfrec_dyn.metrics.evaluation import EvalArrays, evaluate_categories
+
+    model = _model()
+    batch = {k: v.numpy() for k, v in _batch(rows=7).items()}
+    features = {k: v for k, v in batch.items() if k not in ("item_ids", "targets", "next_category_ids")}
+    arrays = EvalArrays([str(u) for u in range(7)], batch["item_ids"], batch["targets"][:, -1], [],
+                        features, {"category": batch["next_category_ids"][:, -1]})
+    model({"item_ids": batch["item_ids"][:1]})  # built: a first trace that creates weights traces twice
+    traces = []
+    category_scores = model.category_scores
+    model.category_scores = lambda inputs: traces.append(tuple(inputs["item_ids"].shape)) or category_scores(inputs)
+    batched = evaluate_categories(model, arrays, features, batch_size=3)
+    assert traces == [(3, L)]
+    whole = evaluate_categories(model, arrays, features, batch_size=7)
+    np.testing.assert_array_equal(batched.ranks, whole.ranks)
+    assert batched.metrics == whole.metrics and len(batched.ranks) == 7
+
+
 def test_pyramid_layers_save_and_load(tmp_path):
     x, behavior, delta = (keras.Input((T, n)) for n in (6, 4, 2))
     ends = keras.Input((T, 1))

@@ -30,7 +30,7 @@ from tfrec_dyn.data.input_pipeline import feature_name
 from tfrec_dyn.data.splits import sample_users
 from tfrec_dyn.data.vocabulary import NUM_RESERVED, Vocabulary
 from tfrec_dyn.metrics.beyond import gini_index, head_tail_items, item_coverage, tail_share
-from tfrec_dyn.metrics.protocols import DEFAULT_NUM_NEGATIVES, EvaluationResult, SampledNegatives, evaluate
+from tfrec_dyn.metrics.protocols import DEFAULT_NUM_NEGATIVES, EvaluationResult, SampledNegatives, batch_rows, evaluate
 from tfrec_dyn.metrics.ranking import metrics_from_ranks, rank_of_target
 from tfrec_dyn.metrics.scoring import Scorer
 
@@ -172,15 +172,16 @@ def evaluate_categories(model, arrays: EvalArrays, features, ks=(5, 10, 20), bat
     targets = arrays.target_side["category"]
     if targets.size and targets.min() < NUM_RESERVED:
         raise ValueError("a target's category is not in the category vocabulary")
-    score_fn = tf.function(lambda batch: model.category_scores(batch), reduce_retracing=True)
+    # Traced once, like the Scorer's steps: the model needs no autograph, and
+    # the short last batch is filled so its shape does not trace it again.
+    score_fn = tf.function(lambda batch: model.category_scores(batch), autograph=False)
     ranks = []
-    for start in range(0, len(targets), batch_size):
-        batch = {"item_ids": arrays.histories[start:start + batch_size],
-                 **{name: values[start:start + batch_size] for name, values in features.items()}}
-        scores = score_fn(batch).numpy()
+    for start, count, rows in batch_rows(len(targets), batch_size, fill=len(targets) > batch_size):
+        batch = {"item_ids": arrays.histories[rows], **{name: values[rows] for name, values in features.items()}}
+        scores = score_fn(batch).numpy()[:count]
         candidates = np.ones_like(scores, bool)
         candidates[:, :NUM_RESERVED] = False
-        ranks.append(rank_of_target(scores, targets[start:start + batch_size], candidates))
+        ranks.append(rank_of_target(scores, targets[start:start + count], candidates))
     ranks = np.concatenate(ranks)
     return EvaluationResult(metrics_from_ranks(ranks, ks), ranks, np.full(len(ranks), scores.shape[1] - NUM_RESERVED),
                             "category", tuple(ks))

@@ -359,17 +359,26 @@ def _check_features(features, histories: np.ndarray) -> Dict[str, np.ndarray]:
     return features
 
 
+def batch_rows(num_users: int, batch_size: int, fill: bool):
+    """Yields (start, count, rows): the row indices of each batch of users, of
+    which the first `count` are real (users start..start+count-1).  With `fill`,
+    a short last batch is filled up to `batch_size` with copies of the last
+    user, so a traced step sees one batch shape and traces once; callers keep
+    the first `count` rows of what they compute."""
+    for start in range(0, num_users, batch_size):
+        count = min(batch_size, num_users - start)
+        yield start, count, (np.minimum(np.arange(start, start + batch_size), num_users - 1) if fill
+                             else np.arange(start, start + count))
+
+
 def _scored_batches(scorer: Scorer, histories: np.ndarray, batch_size: int, features=None):
-    """Yields (start, count, rows, item_ids [B, L], user state) batch by batch:
-    `rows` index the batch's users (for the caller's targets and negatives),
-    of which the first `count` are real, users start..start+count-1.  With a
-    compiled scorer and several batches, a short last batch is filled up to
-    `batch_size` with copies of the last user, so every call sees one batch
-    shape and traces once (a short last batch traced the model and the folds
-    a second time, about as long as ranking a few batches; the fill costs at
-    most one batch of extra rows a call); callers keep the first `count` rows
-    of what they compute.  Checks the history ids against the scorer's V once
-    it is known (after the first batch for a score-matrix function)."""
+    """Yields (start, count, rows, item_ids [B, L], user state) batch by batch
+    (`batch_rows`; `rows` index the batch's users, for the caller's targets and
+    negatives).  A compiled scorer over several batches has its short last
+    batch filled (a short last batch traced the model and the folds a second
+    time, about as long as ranking a few batches; the fill costs at most one
+    batch of extra rows a call).  Checks the history ids against the scorer's V
+    once it is known (after the first batch for a score-matrix function)."""
     features = _check_features(features, histories)
     num_users = histories.shape[0]
     largest = histories.max(initial=0)
@@ -381,10 +390,7 @@ def _scored_batches(scorer: Scorer, histories: np.ndarray, batch_size: int, feat
 
     if scorer.vocab_size is not None:
         check()
-    for start in range(0, num_users, batch_size):
-        count = min(batch_size, num_users - start)
-        rows = np.minimum(np.arange(start, start + batch_size), num_users - 1) if fill else \
-            np.arange(start, start + count)
+    for start, count, rows in batch_rows(num_users, batch_size, fill):
         item_ids = histories[rows]
         state = scorer.state({"item_ids": item_ids, **{name: values[rows] for name, values in features.items()}})
         if start == 0:
