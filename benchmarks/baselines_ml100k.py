@@ -170,6 +170,10 @@ def add_variant_arguments(parser, variants, default=None) -> None:
     parser.add_argument("--validation-stopping", action="store_true",
                         help="train as the CLI does: --epochs (default: the CLI's maximum) is a maximum, training "
                              "stops on the validation split with the default patience and keeps the best weights")
+    parser.add_argument("--patience", type=int, metavar="CHECKS",
+                        help="with --validation-stopping: this patience instead of the default")
+    parser.add_argument("--validation-smoothing", type=int, default=1, metavar="CHECKS",
+                        help="with --validation-stopping: watch the mean of the last CHECKS checks (default: 1)")
     parser.add_argument("--out", help="also write the Markdown tables to this file")
     parser.add_argument("--json", dest="json_out", help="also write every run's figures as JSON here "
                                                         "(after every training run)")
@@ -179,9 +183,11 @@ def add_variant_arguments(parser, variants, default=None) -> None:
 def budget_fields(args, own_epochs: int) -> dict:
     """How long a variant of those benchmarks trains, as `TrainConfig` fields: a fixed
     budget (`--epochs`, else the variant's own) with no early stopping, or with
-    `--validation-stopping` the CLI's rule (the `TrainConfig` defaults)."""
+    `--validation-stopping` the CLI's rule (the `TrainConfig` defaults, or the
+    given `--patience` and `--validation-smoothing`)."""
     if args.validation_stopping:
-        return {"epochs": args.epochs or TrainConfig().epochs}
+        return {"epochs": args.epochs or TrainConfig().epochs, "patience": args.patience,
+                "validation_smoothing": args.validation_smoothing}
     return {"epochs": args.epochs or own_epochs, "validate_every": args.validate_every, "restore_best": False,
             "patience": 0}
 

@@ -56,7 +56,7 @@ from tfrec_dyn.metrics.scoring import Scorer
 from tfrec_dyn.training import PreparedData, TrainConfig
 from tfrec_dyn.training.trainer import fit
 from tfrec_dyn.training.validation import MAX_PATIENCE, MIN_PATIENCE, PATIENCE_STEPS
-from tfrec_dyn.training.validation import default_patience as patience_for
+from tfrec_dyn.training.validation import default_patience as patience_for, early_stopping
 
 # name -> (registered model, TrainConfig overrides); every other setting is the library default.
 MODELS = {
@@ -102,16 +102,10 @@ class TestRecorder(keras.callbacks.Callback):
 
 
 def stopping(validation_ndcg, patience: int):
-    """(best epoch, last epoch trained), 1-based, of early stopping with `patience` on a validation curve."""
-    best, wait = 0, 0
-    for epoch in range(1, len(validation_ndcg)):
-        if validation_ndcg[epoch] > validation_ndcg[best]:
-            best, wait = epoch, 0
-        else:
-            wait += 1
-        if patience and wait >= patience:
-            return best + 1, epoch + 1
-    return best + 1, len(validation_ndcg)
+    """(best epoch, last epoch trained), 1-based, of the library's early stopping
+    with `patience` on a validation curve checked every epoch."""
+    best, stop = early_stopping(validation_ndcg, patience)
+    return best + 1, len(validation_ndcg) if stop is None else stop + 1
 
 
 def fixed_epochs(data_name: str):

@@ -100,6 +100,9 @@ class TrainConfig:
         (`tfrec_dyn.training.validation.default_patience`: 50 epochs on
         ML-100K's 8-step epochs, 25 on the JD samples' 32, 5 on a large log's).
       restore_best: end with the weights of the best validation NDCG@10.
+      validation_smoothing: watch the mean validation NDCG@10 of the last N
+        checks instead of each check's own (1, the default): for noisy
+        curves on small validation splits (`ValidationCallback`'s `smoothing`).
       validation_users: validate a seeded sample of this many users (None:
         all); the validation users are the same in every run of a data set.
       trainer: "standard" (Keras `fit` of the model's own `train_step`) or "tp"
@@ -147,12 +150,13 @@ class TrainConfig:
     validate_every: int = 1
     patience: Optional[int] = None
     restore_best: bool = True
+    validation_smoothing: int = 1
     validation_users: Optional[int] = 10_000
     trainer: str = "standard"
     trainer_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("max_len", "epochs", "batch_size", "steps_per_execution"):
+        for name in ("max_len", "epochs", "batch_size", "steps_per_execution", "validation_smoothing"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {name}={getattr(self, name)}")
         for name in ("validate_every", "patience"):

@@ -95,6 +95,9 @@ def add_train_flags(parser: argparse.ArgumentParser, epochs: Optional[int] = Non
                         help="stop after this many checks without a better validation NDCG@10, keeping the best "
                              "weights; 0: never stop early (default: as many checks as cover 800 training steps, "
                              "at least 5 and at most 50)")
+    parser.add_argument("--validation-smoothing", type=int, default=defaults["validation_smoothing"], metavar="CHECKS",
+                        help="watch the mean validation NDCG@10 of the last CHECKS checks, for noisy curves on small "
+                             "validation splits (default: %(default)s, each check's own)")
     parser.add_argument("--validation-users", type=int, default=defaults["validation_users"], metavar="N",
                         help="validate a seeded sample of N users (default: %(default)s)")
     parser.add_argument("--eval-users", type=int, default=None, metavar="N",
@@ -115,5 +118,6 @@ def train_config_fields(args: argparse.Namespace) -> Dict[str, Any]:
         "jit_compile": args.jit_compile, "steps_per_execution": args.steps_per_execution,
         "pack_sequences": args.pack_sequences,
         "validate_every": args.validate_every, "patience": args.patience,
+        "validation_smoothing": args.validation_smoothing,
         "validation_users": args.validation_users, "eval_users": args.eval_users, "trainer": args.trainer,
         "trainer_options": dict(args.trainer_option)}

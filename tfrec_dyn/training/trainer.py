@@ -111,7 +111,8 @@ def fit(config: TrainConfig, sequences, vocab_size: int, item_counts, callbacks=
     elif validation is not None and config.validate_every:
         validator = ValidationCallback(validation, every=config.validate_every, patience=config.patience,
                                        restore_best=config.restore_best, users=config.validation_users,
-                                       exclude_seen=config.exclude_seen, state_dir=backup_dir,
+                                       exclude_seen=config.exclude_seen, smoothing=config.validation_smoothing,
+                                       state_dir=backup_dir,
                                        write_state=is_chief(strategy))
         callbacks = [validator] + list(callbacks)
     if backup_dir:

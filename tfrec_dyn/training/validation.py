@@ -9,7 +9,8 @@ The figure watched is full-ranking NDCG@10 on the validation split, computed
 by the library's one evaluation (`tfrec_dyn.metrics.protocols.evaluate`, with
 the run's candidate rule), on a seeded sample of `users` users when there
 are more (`tfrec_dyn.data.splits.sample_users`; each sampled user's figure is
-exact).  This is Keras' `EarlyStopping(restore_best_weights=True)` with the
+exact), or with `smoothing` the mean of the last few checks' figures.  This is
+Keras' `EarlyStopping(restore_best_weights=True)` with the
 monitored value computed here instead of by `fit`'s validation data, which
 would rank against the batch, not the catalogue.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tf_keras as keras
@@ -55,6 +56,29 @@ def default_patience(steps_per_epoch: int, every: int = 1) -> int:
     return min(MAX_PATIENCE, max(MIN_PATIENCE, -(-PATIENCE_STEPS // max(1, steps_per_epoch * every))))
 
 
+def early_stopping(figures: Sequence[float], patience: int, smoothing: int = 1) -> Tuple[int, Optional[int]]:
+    """The rule of validation-based stopping on a curve of checks: (index of the
+    best check, index of the check after which training stops, or None while it
+    goes on).  The figure watched at each check is the mean of the last
+    `smoothing` checks' (fewer at the start); the best is the first check with
+    the highest; training stops `patience` checks after it (0: never).
+
+    >>> early_stopping([0.1, 0.3, 0.12, 0.2, 0.22, 0.24, 0.25, 0.23, 0.22, 0.21], patience=3)
+    (1, 4)
+    >>> early_stopping([0.1, 0.3, 0.12, 0.2, 0.22, 0.24, 0.25, 0.23, 0.22, 0.21], patience=3, smoothing=3)
+    (7, None)
+    """
+    watched = np.convolve(figures, np.ones(smoothing), "full")[:len(figures)] / np.minimum(
+        np.arange(1, len(figures) + 1), smoothing)
+    best = 0
+    for check in range(1, len(figures)):
+        if watched[check] > watched[best]:
+            best = check
+        elif patience and check - best >= patience:
+            return best, check
+    return best, None
+
+
 class ValidationCallback(keras.callbacks.Callback):
     """Full-ranking HR@10 / NDCG@10 on a validation split every `every` epochs;
     stops training after `patience` checks without a better NDCG@10 and, with
@@ -68,6 +92,16 @@ class ValidationCallback(keras.callbacks.Callback):
         stops early (the curve is still recorded); None: `default_patience`
         of `fit`'s steps per epoch.
       restore_best: set the best check's weights when training ends.
+      smoothing: watch the mean NDCG@10 of the last `smoothing` checks (of
+        fewer before that many are made) instead of each check's own; 1: each
+        check's.  On a small validation split the figure moves by more from
+        one epoch to the next than it rises, and the best single check is
+        often a lucky one that the next `patience` checks never beat (Caser
+        on ML-100K's 754 validation users: ±0.005 around a slow rise).  The
+        weights kept are those of the last check of the best window: the
+        newest weights the best mean speaks for, and the only ones held
+        (a choice; keeping the best single check of the window would hold
+        `smoothing` copies of the weights).
       users: validate a seeded sample of this many users (None: all).
       exclude_seen: the candidate rule (`evaluate`'s; `TrainConfig.exclude_seen`),
         so validation ranks as the test evaluation does.
@@ -82,18 +116,20 @@ class ValidationCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, arrays: EvalArrays, every: int = 1, patience: Optional[int] = None, restore_best: bool = True,
-                 users: Optional[int] = None, exclude_seen: bool = True,
+                 users: Optional[int] = None, exclude_seen: bool = True, smoothing: int = 1,
                  state_dir: Optional[str] = None, write_state: bool = True):
         super().__init__()
         if every <= 0:
             raise ValueError(f"`every` must be positive, got {every}")
         if patience is not None and patience < 0:
             raise ValueError(f"`patience` must be 0 or more, got {patience}")
+        if smoothing <= 0:
+            raise ValueError(f"`smoothing` must be positive, got {smoothing}")
         rows = sample_users(arrays.user_ids, users)
         self.arrays = arrays.rows(rows) if len(rows) < len(arrays.targets) else arrays
         self.every, self.restore_best = int(every), bool(restore_best)
         self.patience = None if patience is None else int(patience)
-        self.exclude_seen = bool(exclude_seen)
+        self.exclude_seen, self.smoothing = bool(exclude_seen), int(smoothing)
         self.state_dir, self.write_state = state_dir, write_state
         self.curve: Dict[str, list] = {"epoch": [], "HR@10": [], MONITOR: []}
         self.best, self.best_epoch, self.best_weights, self.wait = -np.inf, None, None, 0
@@ -121,14 +157,15 @@ class ValidationCallback(keras.callbacks.Callback):
             self.curve[name].append(value)
         if logs is not None:
             logs["val_HR@10"], logs[f"val_{MONITOR}"] = figures["HR@10"], figures[MONITOR]
-        if figures[MONITOR] > self.best:
-            self.best, self.best_epoch, self.wait = figures[MONITOR], epoch + 1, 0
+        best, stop = early_stopping(self.curve[MONITOR], self.patience, self.smoothing)
+        checks = len(self.curve["epoch"])
+        if best == checks - 1:
             self.best_weights = self.model.get_weights()
-        else:
-            self.wait += 1
+        self.best = float(np.mean(self.curve[MONITOR][max(0, best + 1 - self.smoothing):best + 1]))
+        self.best_epoch, self.wait = self.curve["epoch"][best], checks - 1 - best
         if logs is not None:  # the best so far, a resumed training's included (progress, TensorBoard)
             logs[f"val_best_{MONITOR}"], logs["val_best_epoch"] = self.best, self.best_epoch
-        if self.patience and self.wait >= self.patience:
+        if stop is not None:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
         self._save_state()
@@ -141,7 +178,8 @@ class ValidationCallback(keras.callbacks.Callback):
         """What the run records: the curve, the best check and where training stopped."""
         return {**self.curve, "monitor": MONITOR, "best_epoch": self.best_epoch,
                 f"best_{MONITOR}": None if self.best_epoch is None else float(self.best),
-                "stopped_epoch": self.stopped_epoch, "patience": self.patience, "users": len(self.arrays.targets),
+                "stopped_epoch": self.stopped_epoch, "patience": self.patience, "smoothing": self.smoothing,
+                "users": len(self.arrays.targets),
                 "restored_best": self.restore_best and self.best_epoch is not None}
 
     # A resumed training continues the interrupted one's early stopping.
@@ -176,7 +214,9 @@ def describe(summary: Optional[Dict[str, Any]]) -> str:
     if not summary or not summary.get("best_epoch"):
         return "no validation check"
     monitor = summary["monitor"]
-    return (f"best validation {monitor} {summary['best_' + monitor]:.4f} at epoch {summary['best_epoch']}"
+    smoothing = summary.get("smoothing", 1)
+    return (f"best validation {monitor} {summary['best_' + monitor]:.4f}"
+            + (f" (mean of {smoothing} checks)" if smoothing > 1 else "") + f" at epoch {summary['best_epoch']}"
             + (f", stopped at epoch {summary['stopped_epoch']}" if summary.get("stopped_epoch") else "")
             + (" (its weights kept)" if summary.get("restored_best") else "")
             + f"; {summary.get('users', 0):,} validation users")
