@@ -185,6 +185,8 @@ def budget_fields(args, own_epochs: int) -> dict:
     budget (`--epochs`, else the variant's own) with no early stopping, or with
     `--validation-stopping` the CLI's rule (the `TrainConfig` defaults, or the
     given `--patience` and `--validation-smoothing`)."""
+    if not args.validation_stopping and (args.patience is not None or args.validation_smoothing != 1):
+        raise SystemExit("--patience and --validation-smoothing go with --validation-stopping")
     if args.validation_stopping:
         return {"epochs": args.epochs or TrainConfig().epochs, "patience": args.patience,
                 "validation_smoothing": args.validation_smoothing}

@@ -82,7 +82,7 @@ def test_interrupted_training_resumes_where_it_stopped(ml100k_slice, tmp_path, t
     # Dropout off: its masks come from the process's random generator, which starts afresh on resume
     # (not checkpointed), so with dropout the two runs agree in metrics, not to the last bit.
     config = TrainConfig(model="gru4rec", epochs=4, max_len=20, strategy="mirrored", trainer=trainer,
-                         hyperparameters={"dropout": 0.0},
+                         hyperparameters={"dropout": 0.0}, validation_smoothing=2,
                          trainer_options={"windows_per_user": 4} if trainer == "tp" else {})
     args = (config, ml100k_slice.train_sequences, ml100k_slice.vocab.size, ml100k_slice.item_counts)
     validation = ml100k_slice.eval_arrays("validation", config.max_len)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -61,15 +62,19 @@ def early_stopping(figures: Sequence[float], patience: int, smoothing: int = 1) 
     best check, index of the check after which training stops, or None while it
     goes on).  The figure watched at each check is the mean of the last
     `smoothing` checks' (fewer at the start); the best is the first check with
-    the highest; training stops `patience` checks after it (0: never).
+    the highest (a check that is NaN is never the best); training stops
+    `patience` checks after it (0 or None: never).
 
     >>> early_stopping([0.1, 0.3, 0.12, 0.2, 0.22, 0.24, 0.25, 0.23, 0.22, 0.21], patience=3)
     (1, 4)
     >>> early_stopping([0.1, 0.3, 0.12, 0.2, 0.22, 0.24, 0.25, 0.23, 0.22, 0.21], patience=3, smoothing=3)
     (7, None)
     """
+    if not len(figures):
+        raise ValueError("early stopping needs at least one check")
     watched = np.convolve(figures, np.ones(smoothing), "full")[:len(figures)] / np.minimum(
         np.arange(1, len(figures) + 1), smoothing)
+    watched = np.nan_to_num(watched, nan=-np.inf)
     best = 0
     for check in range(1, len(figures)):
         if watched[check] > watched[best]:
@@ -81,8 +86,9 @@ def early_stopping(figures: Sequence[float], patience: int, smoothing: int = 1) 
 
 class ValidationCallback(keras.callbacks.Callback):
     """Full-ranking HR@10 / NDCG@10 on a validation split every `every` epochs;
-    stops training after `patience` checks without a better NDCG@10 and, with
-    `restore_best`, ends with the weights of the best check.
+    stops training after `patience` checks without a better NDCG@10 (or mean
+    of the last `smoothing` checks') and, with `restore_best`, ends with the
+    weights of the best check (`early_stopping` is the rule).
 
     Args:
       arrays: the validation split (`PreparedData.eval_arrays("validation", ...)`
@@ -91,7 +97,8 @@ class ValidationCallback(keras.callbacks.Callback):
       patience: checks without improvement before training stops; 0 never
         stops early (the curve is still recorded); None: `default_patience`
         of `fit`'s steps per epoch.
-      restore_best: set the best check's weights when training ends.
+      restore_best: set the best check's weights when training ends (with
+        smoothing: the last check of the best window's).
       smoothing: watch the mean NDCG@10 of the last `smoothing` checks (of
         fewer before that many are made) instead of each check's own; 1: each
         check's.  On a small validation split the figure moves by more from
@@ -133,6 +140,7 @@ class ValidationCallback(keras.callbacks.Callback):
         self.state_dir, self.write_state = state_dir, write_state
         self.curve: Dict[str, list] = {"epoch": [], "HR@10": [], MONITOR: []}
         self.best, self.best_epoch, self.best_weights, self.wait = -np.inf, None, None, 0
+        self.weights_epoch = None  # the check `best_weights` are from
         self.stopped_epoch = None
         self._scorer = self._features = None
 
@@ -157,10 +165,12 @@ class ValidationCallback(keras.callbacks.Callback):
             self.curve[name].append(value)
         if logs is not None:
             logs["val_HR@10"], logs[f"val_{MONITOR}"] = figures["HR@10"], figures[MONITOR]
+        # The whole curve, a resumed run's included; its settings are the same (`resume_epoch` checks),
+        # so no earlier check already stopped it and `stop` can only be this one.
         best, stop = early_stopping(self.curve[MONITOR], self.patience, self.smoothing)
         checks = len(self.curve["epoch"])
         if best == checks - 1:
-            self.best_weights = self.model.get_weights()
+            self.best_weights, self.weights_epoch = self.model.get_weights(), epoch + 1
         self.best = float(np.mean(self.curve[MONITOR][max(0, best + 1 - self.smoothing):best + 1]))
         self.best_epoch, self.wait = self.curve["epoch"][best], checks - 1 - best
         if logs is not None:  # the best so far, a resumed training's included (progress, TensorBoard)
@@ -171,8 +181,14 @@ class ValidationCallback(keras.callbacks.Callback):
         self._save_state()
 
     def on_train_end(self, logs=None):
-        if self.restore_best and self.best_weights is not None:
+        if not self.restore_best or self.best_weights is None:
+            return
+        if self.weights_epoch == self.best_epoch:
             self.model.set_weights(self.best_weights)
+        else:  # the best check was one a resumed run trained again, and scored lower the second time
+            warnings.warn(f"the weights of the best validation check (epoch {self.best_epoch}) were not kept "
+                          f"(those held are epoch {self.weights_epoch}'s, checked again after a resume): "
+                          "training ends with its last weights", stacklevel=2)
 
     def summary(self) -> Dict[str, Any]:
         """What the run records: the curve, the best check and where training stopped."""
@@ -180,18 +196,20 @@ class ValidationCallback(keras.callbacks.Callback):
                 f"best_{MONITOR}": None if self.best_epoch is None else float(self.best),
                 "stopped_epoch": self.stopped_epoch, "patience": self.patience, "smoothing": self.smoothing,
                 "users": len(self.arrays.targets),
-                "restored_best": self.restore_best and self.best_epoch is not None}
+                "restored_best": (self.restore_best and self.best_epoch is not None
+                                  and self.weights_epoch == self.best_epoch)}
 
     # A resumed training continues the interrupted one's early stopping.
     def _save_state(self):
         if not (self.state_dir and self.write_state):
             return
         os.makedirs(self.state_dir, exist_ok=True)
-        if self.best_epoch == self.curve["epoch"][-1]:
+        if self.weights_epoch == self.curve["epoch"][-1]:
             np.savez(os.path.join(self.state_dir, BEST_WEIGHTS + ".tmp.npz"), *self.best_weights)
             os.replace(os.path.join(self.state_dir, BEST_WEIGHTS + ".tmp.npz"),
                        os.path.join(self.state_dir, BEST_WEIGHTS))
-        state = {"curve": self.curve, "best": float(self.best), "best_epoch": self.best_epoch, "wait": self.wait}
+        state = {"curve": self.curve, "best": float(self.best), "best_epoch": self.best_epoch, "wait": self.wait,
+                 "weights_epoch": self.weights_epoch}
         with open(os.path.join(self.state_dir, STATE + ".tmp"), "w") as f:
             json.dump(state, f)
         os.replace(os.path.join(self.state_dir, STATE + ".tmp"), os.path.join(self.state_dir, STATE))
@@ -204,6 +222,7 @@ class ValidationCallback(keras.callbacks.Callback):
             state = json.load(f)
         self.curve, self.best, self.best_epoch, self.wait = (state["curve"], state["best"], state["best_epoch"],
                                                              state["wait"])
+        self.weights_epoch = state.get("weights_epoch", self.best_epoch)
         if self.best_epoch is not None:
             with np.load(os.path.join(self.state_dir, BEST_WEIGHTS)) as saved:
                 self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
@@ -216,7 +235,7 @@ def describe(summary: Optional[Dict[str, Any]]) -> str:
     monitor = summary["monitor"]
     smoothing = summary.get("smoothing", 1)
     return (f"best validation {monitor} {summary['best_' + monitor]:.4f}"
-            + (f" (mean of {smoothing} checks)" if smoothing > 1 else "") + f" at epoch {summary['best_epoch']}"
+            + (f" (mean of up to {smoothing} checks)" if smoothing > 1 else "") + f" at epoch {summary['best_epoch']}"
             + (f", stopped at epoch {summary['stopped_epoch']}" if summary.get("stopped_epoch") else "")
             + (" (its weights kept)" if summary.get("restored_best") else "")
             + f"; {summary.get('users', 0):,} validation users")
