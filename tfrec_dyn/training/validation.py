@@ -57,13 +57,19 @@ def default_patience(steps_per_epoch: int, every: int = 1) -> int:
     return min(MAX_PATIENCE, max(MIN_PATIENCE, -(-PATIENCE_STEPS // max(1, steps_per_epoch * every))))
 
 
+def smoothed(figures: Sequence[float], smoothing: int = 1) -> np.ndarray:
+    """The figure early stopping watches at each check: the mean of the last
+    `smoothing` checks' figures (of fewer at the start)."""
+    return np.convolve(figures, np.ones(smoothing), "full")[:len(figures)] / np.minimum(
+        np.arange(1, len(figures) + 1), smoothing)
+
+
 def early_stopping(figures: Sequence[float], patience: int, smoothing: int = 1) -> Tuple[int, Optional[int]]:
     """The rule of validation-based stopping on a curve of checks: (index of the
     best check, index of the check after which training stops, or None while it
-    goes on).  The figure watched at each check is the mean of the last
-    `smoothing` checks' (fewer at the start); the best is the first check with
-    the highest (a check that is NaN is never the best); training stops
-    `patience` checks after it (0 or None: never).
+    goes on).  The figure watched at each check is `smoothed`; the best is the
+    first check with the highest (a check that is NaN is never the best);
+    training stops `patience` checks after it (0 or None: never).
 
     >>> early_stopping([0.1, 0.3, 0.12, 0.2, 0.22, 0.24, 0.25, 0.23, 0.22, 0.21], patience=3)
     (1, 4)
@@ -72,9 +78,7 @@ def early_stopping(figures: Sequence[float], patience: int, smoothing: int = 1) 
     """
     if not len(figures):
         raise ValueError("early stopping needs at least one check")
-    watched = np.convolve(figures, np.ones(smoothing), "full")[:len(figures)] / np.minimum(
-        np.arange(1, len(figures) + 1), smoothing)
-    watched = np.nan_to_num(watched, nan=-np.inf)
+    watched = np.nan_to_num(smoothed(figures, smoothing), nan=-np.inf)
     best = 0
     for check in range(1, len(figures)):
         if watched[check] > watched[best]:
@@ -171,7 +175,7 @@ class ValidationCallback(keras.callbacks.Callback):
         checks = len(self.curve["epoch"])
         if best == checks - 1:
             self.best_weights, self.weights_epoch = self.model.get_weights(), epoch + 1
-        self.best = float(np.mean(self.curve[MONITOR][max(0, best + 1 - self.smoothing):best + 1]))
+        self.best = float(smoothed(self.curve[MONITOR], self.smoothing)[best])
         self.best_epoch, self.wait = self.curve["epoch"][best], checks - 1 - best
         if logs is not None:  # the best so far, a resumed training's included (progress, TensorBoard)
             logs[f"val_best_{MONITOR}"], logs["val_best_epoch"] = self.best, self.best_epoch
