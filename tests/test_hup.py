@@ -110,6 +110,27 @@ def test_bad_units():
         BehaviorLSTMCell(0)
 
 
+def test_inputs_projected_before_the_loop_step_as_the_raw_ones():
+    """A cell given `input_dims` over `project`'s output gives the raw-input
+    cell's outputs with the same weights; a config round trip builds it without
+    the raw shapes; inputs of other widths are refused."""
+    inputs = _inputs()
+    raw = keras.layers.RNN(BehaviorLSTMCell(8), return_sequences=True)
+    expected = raw(inputs)
+    cell = BehaviorLSTMCell(8, input_dims=(6, 4, 2))
+    projected = keras.layers.RNN(cell, return_sequences=True)
+    projected(cell.project(*inputs))
+    projected.set_weights(raw.get_weights())
+    np.testing.assert_allclose(projected(cell.project(*inputs)), expected, rtol=1e-5, atol=1e-6)
+    clone = BehaviorLSTMCell.from_config(cell.get_config())
+    clone.build([(B, 32), (B, 8)])  # the projected step shapes: the widths come from input_dims
+    assert [w.shape for w in clone.weights] == [w.shape for w in cell.weights]
+    with pytest.raises(ValueError, match="input_dims"):
+        cell.project(tf.ones([B, T, 5]), inputs[1], inputs[2])
+    with pytest.raises(ValueError, match="input_dims"):
+        BehaviorLSTMCell(8, input_dims=(6, 4))
+
+
 # ------------------------------------------------------------- pyramid pieces
 def test_segment_cell_steps_from_the_state_committed_at_the_last_segment_end():
     """Output t = the plain cell run over the segment ends before t, then step t."""
@@ -213,6 +234,36 @@ def test_profiles_change_when_only_a_side_field_changes(field, value):
                                              batch[field])})
     model = _model()
     assert np.abs(model.score(batch) - model.score(changed))[:, 2:].max() > 1e-4
+
+
+def test_the_item_level_alone_is_the_full_pyramids_and_skips_the_category_rnn():
+    """Ranking items (`user_state`) asks for the item level only: the same
+    profiles as the whole pyramid's, without running the category level."""
+    model = _model()
+    batch = {k: v for k, v in _batch().items() if k not in ("targets", "next_category_ids")}
+    full = model(batch)
+    calls = []
+    category_rnn = model.rnns["category"]
+    model.rnns["category"] = lambda *args, **kwargs: calls.append(1) or category_rnn(*args, **kwargs)
+    items = model(batch, levels=["item"])
+    assert set(items) == {"item", "item_attention", "item_ends"} and not calls
+    np.testing.assert_array_equal(items["item"], full["item"])
+    np.testing.assert_allclose(model.user_state(batch)["profile"], tf.math.l2_normalize(full["item"][:, -1], -1),
+                               rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="levels"):
+        model(batch, levels=["micro"])  # no micro profile without a micro loss weight
+
+
+def test_a_run_saved_before_inputs_were_projected_still_runs():
+    """A model loaded from such a run restores its RNNs' input spec of raw
+    (x, a, Δ) inputs (same weights): the pyramid still runs, with the same outputs."""
+    model = _model()
+    batch = {k: v for k, v in _batch().items() if k not in ("targets", "next_category_ids")}
+    expected = model(batch)
+    for name, rnn in model.rnns.items():
+        raw = [keras.layers.InputSpec(ndim=3)] * 3
+        rnn.input_spec = raw if name == "micro" else [raw, keras.layers.InputSpec(ndim=3)]
+    np.testing.assert_array_equal(model(batch)["category"], expected["category"])
 
 
 def test_missing_side_fields_mean_unknown():

@@ -194,13 +194,17 @@ class HUP(SequentialRecommender):
         self.dwell_embedding = embedding(len(self.dwell_boundaries) + 2, side_dim, "dwell_embedding")
         self.embedding_dropout = ByteDropout(dropout, name="embedding_dropout")
 
-        def cell():
-            return BehaviorLSTMCell(hidden_dim, time_gate=time_gate, behavior_gate=behavior_gate)
+        def cell(x_dim):
+            # Each level's inputs are projected for whole sequences before its time loop (see the cell):
+            # (x, behaviour or dwell, interval) with x = what `call` concatenates for that level.
+            return BehaviorLSTMCell(hidden_dim, time_gate=time_gate, behavior_gate=behavior_gate,
+                                    input_dims=(x_dim, side_dim, side_dim))
 
         self.rnns = {
-            "micro": keras.layers.RNN(cell(), return_sequences=True, name="micro_rnn"),
-            "item": keras.layers.RNN(SegmentCell(cell()), return_sequences=True, name="item_rnn"),
-            "category": keras.layers.RNN(SegmentCell(cell()), return_sequences=True, name="category_rnn"),
+            "micro": keras.layers.RNN(cell(2 * embed_dim + 3 * side_dim), return_sequences=True, name="micro_rnn"),
+            "item": keras.layers.RNN(SegmentCell(cell(embed_dim + hidden_dim)), return_sequences=True, name="item_rnn"),
+            "category": keras.layers.RNN(SegmentCell(cell(embed_dim + hidden_dim)), return_sequences=True,
+                                         name="category_rnn"),
         }
         # Items and categories are ranked with their profiles; the micro level has a
         # profile only when it has a loss (λ_M > 0), otherwise it only feeds the item level.
@@ -227,10 +231,15 @@ class HUP(SequentialRecommender):
         return self.embedding_dropout(vectors, training=training)
 
     # ------------------------------------------------------------- the pyramid
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, levels=None):
         """Every prefix's profiles: {"item" | "category" (| "micro"): [B, T, d]},
         one per level with a loss weight, plus that level's attention weights
-        {"<level>_attention": [B, T, T]} and run ends {"<level>_ends": [B, T]}."""
+        {"<level>_attention": [B, T, T]} and run ends {"<level>_ends": [B, T]}.
+        `levels` (default: all of them) limits the profiles to those levels; the
+        category RNN runs only when "category" is one (ranking items skips it)."""
+        levels = self.profiled_levels if levels is None else tuple(levels)
+        if set(levels) - set(self.profiled_levels):
+            raise ValueError(f"levels must be among {self.profiled_levels}, got {levels}")
         item_ids, category_ids, behavior_ids, interval, dwell = self._side_inputs(inputs)
         valid = padding_mask(item_ids)
         item_ends = run_ends(item_ids, valid)
@@ -247,22 +256,25 @@ class HUP(SequentialRecommender):
         category_dwell_ids = tf.where(dwell >= 0, bucketize(category_seconds, self.dwell_boundaries), 0)
         e_category_dwell = self._embed(self.dwell_embedding, category_dwell_ids, category_dwell_ids > 0, training)
 
-        micro = self.rnns["micro"](
-            (tf.concat([e_item, e_category, e_behavior, e_dwell, e_interval], -1), e_behavior, e_interval),
-            mask=valid, training=training)
-        item = self.rnns["item"](
-            ((tf.concat([e_item, micro], -1), e_dwell, e_interval), tf.cast(item_ends, tf.float32)[..., tf.newaxis]),
-            mask=valid, training=training)
-        category = self.rnns["category"](
-            ((tf.concat([e_category, item], -1), e_category_dwell, e_interval),
-             tf.cast(category_ends, tf.float32)[..., tf.newaxis]),
-            mask=valid, training=training)
+        def run_level(name, cell_inputs, ends=None):
+            rnn = self.rnns[name]
+            projected = (rnn.cell if ends is None else rnn.cell.cell).project(*cell_inputs)
+            rnn_inputs = projected if ends is None else (projected, tf.cast(ends, tf.float32)[..., tf.newaxis])
+            if rnn.input_spec is not None and len(tf.nest.flatten(rnn.input_spec)) != len(tf.nest.flatten(rnn_inputs)):
+                rnn.input_spec = None  # a run saved before inputs were projected: its (x, a, Δ) spec, same weights
+            return rnn(rnn_inputs, mask=valid, training=training)
+
+        micro = run_level("micro", (tf.concat([e_item, e_category, e_behavior, e_dwell, e_interval], -1),
+                                    e_behavior, e_interval))
+        item = run_level("item", (tf.concat([e_item, micro], -1), e_dwell, e_interval), item_ends)
+        category = None if "category" not in levels else run_level(
+            "category", (tf.concat([e_category, item], -1), e_category_dwell, e_interval), category_ends)
 
         result = {}
         for level, outputs, signal, ends in (("micro", micro, e_behavior, valid),
                                              ("item", item, e_dwell, item_ends),
                                              ("category", category, e_category_dwell, category_ends)):
-            if level not in self.profiled_levels:
+            if level not in levels:
                 continue
             attention_inputs = (outputs, signal) if self.attention_signal else outputs
             context, weights = self.attentions[level](attention_inputs, ends=ends, valid=valid)
@@ -279,7 +291,8 @@ class HUP(SequentialRecommender):
     def user_state(self, inputs, training=False):
         """The item-level profile (unit length) and, with `candidate_neighbors`,
         the window's unit item vectors and each one's neighbour threshold."""
-        state = {"profile": tf.math.l2_normalize(tf.cast(self(inputs, training=training)["item"][:, -1], tf.float32), -1)}
+        profile = self(inputs, training=training, levels=["item"])["item"][:, -1]
+        state = {"profile": tf.math.l2_normalize(tf.cast(profile, tf.float32), -1)}
         if self.candidate_neighbors:
             item_ids = tf.cast(inputs["item_ids"], tf.int32)
             def unit_rows(ids):
@@ -316,7 +329,8 @@ class HUP(SequentialRecommender):
     def category_scores(self, inputs, training=False):
         """Cosine scores [B, category_vocab_size] of every category for the next
         item's category (reserved ids -inf)."""
-        profile = tf.math.l2_normalize(tf.cast(self(inputs, training=training)["category"][:, -1], tf.float32), -1)
+        profile = self(inputs, training=training, levels=["category"])["category"][:, -1]
+        profile = tf.math.l2_normalize(tf.cast(profile, tf.float32), -1)
         table = tf.math.l2_normalize(tf.cast(self.category_embedding.embeddings, tf.float32), -1)
         scores = tf.matmul(profile, table, transpose_b=True)
         reserved = tf.concat([tf.fill([NUM_RESERVED], -float("inf")), tf.zeros([self.category_vocab_size - NUM_RESERVED])], 0)
