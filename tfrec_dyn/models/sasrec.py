@@ -20,6 +20,15 @@ class SASRec(SequentialRecommender):
       num_blocks: transformer blocks (paper: 2).
       num_heads: attention heads (paper: 1).
       dropout: dropout rate (paper: 0.2 on ML-1M, 0.5 on sparse data).
+      embeddings_initializer: the item and position tables' Keras initializer.
+        The default, "glorot_uniform", is the reference code's (Xavier over
+        the [V, d] table): its scale shrinks as 1/sqrt(V), so with a large
+        catalogue the items start far smaller than the positions and the
+        first epochs learn little (at 1M items one epoch stays at
+        popularity's level, docs/scale.md).  For large catalogues use one
+        independent of V, e.g. "uniform" (Keras' Embedding default) or
+        `{"class_name": "VarianceScaling", "config": {"mode": "fan_out",
+        "distribution": "untruncated_normal"}}` (N(0, 1/d), the Transformer's).
 
     Example:
     >>> model = SASRec(vocab_size=100, max_len=20)
@@ -30,13 +39,14 @@ class SASRec(SequentialRecommender):
     supports_packing = True  # its attention and positions read `pack_rows`' segments and positions
 
     def __init__(self, vocab_size, max_len, embed_dim=64, num_blocks=2, num_heads=1,
-                 dropout=0.2, loss="bce", **kwargs):
+                 dropout=0.2, embeddings_initializer="glorot_uniform", loss="bce", **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, **kwargs)
         self.embed_dim = int(embed_dim)
         self.num_blocks = int(num_blocks)
         self.num_heads = int(num_heads)
         self.dropout = float(dropout)
-        self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, max_len, dropout=dropout, name="embedding")
+        self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, max_len, dropout=dropout,
+                                               embeddings_initializer=embeddings_initializer, name="embedding")
         self.blocks = [CausalTransformerBlock(num_heads, dropout=dropout, name=f"block_{i}")
                        for i in range(self.num_blocks)]
         self.final_norm = LastAxisLayerNormalization(epsilon=1e-8, name="final_norm")
@@ -56,7 +66,8 @@ class SASRec(SequentialRecommender):
     def get_config(self):
         config = super().get_config()
         config.update({"embed_dim": self.embed_dim, "num_blocks": self.num_blocks,
-                       "num_heads": self.num_heads, "dropout": self.dropout})
+                       "num_heads": self.num_heads, "dropout": self.dropout,
+                       "embeddings_initializer": self.embedding.get_config()["embeddings_initializer"]})
         return config
 
 
