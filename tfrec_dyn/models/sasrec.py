@@ -25,10 +25,9 @@ class SASRec(SequentialRecommender):
         the [V, d] table): its scale shrinks as 1/sqrt(V), so with a large
         catalogue the items start far smaller than the positions and the
         first epochs learn little (at 1M items one epoch stays at
-        popularity's level, docs/scale.md).  For large catalogues use one
-        independent of V, e.g. "uniform" (Keras' Embedding default) or
-        `{"class_name": "VarianceScaling", "config": {"mode": "fan_out",
-        "distribution": "untruncated_normal"}}` (N(0, 1/d), the Transformer's).
+        popularity's level, docs/scale.md).  For large catalogues pass
+        "uniform" (Keras' Embedding default, ±0.05, independent of V): at
+        1M items 15× the default's one-epoch NDCG@10, on ML-100K the same.
 
     Example:
     >>> model = SASRec(vocab_size=100, max_len=20)
