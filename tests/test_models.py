@@ -76,21 +76,22 @@ def test_save_load_gives_identical_top_k(name, tmp_path):
     assert restored.get_config() == model.get_config()
 
 
-def test_sasrec_item_initializer_independent_of_the_catalogue():
-    """Glorot's scale shrinks as 1/sqrt(V); N(0, 1/d) (VarianceScaling over fan_out) does not, and
-    round trips through the config."""
+@pytest.mark.parametrize("name", ["sasrec", "retr", "hstu", "rdrsr", "adasplit"])
+def test_item_initializer_independent_of_the_catalogue(name):
+    """The models on `ItemPositionEmbedding`: Glorot's scale shrinks as 1/sqrt(V); N(0, 1/d)
+    (VarianceScaling over fan_out) does not, and round trips through the config."""
     unit = {"class_name": "VarianceScaling", "config": {"mode": "fan_out", "distribution": "untruncated_normal"}}
 
     def item_std(vocab_size, **kwargs):
-        model = SASRec(vocab_size, L, embed_dim=16, **kwargs)
+        model = build_model(name, vocab_size, L, embed_dim=16, **SMALL.get(name, {}), **kwargs)
         model({"item_ids": ITEMS})
         return float(np.std(model.output_embeddings().numpy()))
 
     assert item_std(50_000) < item_std(500) / 5  # glorot_uniform, the reference code's
     small, large = item_std(500, embeddings_initializer=unit), item_std(50_000, embeddings_initializer=unit)
     np.testing.assert_allclose([small, large], 0.25, rtol=0.1)  # 1/sqrt(16) at either size
-    config = SASRec(V, L, embeddings_initializer=unit).get_config()
-    assert SASRec.from_config(config).get_config() == config
+    model = build_model(name, V, L, **SMALL.get(name, {}), embeddings_initializer=unit)
+    assert type(model).from_config(model.get_config()).get_config() == model.get_config()
 
 
 def test_poprec_ranks_by_training_counts():

@@ -79,6 +79,9 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
       allocation_reward, policy_temperature, entropy_weight,
       policy_hidden_dim, readout: see `SubsequenceAllocator`.
       num_blocks, num_heads, dropout: the bidirectional encoder.
+      embeddings_initializer: the item (and position) tables' Keras initializer
+        (default: Glorot, as SASRec; see `SASRec` for why a large catalogue
+        wants one whose scale does not shrink with V, e.g. "uniform").
       position_embeddings: add learned position embeddings before the
         encoder (the paper; default False, see above).
       discount: γ of the discounted returns (λ_d).
@@ -101,7 +104,7 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
                  create_penalty=1.0, orthogonality_weight=0.01, allocation_reward="prediction", policy_temperature=0.1,
                  entropy_weight=0.05, policy_hidden_dim=None, readout="layer_norm", num_blocks=1, num_heads=1,
                  dropout=0.2, position_embeddings=False, discount=0.9, rl_weight=1.0, num_reward_items=100,
-                 scoring="policy", loss="ce", **kwargs):
+                 scoring="policy", embeddings_initializer="glorot_uniform", loss="ce", **kwargs):
         if loss not in self.supported_losses:
             raise ValueError(f"AdaSplit's L_seq (eq. 20) is the full softmax 'ce' or, for large catalogues, "
                              f"'sampled_softmax' (negatives shared by the batch, logQ-corrected); got loss={loss!r}")
@@ -125,7 +128,8 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
         self.num_reward_items = int(num_reward_items)
         self.scoring = scoring
         self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, self.window_len, dropout=dropout,
-                                               positions=self.position_embeddings, name="embedding")
+                                               positions=self.position_embeddings,
+                                               embeddings_initializer=embeddings_initializer, name="embedding")
         self.blocks = [CausalTransformerBlock(num_heads, dropout=dropout, causal=False, name=f"block_{i}")
                        for i in range(self.num_blocks)]
         self.encoder_norm = LastAxisLayerNormalization(epsilon=1e-8, name="encoder_norm")
@@ -244,5 +248,6 @@ class AdaSplit(EpisodeScoring, SequentialRecommender):
             "embed_dim": self.embed_dim, "window_len": self.window_len, "num_blocks": self.num_blocks,
             "num_heads": self.num_heads, "dropout": self.dropout, "position_embeddings": self.position_embeddings,
             "discount": self.discount,
-            "rl_weight": self.rl_weight, "num_reward_items": self.num_reward_items, "scoring": self.scoring})
+            "rl_weight": self.rl_weight, "num_reward_items": self.num_reward_items, "scoring": self.scoring,
+            "embeddings_initializer": self.embedding.get_config()["embeddings_initializer"]})
         return config

@@ -41,6 +41,9 @@ class HSTU(SequentialRecommender):
         JD-computers, which it was not chosen on (docs/results.md, "The HSTU
         sweep").
       num_time_buckets: time-gap buckets of the relative bias (0: none).
+      embeddings_initializer: the item (and position) tables' Keras initializer
+        (default: Glorot, as SASRec; see `SASRec` for why a large catalogue
+        wants one whose scale does not shrink with V, e.g. "uniform").
 
     Example:
     >>> model = HSTU(vocab_size=100, max_len=20)
@@ -52,7 +55,7 @@ class HSTU(SequentialRecommender):
 
     def __init__(self, vocab_size, max_len, embed_dim=64, num_blocks=2, num_heads=1, dropout=0.2,
                  attention_dropout=None, attention_scale="window", temperature=0.2, num_time_buckets=128,
-                 loss="sampled_softmax", num_negatives=128, **kwargs):
+                 embeddings_initializer="glorot_uniform", loss="sampled_softmax", num_negatives=128, **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, num_negatives=num_negatives, **kwargs)
         if float(temperature) <= 0:
             raise ValueError(f"`temperature` must be positive, got {temperature}")
@@ -64,7 +67,8 @@ class HSTU(SequentialRecommender):
         self.attention_scale = attention_scale
         self.temperature = float(temperature)
         self.num_time_buckets = int(num_time_buckets)
-        self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, max_len, dropout=dropout, name="embedding")
+        self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, max_len, dropout=dropout,
+                                               embeddings_initializer=embeddings_initializer, name="embedding")
         self.blocks = [HSTUBlock(max_len, num_heads, dropout=dropout, attention_dropout=attention_dropout,
                                  attention_scale=attention_scale, num_time_buckets=num_time_buckets,
                                  name=f"block_{i}") for i in range(self.num_blocks)]
@@ -90,5 +94,6 @@ class HSTU(SequentialRecommender):
         config.update({"embed_dim": self.embed_dim, "num_blocks": self.num_blocks, "num_heads": self.num_heads,
                        "dropout": self.dropout, "attention_dropout": self.attention_dropout,
                        "attention_scale": self.attention_scale, "temperature": self.temperature,
-                       "num_time_buckets": self.num_time_buckets})
+                       "num_time_buckets": self.num_time_buckets,
+                       "embeddings_initializer": self.embedding.get_config()["embeddings_initializer"]})
         return config

@@ -71,6 +71,9 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
       max_interests: k (paper: 4 on MovieLens).
       fixed_interests: None, or n for RDRSR-F.
       num_blocks, num_heads, dropout: the bidirectional encoder.
+      embeddings_initializer: the item (and position) tables' Keras initializer
+        (default: Glorot, as SASRec; see `SASRec` for why a large catalogue
+        wants one whose scale does not shrink with V, e.g. "uniform").
       temperature: Gumbel-softmax τ of the count (paper: 10).
       policy_hidden_dim: hidden width of the allocation policy (default d).
       num_negatives: o, sampled negatives per episode (paper: 99).
@@ -91,7 +94,7 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
     def __init__(self, vocab_size, max_len, embed_dim=64, window_len=10, max_interests=4, fixed_interests=None,
                  num_blocks=1, num_heads=1, dropout=0.2, temperature=10.0, policy_hidden_dim=None,
                  num_negatives=99, rl_weight=1.0, orthogonality_weight=1e-3, scoring="max", loss="sampled_ce",
-                 **kwargs):
+                 embeddings_initializer="glorot_uniform", **kwargs):
         if loss not in ("sampled_ce", "ce"):
             raise ValueError(f"RDRSR's `loss` is 'sampled_ce' or 'ce', got loss={loss!r}")
         if scoring not in SCORINGS:
@@ -115,7 +118,7 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
         self.orthogonality_weight = float(orthogonality_weight)
         self.scoring = scoring
         self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, self.window_len, dropout=dropout,
-                                               name="embedding")
+                                               embeddings_initializer=embeddings_initializer, name="embedding")
         self.discriminator = DynamicInterestDiscriminator(
             max_interests, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout, temperature=temperature,
             fixed_interests=fixed_interests, name="discriminator")
@@ -221,5 +224,6 @@ class RDRSR(EpisodeScoring, SequentialRecommender):
             "dropout": self.dropout, "temperature": self.temperature, "policy_hidden_dim": self.policy_hidden_dim,
             "num_negatives": self.num_negatives, "rl_weight": self.rl_weight,
             "orthogonality_weight": self.orthogonality_weight, "scoring": self.scoring,
+            "embeddings_initializer": self.embedding.get_config()["embeddings_initializer"],
         })
         return config

@@ -28,6 +28,9 @@ class RETR(SequentialRecommender):
       num_heads: h.
       dropout: dropout rate in the embedding and the blocks.
       temperature: Gumbel-softmax τ (paper: 0.8).
+      embeddings_initializer: the item (and position) tables' Keras initializer
+        (default: Glorot, as SASRec; see `SASRec` for why a large catalogue
+        wants one whose scale does not shrink with V, e.g. "uniform").
       use_router: False gives the "w/o pathway router" ablation (every real
         item routed; the rest of the architecture unchanged).
       hierarchical: False gives the "w/o hierarchical update" ablation.
@@ -49,7 +52,8 @@ class RETR(SequentialRecommender):
 
     def __init__(self, vocab_size, max_len, embed_dim=64, num_blocks=2, num_heads=1, dropout=0.2,
                  temperature=0.8, use_router=True, hierarchical=True, router_hidden_dim=None,
-                 keep_rate_weight=0.0, mask_keys=False, norm_first=False, loss="bpr", **kwargs):
+                 keep_rate_weight=0.0, mask_keys=False, norm_first=False, embeddings_initializer="glorot_uniform",
+                 loss="bpr", **kwargs):
         super().__init__(vocab_size, max_len, loss=loss, **kwargs)
         if int(num_blocks) <= 0:
             raise ValueError(f"`num_blocks` must be positive, got num_blocks={num_blocks}")
@@ -64,7 +68,8 @@ class RETR(SequentialRecommender):
         self.keep_rate_weight = float(keep_rate_weight)
         self.mask_keys = bool(mask_keys)
         self.norm_first = bool(norm_first)
-        self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, max_len, dropout=dropout, name="embedding")
+        self.embedding = ItemPositionEmbedding(vocab_size, embed_dim, max_len, dropout=dropout,
+                                               embeddings_initializer=embeddings_initializer, name="embedding")
         self.blocks = [
             PathTransformerBlock(num_heads, dropout=dropout, temperature=temperature, hierarchical=hierarchical,
                                  router_hidden_dim=router_hidden_dim, keep_rate_weight=keep_rate_weight,
@@ -107,5 +112,6 @@ class RETR(SequentialRecommender):
             "dropout": self.dropout, "temperature": self.temperature, "use_router": self.use_router,
             "hierarchical": self.hierarchical, "router_hidden_dim": self.router_hidden_dim,
             "keep_rate_weight": self.keep_rate_weight, "mask_keys": self.mask_keys, "norm_first": self.norm_first,
+            "embeddings_initializer": self.embedding.get_config()["embeddings_initializer"],
         })
         return config
