@@ -72,12 +72,12 @@ MODELS = {
 }
 # An item table whose scale does not shrink with the catalogue (docs/scale.md: the Glorot default
 # starts SASRec, RETR and HSTU slowly at 100k items and more): is it as good on small data?
-UNIFORM = {"embeddings_initializer": "uniform"}
-MODELS.update({f"{name}-uniform": (MODELS[name][0], {"hyperparameters": UNIFORM})
-               for name in ("sasrec", "gsasrec", "hstu", "retr")})
+UNIFORM_TABLE = ("sasrec", "gsasrec", "hstu", "retr")
+MODELS.update({f"{name}-uniform": (MODELS[name][0], {"hyperparameters": {"embeddings_initializer": "uniform"}})
+               for name in UNIFORM_TABLE})
 # the docs' tables' budgets (RDRSR: rdrsr_ml100k.RDRSR_EPOCHS); on the JD samples adasplit.py's
 FIXED_EPOCHS = {**DEFAULT_EPOCHS, "gsasrec": 200, "hstu": 200, "hstu-t0.05": 200, "retr": 200, "rdrsr": 60}
-FIXED_EPOCHS.update({f"{name}-uniform": FIXED_EPOCHS[name] for name in ("sasrec", "gsasrec", "hstu", "retr")})
+FIXED_EPOCHS.update({f"{name}-uniform": FIXED_EPOCHS[name] for name in UNIFORM_TABLE})
 PATIENCES = (5, 10, 20, 30, 50)
 PROTOCOLS = ("full", "sampled")
 METRICS = ("HR@10", "NDCG@10", "MRR")
